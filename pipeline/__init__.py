@@ -1,0 +1,1 @@
+"""The data path: Kafka -> decode -> embed -> index, plus the metadata store and training."""

@@ -1,0 +1,97 @@
+"""The speech demo set: Asterisk PBX prompts read by six voices (five speakers).
+
+The prompts come from Debian's asterisk-core-sounds-*-wav and
+asterisk-prompt-it-menardi-wav packages (CC-BY-SA 3.0 / CC-BY 3.0): 8 kHz mono
+PCM16, mostly 0.5-4 s. The same prompt names ("digits/7", "vm-goodbye") exist in
+every voice, which gives both a speaker task (label) and a word task (group).
+"""
+
+from collections.abc import Collection, Iterator
+from pathlib import Path
+
+import soundfile as sf
+
+from pipeline.data.items import DataItem
+from pipeline.decode.audio import MAX_SECONDS
+from schemas.items import Modality
+
+ASTERISK_ROOT = Path("/usr/share/asterisk/sounds")
+# Voice folder -> speaker label. Allison recorded both the English and the Spanish set.
+VOICES: dict[str, str] = {
+    "en_US_f_Allison": "allison",
+    "es_MX_f_Allison": "allison",
+    "fr_CA_f_June": "june",
+    "it_IT_m_Carlo": "carlo",
+    "it_IT_f_Menardi": "menardi",
+    "ru_RU_f_IvrvoiceRU": "ivrvoiceru",
+}
+_PACKAGES: dict[str, str] = {
+    "en_US_f_Allison": "asterisk-core-sounds-en-wav",
+    "es_MX_f_Allison": "asterisk-core-sounds-es-wav",
+    "fr_CA_f_June": "asterisk-core-sounds-fr-wav",
+    "it_IT_m_Carlo": "asterisk-core-sounds-it-wav",
+    "it_IT_f_Menardi": "asterisk-prompt-it-menardi-wav",
+    "ru_RU_f_IvrvoiceRU": "asterisk-core-sounds-ru-wav",
+}
+# Ten files of recorded room tone ("silence/1" .. "silence/10"): no speech, so no
+# speaker, and teaching the encoder that Allison's silence is Allison's would be wrong.
+_NOT_SPEECH = "silence"
+
+
+def iter_asterisk(
+    root: Path = ASTERISK_ROOT, *, words: Collection[str] | None = None
+) -> Iterator[DataItem]:
+    """Every usable prompt as `asterisk/<voice>/<word>`, by voice folder then word.
+
+    `words` keeps only those relative paths (e.g. a subset of `common_words`).
+    """
+    _require_voices(root)
+    wanted = None if words is None else frozenset(words)
+    for voice in sorted(VOICES):
+        for word, path in _voice_words(root, voice, wanted):
+            yield DataItem(
+                id=f"asterisk/{voice}/{word}",
+                modality=Modality.AUDIO,
+                label=VOICES[voice],
+                group=word,
+                path=path,
+                word=word,
+            )
+
+
+def common_words(root: Path = ASTERISK_ROOT) -> list[str]:
+    """The prompts every voice has, sorted: word pairs exist for each of them."""
+    _require_voices(root)
+    per_voice = [{word for word, _ in _voice_words(root, voice, None)} for voice in VOICES]
+    return sorted(set.intersection(*per_voice))
+
+
+def _voice_words(root: Path, voice: str, words: frozenset[str] | None) -> list[tuple[str, Path]]:
+    """(word, path) of one voice's usable prompts, sorted by word."""
+    folder = root / voice
+    found = []
+    for path in folder.rglob("*.wav"):
+        word = path.relative_to(folder).with_suffix("").as_posix()
+        if word.split("/", 1)[0] == _NOT_SPEECH or (words is not None and word not in words):
+            continue
+        if _decodable(path):
+            found.append((word, path))
+    return sorted(found)
+
+
+def _decodable(path: Path) -> bool:
+    """Leave out what the audio decoder would reject anyway (one empty file, the
+    minute-long demo monologues), so that streaming the demo set fills no dead letters.
+    """
+    info = sf.info(str(path))
+    return 0 < info.frames <= MAX_SECONDS * info.samplerate
+
+
+def _require_voices(root: Path) -> None:
+    missing = [voice for voice in VOICES if not (root / voice).is_dir()]
+    if missing:
+        packages = " ".join(sorted({_PACKAGES[voice] for voice in missing}))
+        raise FileNotFoundError(
+            f"Asterisk voices {', '.join(missing)} not found under {root}; install them with "
+            f"`sudo apt-get install --no-install-recommends {packages}`"
+        )

@@ -1,0 +1,76 @@
+"""Face image bytes -> the encoder's input: grayscale float32 (1, 112, 92) in [0, 1].
+
+The shape is that of the ORL faces, so the demo data passes through untouched and
+other photos are brought to the same framing. Payloads come from outside (Kafka,
+HTTP), so every way an image can be hostile or broken ends in `DecodeError`.
+"""
+
+import io
+
+import numpy as np
+from PIL import Image, ImageFile, ImageOps
+
+from pipeline.decode.errors import DecodeError
+
+FACE_HEIGHT = 112
+FACE_WIDTH = 92
+FACE_SHAPE = (1, FACE_HEIGHT, FACE_WIDTH)
+# The formats the contract promises (Pillow reads PGM through its PPM plugin); naming
+# them keeps Pillow's other, less hardened parsers away from untrusted bytes.
+ACCEPTED_FORMATS = ("PNG", "JPEG", "PPM")
+# Checked on the header before any pixel is decoded: far above any real photo of a
+# face, far below what could exhaust a worker's memory.
+MAX_PIXELS = 64 * 1024 * 1024
+MAX_SIDE = 16384
+MIN_SIDE = 8
+# Pillow keeps 16-bit grayscale (16-bit PNG, PGM with maxval > 255) in modes I and
+# I;16*, scaled to this full range.
+_WIDE_MAX = 65535.0
+
+
+def decode_face(data: bytes) -> np.ndarray:
+    """Decode a PNG, JPEG or PGM face; raises DecodeError for anything else."""
+    if not data:
+        raise DecodeError("empty image payload")
+    if ImageFile.LOAD_TRUNCATED_IMAGES:
+        # A process-wide Pillow switch some libraries flip; with it on, a truncated
+        # upload would decode as a half-grey face and be indexed without complaint.
+        raise RuntimeError("PIL.ImageFile.LOAD_TRUNCATED_IMAGES is set; refusing to decode faces")
+    try:
+        image = Image.open(io.BytesIO(data), formats=ACCEPTED_FORMATS)
+    except Image.DecompressionBombError as error:
+        raise DecodeError(f"image too large: {error}") from None
+    except Exception as error:
+        raise DecodeError(f"not a PNG, JPEG or PGM image ({error})") from None
+    _check_size(image.size)
+    try:
+        # JPEG only: decode at the smallest DCT scale that still covers twice the target.
+        image.draft("L", (2 * FACE_WIDTH, 2 * FACE_HEIGHT))
+        image.load()
+        gray = _grayscale(ImageOps.exif_transpose(image))
+        framed = ImageOps.fit(gray, (FACE_WIDTH, FACE_HEIGHT), Image.Resampling.BILINEAR)
+    except Exception as error:
+        # Pillow's parsers raise an open-ended set of exceptions (OSError, ValueError,
+        # SyntaxError, struct.error, ...) on corrupt data; all mean "undecodable".
+        raise DecodeError(f"corrupt or truncated {image.format} image ({error})") from None
+    scale = _WIDE_MAX if framed.mode == "I" else 255.0
+    pixels = np.asarray(framed, dtype=np.float32) / np.float32(scale)
+    return np.clip(pixels, 0.0, 1.0)[np.newaxis]
+
+
+def _check_size(size: tuple[int, int]) -> None:
+    width, height = size
+    if width * height > MAX_PIXELS or max(width, height) > MAX_SIDE:
+        raise DecodeError(
+            f"image dimensions {width}x{height} exceed the limit "
+            f"({MAX_SIDE} px a side, {MAX_PIXELS} pixels)"
+        )
+    if min(width, height) < MIN_SIDE:
+        raise DecodeError(f"image dimensions {width}x{height} are below {MIN_SIDE} px a side")
+
+
+def _grayscale(image: Image.Image) -> Image.Image:
+    """Mode L, or mode I (0..65535) for 16-bit sources, whose depth L would clip."""
+    if image.mode == "I" or image.mode.startswith("I;16"):
+        return image.convert("I")
+    return image.convert("L")

@@ -1,0 +1,1 @@
+"""The siamese encoder: energy functions, contrastive loss, networks and the model artifact."""

@@ -1,0 +1,102 @@
+"""What an encoder is and how it is trained, as frozen, JSON-round-trippable values.
+
+The encoder config travels inside the model artifact (so a loaded model rebuilds the exact
+network and energy it was trained with); the train config is stored next to each training run
+so its metrics can be reproduced.
+"""
+
+from dataclasses import asdict, dataclass
+from enum import Enum
+from typing import Any, Self
+
+from pipeline.embed.energy import ENERGIES
+from schemas.items import Modality
+
+
+class _JsonConfig:
+    """to_dict/from_dict for flat frozen dataclasses; __post_init__ restores what JSON loses."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return {key: _plain(value) for key, value in asdict(self).items()}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Self:
+        return cls(**data)
+
+
+def _plain(value: Any) -> Any:
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, tuple):
+        return list(value)
+    return value
+
+
+@dataclass(frozen=True)
+class EncoderConfig(_JsonConfig):
+    modality: Modality
+    # Output channels of each conv block; each block halves the spatial size.
+    channels: tuple[int, ...] = (32, 64, 128, 128)
+    embedding_dim: int = 128
+    dropout: float = 0.1
+    energy: str = "euclidean"
+    # Impostors closer than this are pushed apart. Unit embeddings put E in [0, 2] for both
+    # energies, so one scale fits either.
+    margin: float = 1.0
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "modality", Modality(self.modality))
+        object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
+        if not self.channels or self.embedding_dim < 1:
+            raise ValueError("an encoder needs at least one conv block and a positive dimension")
+        if self.energy not in ENERGIES:
+            raise ValueError(f"unknown energy {self.energy!r}; known: {sorted(ENERGIES)}")
+        if self.margin <= 0 or not 0 <= self.dropout < 1:
+            raise ValueError("margin must be positive and dropout in [0, 1)")
+
+
+@dataclass(frozen=True)
+class TrainConfig(_JsonConfig):
+    epochs: int = 30
+    # A P×K batch: P identities, K samples of each, so every batch holds genuine pairs.
+    identities_per_batch: int = 8
+    samples_per_identity: int = 4
+    lr: float = 2e-3
+    weight_decay: float = 1e-4
+    seed: int = 0
+    augment: bool = True
+    # Share of groups (people for faces, words for speech) kept out of training for calibration.
+    held_out_fraction: float = 0.2
+    # Wall-clock budget for the optimisation loop; training stops early when it is spent.
+    max_seconds: float = 180.0
+
+    def __post_init__(self) -> None:
+        if self.epochs < 1 or self.max_seconds <= 0:
+            raise ValueError("epochs and max_seconds must be positive")
+        if self.identities_per_batch < 2 or self.samples_per_identity < 2:
+            raise ValueError("a batch needs at least 2 identities with at least 2 samples each")
+        if not 0 < self.held_out_fraction < 1:
+            raise ValueError("held_out_fraction must be in (0, 1)")
+
+
+ENCODERS: dict[Modality, EncoderConfig] = {
+    Modality.FACE: EncoderConfig(modality=Modality.FACE),
+    Modality.AUDIO: EncoderConfig(modality=Modality.AUDIO),
+}
+
+# "default" is what the service trains (a few minutes per modality on a 2-core CPU);
+# "quick" is for tests on a subset of the data.
+PRESETS: dict[Modality, dict[str, TrainConfig]] = {
+    Modality.FACE: {
+        "default": TrainConfig(epochs=40, identities_per_batch=8, samples_per_identity=4),
+        "quick": TrainConfig(
+            epochs=10, identities_per_batch=8, samples_per_identity=4, max_seconds=25.0
+        ),
+    },
+    Modality.AUDIO: {
+        "default": TrainConfig(epochs=20, identities_per_batch=5, samples_per_identity=8),
+        "quick": TrainConfig(
+            epochs=5, identities_per_batch=5, samples_per_identity=6, max_seconds=25.0
+        ),
+    },
+}

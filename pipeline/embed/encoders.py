@@ -1,0 +1,89 @@
+"""The twin networks: small CNNs that map one face or one utterance to a unit embedding.
+
+Both modalities share one conv trunk and differ only in how the input is shrunk before it
+(the face is downsampled in both axes, the spectrogram only in time, keeping every mel band)
+so the two encoders cannot drift apart in anything but what their inputs demand.
+"""
+
+from itertools import pairwise
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from pipeline.embed.config import EncoderConfig
+from pipeline.embed.energy import Energy
+from schemas.items import Modality
+
+
+def _conv_block(c_in: int, c_out: int) -> nn.Sequential:
+    return nn.Sequential(
+        nn.Conv2d(c_in, c_out, kernel_size=3, padding=1, bias=False),
+        nn.BatchNorm2d(c_out),
+        nn.ReLU(inplace=True),
+        nn.MaxPool2d(2),
+    )
+
+
+class ConvEncoder(nn.Module):
+    """Input pooling -> conv blocks -> global average pool -> dropout -> linear -> L2 norm.
+
+    The unit-norm output keeps both energies in [0, 2] and makes the FAISS L2 index exact
+    for either of them.
+    """
+
+    # (height, width) factor the raw input is average-pooled by before the trunk.
+    input_pool: tuple[int, int] = (1, 1)
+
+    def __init__(self, config: EncoderConfig) -> None:
+        super().__init__()
+        self.config = config
+        widths = (1, *config.channels)
+        self.stem = nn.Sequential(nn.AvgPool2d(self.input_pool), nn.BatchNorm2d(1))
+        self.trunk = nn.Sequential(*(_conv_block(a, b) for a, b in pairwise(widths)))
+        self.head = nn.Sequential(
+            nn.AdaptiveAvgPool2d(1),
+            nn.Flatten(),
+            nn.Dropout(config.dropout),
+            nn.Linear(widths[-1], config.embedding_dim),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return F.normalize(self.head(self.trunk(self.stem(x))), dim=1)
+
+
+class FaceEncoder(ConvEncoder):
+    """Grayscale 112×92 faces, halved to 56×46: identity survives, compute drops fourfold."""
+
+    input_pool = (2, 2)
+
+
+class AudioEncoder(ConvEncoder):
+    """Log-mel (64 bands × T frames); time halved to 20 ms steps, which voice identity tolerates."""
+
+    input_pool = (2, 4)
+
+
+ENCODER_CLASSES: dict[Modality, type[ConvEncoder]] = {
+    Modality.FACE: FaceEncoder,
+    Modality.AUDIO: AudioEncoder,
+}
+
+
+def build_encoder(config: EncoderConfig) -> ConvEncoder:
+    return ENCODER_CLASSES[config.modality](config)
+
+
+class SiameseNetwork(nn.Module):
+    """Two identical branches joined by an energy: one encoder, applied to both inputs.
+
+    Sharing is structural (a single module), so both branches always have the same
+    weights and both contribute gradients to them.
+    """
+
+    def __init__(self, encoder: nn.Module, energy: Energy) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.energy = energy
+
+    def forward(self, x1: Tensor, x2: Tensor) -> Tensor:
+        return self.energy(self.encoder(x1), self.encoder(x2))

@@ -1,0 +1,1 @@
+"""FAISS indexes keyed by item id, their snapshots and the Ray actor that holds them."""

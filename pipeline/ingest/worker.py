@@ -1,0 +1,114 @@
+"""The ingest actor: a Kafka consumer-group member that feeds the index holders.
+
+Kafka's committed group offsets are informational (lag); the source of truth
+for "what has been indexed" is the offsets each index holder applied together
+with its vectors. On every partition assignment the consumer seeks to those,
+so a restarted actor or stack resumes exactly where the index is.
+"""
+
+import logging
+import threading
+from collections.abc import Mapping
+
+import ray
+import torch
+from kafka import ConsumerRebalanceListener, TopicPartition
+from kafka.consumer.fetcher import ConsumerRecord
+
+from pipeline.index.handles import load_holder_models
+from pipeline.ingest.batch import BatchResult, process_records
+from pipeline.ingest.dead_letter import dead_letter
+from pipeline.kafka.clients import make_consumer, make_producer
+from pipeline.settings import Settings
+from pipeline.store.metadata import MetadataStore
+from pipeline.store.payloads import PayloadStore
+from schemas.items import ITEM_TOPICS, Modality, topic_modality
+
+log = logging.getLogger(__name__)
+
+CONSUMER_GROUP = "twinstream-ingest"
+POLL_TIMEOUT_MS = 200
+RETRY_PAUSE_S = 1.0
+
+
+class _SeekToIndex(ConsumerRebalanceListener):
+    def __init__(self, worker: "IngestWorker") -> None:
+        self._worker = worker
+
+    def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
+        """Nothing to flush: every applied batch already moved its holder's offsets."""
+
+    def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
+        self._worker.seek_to_index(assigned)
+
+
+class IngestWorker:
+    def __init__(
+        self, settings: Settings, holders: Mapping[Modality, ray.actor.ActorHandle], batch_size: int
+    ) -> None:
+        torch.set_num_threads(settings.embed_threads)
+        self._settings = settings
+        self._holders = dict(holders)
+        self._batch_size = batch_size
+        self._store = MetadataStore.from_settings(settings)
+        self._payloads = PayloadStore(settings.payloads_dir)
+        self._models = load_holder_models(self._holders, self._store)
+        self._consumer = make_consumer(settings, CONSUMER_GROUP)
+        self._producer = make_producer(settings)
+        self._consumer.subscribe(
+            [ITEM_TOPICS[m] for m in self._holders], listener=_SeekToIndex(self)
+        )
+        self._stop = threading.Event()
+        self._counts = {"indexed": 0, "deleted": 0, "dead_lettered": 0, "batches": 0}
+        self._thread = threading.Thread(target=self._run, name="ingest", daemon=True)
+        self._thread.start()
+
+    def seek_to_index(self, partitions: list[TopicPartition]) -> None:
+        offsets = {m: ray.get(h.offsets.remote()) for m, h in self._holders.items()}
+        for tp in partitions:
+            offset = offsets[topic_modality(tp.topic)].get(tp.partition)
+            if offset is None:
+                self._consumer.seek_to_beginning(tp)
+            else:
+                self._consumer.seek(tp, offset)
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            polled = self._consumer.poll(timeout_ms=POLL_TIMEOUT_MS, max_records=self._batch_size)
+            records = [r for batch in polled.values() for r in batch]
+            if not records:
+                continue
+            try:
+                self._ingest(records)
+            except Exception:
+                # The batch was not applied: rewind to what the index holds and retry.
+                log.exception("ingest batch failed; replaying from the index's offsets")
+                self._stop.wait(RETRY_PAUSE_S)
+                self.seek_to_index(list(self._consumer.assignment()))
+
+    def _ingest(self, records: list[ConsumerRecord]) -> None:
+        result: BatchResult = process_records(
+            records, self._models, self._payloads, self._settings.max_item_bytes
+        )
+        for record, reason in result.rejected:
+            dead_letter(self._producer, record, reason)
+        # The dead letters must be durable before the offsets move past them.
+        self._producer.flush()
+        ray.get([self._holders[m].apply.remote(u) for m, u in result.updates.items()])
+        self._store.upsert_items(result.items)
+        for modality, item_ids in result.deletes.items():
+            self._store.delete_items(modality, item_ids)
+        self._consumer.commit()
+        self._counts["indexed"] += len(result.items)
+        self._counts["deleted"] += sum(len(ids) for ids in result.deletes.values())
+        self._counts["dead_lettered"] += len(result.rejected)
+        self._counts["batches"] += 1
+
+    def counts(self) -> dict[str, int]:
+        return dict(self._counts)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join()
+        self._consumer.close()
+        self._producer.close()

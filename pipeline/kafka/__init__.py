@@ -1,0 +1,1 @@
+"""Apache Kafka for twinstream: the embedded broker, its topics and client defaults."""

@@ -1,0 +1,102 @@
+"""The one place that builds kafka-python clients with twinstream's defaults.
+
+Producers, ingest consumers, the CLI and the tests all need the same size limits
+and delivery guarantees; building them here keeps a large item from passing one
+client and bouncing off another.
+"""
+
+from collections.abc import Iterable
+from typing import Any
+
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
+
+from pipeline.settings import Settings
+
+CLIENT_ID = "twinstream"
+# The broker and the topics accept messages well above the item limit, so an
+# oversized item still reaches the ingest actors, which dead-letter it with a
+# reason, instead of bouncing off the broker where nobody learns why.
+MIN_MESSAGE_BYTES = 64 * 1024 * 1024
+# Room for the key, the headers and the record-batch framing around an item.
+ENVELOPE_BYTES = 1024 * 1024
+
+
+def message_limit_bytes(settings: Settings) -> int:
+    """Largest message the broker, the topics and every client agree to carry."""
+    return max(MIN_MESSAGE_BYTES, settings.max_item_bytes + ENVELOPE_BYTES)
+
+
+def bootstrap_servers(settings: Settings) -> list[str]:
+    return [server.strip() for server in settings.kafka_bootstrap.split(",") if server.strip()]
+
+
+def _connection(settings: Settings) -> dict[str, Any]:
+    return {"bootstrap_servers": bootstrap_servers(settings), "client_id": CLIENT_ID}
+
+
+def make_producer(settings: Settings, **overrides: Any) -> KafkaProducer:
+    """A producer that never loses or duplicates an acknowledged item.
+
+    Keys and values stay raw bytes: item ids are encoded by the caller and
+    payloads are file bytes, so there is no serializer to disagree about.
+    """
+    config: dict[str, Any] = {
+        "acks": "all",
+        "enable_idempotence": True,
+        "max_request_size": message_limit_bytes(settings),
+        "allow_auto_create_topics": False,
+    }
+    return KafkaProducer(**(_connection(settings) | config | overrides))
+
+
+def make_consumer(settings: Settings, group_id: str | None, **overrides: Any) -> KafkaConsumer:
+    """A consumer that commits only what the caller has durably processed.
+
+    Starting from the earliest offset means a new group replays the whole topic,
+    which is how a fresh index is rebuilt from the broker.
+    """
+    limit = message_limit_bytes(settings)
+    config: dict[str, Any] = {
+        "group_id": group_id,
+        "enable_auto_commit": False,
+        "auto_offset_reset": "earliest",
+        "isolation_level": "read_committed",
+        "max_partition_fetch_bytes": limit,
+        "fetch_max_bytes": limit,
+    }
+    return KafkaConsumer(**(_connection(settings) | config | overrides))
+
+
+def make_admin(settings: Settings, **overrides: Any) -> KafkaAdminClient:
+    return KafkaAdminClient(**(_connection(settings) | overrides))
+
+
+def headers(**values: str | int | None) -> list[tuple[str, bytes]]:
+    """Kafka headers from keyword arguments, UTF-8 encoded.
+
+    Header names use hyphens (`content-type`), which keywords cannot, so each
+    underscore in a keyword becomes a hyphen. `None` leaves a header out, which
+    is how optional headers such as `label` are skipped.
+    """
+    return [
+        (name.replace("_", "-"), str(value).encode())
+        for name, value in values.items()
+        if value is not None
+    ]
+
+
+def header_value(msg_headers: Iterable[tuple[str, bytes | None]] | None, name: str) -> str | None:
+    """The decoded value of header `name`, or None when it is absent or null.
+
+    A repeated header yields its last value, the one added most recently.
+    """
+    found: bytes | None = None
+    for key, value in msg_headers or ():
+        if key == name:
+            found = value
+    if found is None:
+        return None
+    try:
+        return found.decode()
+    except UnicodeDecodeError as error:
+        raise ValueError(f"Kafka header {name!r} is not UTF-8: {found[:64]!r}") from error

@@ -1,0 +1,87 @@
+"""Verification metrics on pair distances (numpy only, so the service can report them anywhere).
+
+Convention throughout: a pair is called "same" when its distance E <= threshold; FAR is the
+share of impostor pairs called same, FRR the share of genuine pairs called different.
+"""
+
+import numpy as np
+
+from pipeline.embed.energy import Energy
+
+
+def roc_auc(scores_same: np.ndarray, scores_diff: np.ndarray) -> float:
+    """P(score of a genuine pair > score of an impostor pair), ties counting half.
+
+    Scores grow with similarity: pass −distance. This is the Mann–Whitney statistic, exact
+    with ties, in O((n + m) log m).
+    """
+    same = np.asarray(scores_same, dtype=np.float64)
+    diff = np.sort(np.asarray(scores_diff, dtype=np.float64))
+    if not len(same) or not len(diff):
+        raise ValueError("AUC needs at least one genuine and one impostor score")
+    below = np.searchsorted(diff, same, side="left")
+    at_or_below = np.searchsorted(diff, same, side="right")
+    return float((below + at_or_below).sum() / (2.0 * len(same) * len(diff)))
+
+
+def far_frr(distances: np.ndarray, same: np.ndarray, threshold: float) -> tuple[float, float]:
+    distances, same = np.asarray(distances), np.asarray(same, dtype=bool)
+    accepted = distances <= threshold
+    return float(accepted[~same].mean()), float((~accepted[same]).mean())
+
+
+def accuracy_at(distances: np.ndarray, same: np.ndarray, threshold: float) -> float:
+    return float(((np.asarray(distances) <= threshold) == np.asarray(same, dtype=bool)).mean())
+
+
+def eer(distances: np.ndarray, same: np.ndarray) -> tuple[float, float]:
+    """(equal error rate, threshold at which FAR and FRR meet).
+
+    Rates only change at observed distances; the candidate cut with the smallest |FAR − FRR|
+    (then the smallest FAR + FRR) wins, and the threshold is placed midway to the next observed
+    distance so it does not sit on a training point.
+    """
+    distances = np.asarray(distances, dtype=np.float64)
+    same = np.asarray(same, dtype=bool)
+    n_same, n_diff = int(same.sum()), int((~same).sum())
+    if not n_same or not n_diff:
+        raise ValueError("EER needs at least one genuine and one impostor pair")
+    cuts = np.unique(distances)
+    accepted_diff = np.searchsorted(np.sort(distances[~same]), cuts, side="right")
+    accepted_same = np.searchsorted(np.sort(distances[same]), cuts, side="right")
+    far = accepted_diff / n_diff
+    frr = 1.0 - accepted_same / n_same
+    best = np.lexsort((far + frr, np.abs(far - frr)))[0]
+    upper = cuts[best + 1] if best + 1 < len(cuts) else cuts[best]
+    return float((far[best] + frr[best]) / 2.0), float((cuts[best] + upper) / 2.0)
+
+
+def pair_distances(
+    embeddings: np.ndarray, labels: np.ndarray, energy: Energy
+) -> tuple[np.ndarray, np.ndarray]:
+    """(E, same) for every pair i < j of unit embeddings.
+
+    Goes through squared L2 and `energy.from_squared_l2`, the same path a FAISS search takes,
+    so a threshold calibrated here means the same thing on index results.
+    """
+    d2 = _squared_l2_matrix(embeddings)
+    labels = np.asarray(labels)
+    i, j = np.triu_indices(len(labels), k=1)
+    return energy.from_squared_l2(d2[i, j]), labels[i] == labels[j]
+
+
+def nearest_neighbour_accuracy(embeddings: np.ndarray, labels: np.ndarray) -> float:
+    """Leave-one-out 1-NN label accuracy: how often a search's top match has the right label.
+
+    Squared L2 ranks neighbours the same way as either energy does on unit vectors.
+    """
+    d2 = _squared_l2_matrix(embeddings)
+    np.fill_diagonal(d2, np.inf)
+    labels = np.asarray(labels)
+    return float((labels[d2.argmin(axis=1)] == labels).mean())
+
+
+def _squared_l2_matrix(embeddings: np.ndarray) -> np.ndarray:
+    x = np.asarray(embeddings, dtype=np.float64)
+    norms = (x * x).sum(axis=1)
+    return np.maximum(norms[:, None] + norms[None, :] - 2.0 * x @ x.T, 0.0)

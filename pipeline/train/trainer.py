@@ -1,0 +1,227 @@
+"""Train an encoder with the contrastive loss and calibrate its threshold on unseen groups.
+
+One call does what a model version needs: split by group, train on P×K in-batch pairs (plus
+any explicit labelled pairs), embed the held-out groups, and pick the EER operating point as
+the threshold the service will answer "same" with. Everything random is seeded from the train
+config, so a run reproduces its metrics (unless the wall-clock budget cuts it short).
+"""
+
+import os
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from pipeline.embed.config import EncoderConfig, TrainConfig
+from pipeline.embed.encoders import build_encoder
+from pipeline.embed.energy import energy_by_name
+from pipeline.embed.loss import ContrastiveLoss
+from pipeline.embed.model import EmbeddingModel, new_version
+from pipeline.train.batches import PairBatches
+from pipeline.train.metrics import (
+    accuracy_at,
+    eer,
+    far_frr,
+    nearest_neighbour_accuracy,
+    pair_distances,
+    roc_auc,
+)
+from pipeline.train.split import split_by_group
+from schemas.items import Modality
+
+Progress = Callable[[float, str], None]
+
+
+@dataclass(frozen=True)
+class Sample:
+    """A decoded, labelled item. `group` decides the split (person for faces, word for speech)."""
+
+    id: str
+    label: str
+    group: str
+    x: np.ndarray
+
+
+@dataclass(frozen=True)
+class TrainResult:
+    model: EmbeddingModel
+    threshold: float
+    metrics: dict[str, Any]
+    counts: dict[str, int]
+
+
+def _augment_faces(x: Tensor, gen: torch.Generator) -> Tensor:
+    """Small rotations, zooms and shifts, mirror images, brightness/contrast changes: the
+    variation between two photos of one person that the network should learn to ignore."""
+    n = x.shape[0]
+    angle = torch.deg2rad(8.0 * (2 * torch.rand(n, generator=gen) - 1))
+    scale = 1.0 + 0.1 * (2 * torch.rand(n, generator=gen) - 1)
+    mirror = torch.where(torch.rand(n, generator=gen) < 0.5, -1.0, 1.0)
+    shift = 0.06 * (2 * torch.rand(n, 2, generator=gen) - 1)
+    cos, sin = torch.cos(angle) / scale, torch.sin(angle) / scale
+    theta = torch.stack(
+        [
+            torch.stack([cos * mirror, -sin, shift[:, 0]], 1),
+            torch.stack([sin * mirror, cos, shift[:, 1]], 1),
+        ],
+        dim=1,
+    )
+    grid = F.affine_grid(theta, list(x.shape), align_corners=False)
+    x = F.grid_sample(x, grid, padding_mode="border", align_corners=False)
+    contrast = 0.8 + 0.4 * torch.rand(n, 1, 1, 1, generator=gen)
+    brightness = 0.1 * (2 * torch.rand(n, 1, 1, 1, generator=gen) - 1)
+    return ((x - 0.5) * contrast + 0.5 + brightness).clamp(0.0, 1.0)
+
+
+def _augment_audio(x: Tensor, gen: torch.Generator) -> Tensor:
+    """Loudness changes (an additive offset in log-mel), time shifts, and a little noise: the
+    variation between two recordings of one voice that the network should ignore."""
+    n, _, _, t = x.shape
+    gain = 2.0 * torch.rand(n, 1, 1, 1, generator=gen) - 1.0
+    shifts = torch.randint(-t // 10, t // 10 + 1, (n,), generator=gen).tolist()
+    x = torch.stack([torch.roll(x[i], shifts[i], dims=-1) for i in range(n)])
+    return x + gain + 0.1 * torch.randn(x.shape, generator=gen)
+
+
+AUGMENTATIONS: dict[Modality, Callable[[Tensor, torch.Generator], Tensor]] = {
+    Modality.FACE: _augment_faces,
+    Modality.AUDIO: _augment_audio,
+}
+
+
+def train_model(
+    samples: Sequence[Sample],
+    encoder_config: EncoderConfig,
+    train_config: TrainConfig,
+    progress: Progress | None = None,
+    pairs: Sequence[tuple[int, int, bool]] = (),
+    version: str | None = None,
+    threads: int | None = None,
+) -> TrainResult:
+    """Train, calibrate and evaluate one model version.
+
+    `pairs` are explicit (index, index, same) pairs into `samples`; those with an end in a
+    held-out group are left out, since training on them would leak into calibration.
+    `threads` defaults to every core; the previous torch setting is restored afterwards.
+    """
+    report = progress or (lambda fraction, message: None)
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(threads or os.cpu_count() or 1)
+    try:
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(train_config.seed)
+            return _train(samples, encoder_config, train_config, report, pairs, version)
+    finally:
+        torch.set_num_threads(previous_threads)
+
+
+def _train(
+    samples: Sequence[Sample],
+    encoder_config: EncoderConfig,
+    cfg: TrainConfig,
+    report: Progress,
+    pairs: Sequence[tuple[int, int, bool]],
+    version: str | None,
+) -> TrainResult:
+    train, held_out = split_by_group(samples, cfg.held_out_fraction, cfg.seed)
+    train_pairs = _pairs_within(samples, train, pairs)
+    batches = PairBatches(
+        [s.label for s in train],
+        cfg.identities_per_batch,
+        cfg.samples_per_identity,
+        seed=cfg.seed,
+        pairs=train_pairs,
+    )
+    x_train = torch.from_numpy(np.stack([s.x for s in train]).astype(np.float32))
+    encoder = build_encoder(encoder_config)
+    criterion = ContrastiveLoss(energy_by_name(encoder_config.energy), encoder_config.margin)
+    optimizer = torch.optim.AdamW(encoder.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    total_steps = cfg.epochs * len(batches)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, cfg.lr, total_steps=total_steps)
+    augment = AUGMENTATIONS[encoder_config.modality] if cfg.augment else None
+    gen = torch.Generator().manual_seed(cfg.seed)
+
+    encoder.train()
+    started = time.monotonic()
+    step, epoch, losses = 0, 0, []
+    while epoch < cfg.epochs and time.monotonic() - started < cfg.max_seconds:
+        losses = []
+        for batch in batches:
+            x = x_train[torch.from_numpy(batch.indices)]
+            emb = encoder(augment(x, gen) if augment else x)
+            loss = criterion(
+                emb[torch.from_numpy(batch.first)],
+                emb[torch.from_numpy(batch.second)],
+                torch.from_numpy(batch.same),
+            )
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            losses.append(loss.item())
+            step += 1
+            if time.monotonic() - started >= cfg.max_seconds:
+                break
+        epoch += 1
+        elapsed = time.monotonic() - started
+        fraction = max(step / total_steps, min(elapsed / cfg.max_seconds, 1.0))
+        report(0.95 * fraction, f"epoch {epoch}/{cfg.epochs} loss {np.mean(losses):.4f}")
+    train_seconds = time.monotonic() - started
+
+    report(0.95, "calibrating on held-out groups")
+    model = EmbeddingModel(
+        encoder, version or new_version(encoder_config.modality.value), float("nan")
+    )
+    held_labels = np.array([s.label for s in held_out])
+    embeddings = model.embed(np.stack([s.x for s in held_out]))
+    distances, same = pair_distances(embeddings, held_labels, model.energy)
+    equal_error, threshold = eer(distances, same)
+    model.threshold = threshold
+    far, frr = far_frr(distances, same, threshold)
+    metrics: dict[str, Any] = {
+        "eer": equal_error,
+        "auc": roc_auc(-distances[same], -distances[~same]),
+        "accuracy": accuracy_at(distances, same, threshold),
+        "far": far,
+        "frr": frr,
+        "threshold": threshold,
+        "genuine_mean": float(distances[same].mean()),
+        "impostor_mean": float(distances[~same].mean()),
+        "nn_accuracy": nearest_neighbour_accuracy(embeddings, held_labels),
+        "final_loss": float(np.mean(losses)) if losses else float("nan"),
+        "epochs": epoch,
+        "steps": step,
+        "train_seconds": train_seconds,
+        "stopped_early": step < total_steps,
+    }
+    counts = {
+        "train_samples": len(train),
+        "held_out_samples": len(held_out),
+        "train_groups": len({s.group for s in train}),
+        "held_out_groups": len({s.group for s in held_out}),
+        "train_labels": len({s.label for s in train}),
+        "held_out_pairs": len(distances),
+        "held_out_genuine_pairs": int(same.sum()),
+        "explicit_pairs_used": len(train_pairs),
+        "explicit_pairs_dropped": len(pairs) - len(train_pairs),
+    }
+    report(1.0, f"held-out EER {equal_error:.3f} at E <= {threshold:.4f}")
+    return TrainResult(model=model, threshold=threshold, metrics=metrics, counts=counts)
+
+
+def _pairs_within(
+    samples: Sequence[Sample], train: Sequence[Sample], pairs: Sequence[tuple[int, int, bool]]
+) -> list[tuple[int, int, bool]]:
+    """Explicit pairs re-indexed into `train`; pairs touching a held-out sample are dropped."""
+    position = {id(s): i for i, s in enumerate(train)}
+    kept = []
+    for a, b, same in pairs:
+        ia, ib = position.get(id(samples[a])), position.get(id(samples[b]))
+        if ia is not None and ib is not None:
+            kept.append((ia, ib, bool(same)))
+    return kept

@@ -1,0 +1,1 @@
+"""Wire formats shared by the pipeline and the services: Kafka topics and headers, HTTP models."""

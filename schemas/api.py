@@ -1,0 +1,98 @@
+"""HTTP request and response models: the typed surface of the query API (see CONTRACT.md)."""
+
+import base64
+import binascii
+from typing import Self
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+from schemas.items import Modality
+
+
+class ItemRef(BaseModel):
+    """An item already in the index (`id`) or raw file bytes to embed now (`data`)."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"id": "orl/s7/3"}, {"data": "UDUKOTIgMTEyCjI1NQo..."}]},
+    )
+
+    id: str | None = Field(default=None, min_length=1, max_length=1024)
+    data: str | None = Field(default=None, min_length=1, description="base64 file bytes")
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> Self:
+        if (self.id is None) == (self.data is None):
+            raise ValueError("give exactly one of 'id' or 'data'")
+        return self
+
+    def payload(self) -> bytes:
+        """The decoded `data`; a ValueError names the problem for a 422."""
+        try:
+            return base64.b64decode(self.data or "", validate=True)
+        except binascii.Error as error:
+            raise ValueError(f"'data' is not valid base64: {error}") from error
+
+
+class SimilarityRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [{"modality": "face", "a": {"id": "orl/s1/1"}, "b": {"id": "orl/s1/2"}}]
+        },
+    )
+
+    modality: Modality
+    a: ItemRef
+    b: ItemRef
+
+
+class SimilarityResponse(BaseModel):
+    distance: float = Field(description="energy E of the active model")
+    same: bool = Field(description="distance <= threshold")
+    threshold: float = Field(description="calibrated on held-out data for this model version")
+    model_version: str
+
+
+class SearchRequest(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"modality": "face", "item": {"id": "orl/s1/1"}, "k": 5}]},
+    )
+
+    modality: Modality
+    item: ItemRef
+    k: int = Field(default=5, ge=1, le=1000)
+    label: str | None = Field(default=None, description="only match items with this label")
+
+
+class Match(BaseModel):
+    id: str
+    label: str | None
+    distance: float
+    same: bool
+
+
+class SearchResponse(BaseModel):
+    matches: list[Match] = Field(description="nearest first")
+    model_version: str
+
+
+class Problem(BaseModel):
+    """RFC 9457 problem details, the body of every error response."""
+
+    type: str = "about:blank"
+    title: str
+    status: int
+    detail: str
+
+
+class Health(BaseModel):
+    status: str
+
+
+class Readiness(BaseModel):
+    ready: bool
+    checks: dict[str, bool]
+    model_versions: dict[Modality, str]
+    index_sizes: dict[Modality, int]

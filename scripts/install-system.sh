@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Installs the Debian packages twinstream needs, only those that are missing:
+# the asterisk speech data, Java + Maven (to resolve and run Apache Kafka) and,
+# for the test suite, PostgreSQL. Idempotent: a second run installs nothing.
+set -euo pipefail
+
+want=(asterisk-core-sounds-en-wav asterisk-core-sounds-es-wav asterisk-core-sounds-fr-wav
+      asterisk-core-sounds-it-wav asterisk-core-sounds-ru-wav asterisk-prompt-it-menardi-wav)
+command -v java >/dev/null || want+=(openjdk-17-jre-headless)
+command -v mvn >/dev/null || want+=(maven)
+if [[ "${1:-}" == "--test" ]]; then
+  command -v pg_ctlcluster >/dev/null || want+=(postgresql)
+fi
+
+missing=()
+for pkg in "${want[@]}"; do
+  dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || missing+=("$pkg")
+done
+[[ ${#missing[@]} -eq 0 ]] && exit 0
+
+sudo=""
+[[ $(id -u) -eq 0 ]] || sudo="sudo"
+echo "installing: ${missing[*]}"
+$sudo apt-get update -qq
+# Without --no-install-recommends the Menardi prompts pull in the Asterisk server.
+DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}"

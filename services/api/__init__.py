@@ -1,0 +1,1 @@
+"""The query API: FastAPI routers served by a Ray Serve deployment."""

@@ -1,0 +1,131 @@
+"""The query logic behind the routers: resolve item refs to vectors, search, compare.
+
+Embedding runs in a worker thread so a slow decode never stalls the event loop
+that the replica's other requests share.
+"""
+
+import asyncio
+import socket
+
+import numpy as np
+from pipeline.decode.registry import decode
+from ray.actor import ActorHandle
+
+from pipeline.decode.errors import DecodeError
+from pipeline.embed.model import EmbeddingModel
+from pipeline.index.handles import holder_handles, load_holder_models
+from pipeline.kafka.clients import bootstrap_servers
+from pipeline.settings import Settings
+from pipeline.store.metadata import MetadataStore
+from schemas.api import (
+    ItemRef,
+    Match,
+    Readiness,
+    SearchRequest,
+    SearchResponse,
+    SimilarityRequest,
+    SimilarityResponse,
+)
+from schemas.items import Modality
+from services.api.problems import not_found, unprocessable
+
+KAFKA_PROBE_TIMEOUT_S = 1.0
+
+
+class QueryEngine:
+    def __init__(
+        self,
+        settings: Settings,
+        holders: dict[Modality, ActorHandle],
+        models: dict[Modality, EmbeddingModel],
+    ) -> None:
+        self.settings = settings
+        self._holders = holders
+        self._models = models
+
+    @classmethod
+    def connect(cls, settings: Settings) -> "QueryEngine":
+        holders = holder_handles()
+        return cls(
+            settings, holders, load_holder_models(holders, MetadataStore.from_settings(settings))
+        )
+
+    def _embed(self, modality: Modality, payload: bytes) -> np.ndarray:
+        return self._models[modality].embed(decode(modality, payload)[np.newaxis])[0]
+
+    async def _vector(self, modality: Modality, ref: ItemRef) -> np.ndarray:
+        if ref.id is not None:
+            found = await self._holders[modality].vector.remote(ref.id)
+            if found is None:
+                raise not_found(f"no {modality.value} item with id {ref.id!r} is indexed")
+            return found[0]
+        try:
+            return await asyncio.to_thread(self._embed, modality, ref.payload())
+        except (DecodeError, ValueError) as error:
+            raise unprocessable(str(error)) from error
+
+    def _energy(self, modality: Modality, squared_l2: np.ndarray) -> np.ndarray:
+        return self._models[modality].energy.from_squared_l2(squared_l2)
+
+    async def similarity(self, request: SimilarityRequest) -> SimilarityResponse:
+        model = self._models[request.modality]
+        a, b = await asyncio.gather(
+            self._vector(request.modality, request.a), self._vector(request.modality, request.b)
+        )
+        squared = np.asarray([np.sum((a - b) ** 2)], dtype=np.float64)
+        distance = float(self._energy(request.modality, squared)[0])
+        return SimilarityResponse(
+            distance=distance,
+            same=distance <= model.threshold,
+            threshold=model.threshold,
+            model_version=model.version,
+        )
+
+    async def search(self, request: SearchRequest) -> SearchResponse:
+        model = self._models[request.modality]
+        vector = await self._vector(request.modality, request.item)
+        hits = (
+            await self._holders[request.modality].search.remote(
+                vector[np.newaxis], request.k, request.label
+            )
+        )[0]
+        distances = self._energy(
+            request.modality, np.asarray([h.squared_l2 for h in hits], dtype=np.float64)
+        )
+        return SearchResponse(
+            matches=[
+                Match(
+                    id=h.item_id, label=h.label, distance=float(d), same=bool(d <= model.threshold)
+                )
+                for h, d in zip(hits, distances, strict=True)
+            ],
+            model_version=model.version,
+        )
+
+    def _kafka_reachable(self) -> bool:
+        host, _, port = bootstrap_servers(self.settings)[0].rpartition(":")
+        try:
+            with socket.create_connection((host.strip("[]"), int(port)), KAFKA_PROBE_TIMEOUT_S):
+                return True
+        except OSError:
+            return False
+
+    async def readiness(self) -> Readiness:
+        sizes = dict(
+            zip(
+                self._holders,
+                await asyncio.gather(*(h.size.remote() for h in self._holders.values())),
+                strict=True,
+            )
+        )
+        checks = {
+            "models_loaded": set(self._models) == set(Modality),
+            "indexes_loaded": set(sizes) == set(Modality),
+            "kafka_reachable": await asyncio.to_thread(self._kafka_reachable),
+        }
+        return Readiness(
+            ready=all(checks.values()),
+            checks=checks,
+            model_versions={m: model.version for m, model in self._models.items()},
+            index_sizes=sizes,
+        )

@@ -1,0 +1,26 @@
+"""Liveness and readiness probes for orchestrators and `make run`."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+from fastapi.responses import JSONResponse
+
+from schemas.api import Health, Readiness
+from services.api.dependencies import get_engine
+from services.api.engine import QueryEngine
+
+router = APIRouter(tags=["health"])
+
+
+@router.get("/healthz")
+async def healthz() -> Health:
+    return Health(status="ok")
+
+
+@router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
+async def readyz(engine: Annotated[QueryEngine, Depends(get_engine)]) -> JSONResponse:
+    """200 when models, indexes and Kafka are all there; 503 with the failing checks otherwise."""
+    readiness = await engine.readiness()
+    return JSONResponse(
+        readiness.model_dump(mode="json"), status_code=200 if readiness.ready else 503
+    )

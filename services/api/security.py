@@ -1,0 +1,39 @@
+"""API-key protection for `/v1/*` and the rule that a public bind must have one."""
+
+import hmac
+from typing import Annotated
+
+from fastapi import Depends, Header
+
+from pipeline.settings import Settings, is_loopback
+from services.api.dependencies import get_engine
+from services.api.engine import QueryEngine
+from services.api.problems import ProblemError
+
+
+class InsecureBind(RuntimeError):
+    pass
+
+
+def check_bind(settings: Settings) -> None:
+    """Refuse to expose an unauthenticated API beyond this machine."""
+    if settings.api_key is None and not is_loopback(settings.http_host):
+        raise InsecureBind(
+            f"refusing to bind {settings.http_host} without TWINSTREAM_API_KEY: "
+            "set a key or bind 127.0.0.1"
+        )
+
+
+def require_api_key(
+    engine: Annotated[QueryEngine, Depends(get_engine)],
+    x_api_key: Annotated[str | None, Header()] = None,
+) -> None:
+    expected = engine.settings.api_key
+    if expected is None:
+        return
+    secret = expected.get_secret_value().encode()
+    if x_api_key is None or not hmac.compare_digest(x_api_key.encode(), secret):
+        raise ProblemError(401, "Unauthorized", "missing or wrong x-api-key header")
+
+
+API_KEY = Depends(require_api_key)

@@ -1,0 +1,130 @@
+"""The local stack: Kafka broker, Ray, index holders, ingest actors and the Serve API.
+
+Start order follows the data path, so each part finds what it needs already
+running; stop order is the reverse, with a final index snapshot so the next
+start resumes from the log position the index reflects.
+"""
+
+import os
+import time
+from collections.abc import Callable, Mapping, Sequence
+
+import ray
+from ray import serve
+from ray.actor import ActorHandle
+
+from pipeline.index.handles import NAMESPACE, holder_name
+from pipeline.index.holder import IndexHolder
+from pipeline.ingest.worker import IngestWorker
+from pipeline.kafka.launcher import EmbeddedKafka
+from pipeline.kafka.topics import ensure_topics
+from pipeline.settings import Settings
+from pipeline.store.metadata import MetadataStore
+from schemas.items import Modality
+from services.api.deployment import QueryService
+from services.api.security import check_bind
+
+SERVE_APP = "twinstream"
+Log = Callable[[str], None]
+
+
+class NoActiveModel(RuntimeError):
+    pass
+
+
+class Stack:
+    def __init__(self, settings: Settings, log: Log = print) -> None:
+        self.settings = settings
+        self._log = log
+        self._kafka = EmbeddedKafka(settings) if settings.kafka_embedded else None
+        self._kafka_was_running = False
+        self.holders: dict[Modality, ActorHandle] = {}
+        self.workers: list[ActorHandle] = []
+
+    @property
+    def url(self) -> str:
+        return f"http://{self.settings.http_host}:{self.settings.http_port}"
+
+    def start_kafka(self) -> None:
+        if self._kafka is not None:
+            self._kafka_was_running = self._kafka.status().running
+            self._log(f"kafka: embedded broker at {self.settings.kafka_bootstrap}")
+            self._kafka.ensure_jars()
+            self._kafka.start()
+        ensure_topics(self.settings)
+
+    def start_ray(self) -> None:
+        os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        self._log(f"ray: {self.settings.ray_address or 'local'}")
+        ray.init(
+            address=self.settings.ray_address,
+            namespace=NAMESPACE,
+            include_dashboard=False,
+            configure_logging=False,
+            log_to_driver=False,
+        )
+
+    def start_services(self) -> None:
+        """Holders, ingest actors and the API; needs an active model per modality."""
+        store = MetadataStore.from_settings(self.settings)
+        gpu = self.settings.ingest_num_gpus
+        if gpu is None:
+            gpu = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
+        for modality in Modality:
+            model = store.active_model(modality)
+            if model is None:
+                raise NoActiveModel(f"no active {modality.value} model: run `twinstream train`")
+            dim = model.config["encoder"]["embedding_dim"]
+            self.holders[modality] = (
+                ray.remote(IndexHolder)
+                .options(name=holder_name(modality), num_cpus=0, get_if_exists=True)
+                .remote(self.settings.index_dir / modality.value, model.version, dim)
+            )
+        self._log(f"ingest: {self.settings.ingest_actors} actor(s), {'GPU' if gpu else 'CPU'}")
+        self.workers = [
+            ray.remote(IngestWorker)
+            .options(num_cpus=1, num_gpus=gpu, max_restarts=-1)
+            .remote(self.settings, self.holders, self.settings.ingest_batch_size)
+            for _ in range(self.settings.ingest_actors)
+        ]
+        ray.get([w.counts.remote() for w in self.workers])
+        serve.start(http_options={"host": self.settings.http_host, "port": self.settings.http_port})
+        serve.run(QueryService.bind(self.settings), name=SERVE_APP, route_prefix="/")
+        self._log(f"api: {self.url}")
+
+    def start(self) -> None:
+        check_bind(self.settings)
+        self.start_kafka()
+        self.start_ray()
+        self.start_services()
+
+    def wait_indexed(self, ids: Mapping[Modality, Sequence[str]], timeout_s: float) -> None:
+        """Block until every id is searchable; TimeoutError names how many are missing."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            missing = sum(
+                not present
+                for modality, wanted in ids.items()
+                for present in ray.get(self.holders[modality].contains.remote(list(wanted)))
+            )
+            if missing == 0:
+                return
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"{missing} items still not indexed after {timeout_s:.0f}s")
+            time.sleep(0.5)
+
+    def counts(self) -> dict[str, int]:
+        totals: dict[str, int] = {}
+        for counts in ray.get([w.counts.remote() for w in self.workers]):
+            for key, value in counts.items():
+                totals[key] = totals.get(key, 0) + value
+        return totals
+
+    def stop(self) -> None:
+        if ray.is_initialized():
+            ray.get([w.stop.remote() for w in self.workers])
+            ray.get([h.snapshot.remote() for h in self.holders.values()])
+            serve.shutdown()
+            ray.shutdown()
+        if self._kafka is not None and not self._kafka_was_running:
+            self._kafka.stop()

@@ -1,0 +1,86 @@
+"""Pytest plugin: the whole twinstream stack on real parts, with demo data streamed through it.
+
+Models are trained with the quick preset on the data that will be indexed, the
+held-out items (ORL shot 10, a few unseen words) are never produced, and tests
+query with them over real HTTP. One stack per session: Ray + Serve cost ~15 s.
+"""
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+import httpx
+import pytest
+
+from pipeline.data.asterisk import common_words, iter_asterisk
+from pipeline.data.items import DataItem
+from pipeline.data.orl import iter_orl
+from pipeline.produce import produce_items
+from pipeline.settings import Settings
+from pipeline.store.metadata import MetadataStore
+from pipeline.train.job import item_samples, train_and_register
+from schemas.items import Modality
+from services.stack import Stack
+
+TEST_HTTP_PORT = 18000
+HELD_OUT_SHOT = "10"
+INDEXED_WORDS = 30
+HELD_OUT_WORDS = 4
+INGEST_TIMEOUT_S = 300
+
+
+@dataclass(frozen=True)
+class DemoData:
+    indexed: dict[Modality, list[DataItem]]
+    held_out: dict[Modality, list[DataItem]]
+
+
+@pytest.fixture(scope="session")
+def demo_data() -> DemoData:
+    faces = list(iter_orl())
+    words = common_words()
+    speech_indexed = list(iter_asterisk(words=words[:INDEXED_WORDS]))
+    speech_held_out = list(
+        iter_asterisk(words=words[INDEXED_WORDS : INDEXED_WORDS + HELD_OUT_WORDS])
+    )
+    return DemoData(
+        indexed={
+            Modality.FACE: [f for f in faces if not f.id.endswith(f"/{HELD_OUT_SHOT}")],
+            Modality.AUDIO: speech_indexed,
+        },
+        held_out={
+            Modality.FACE: [f for f in faces if f.id.endswith(f"/{HELD_OUT_SHOT}")],
+            Modality.AUDIO: speech_held_out,
+        },
+    )
+
+
+@pytest.fixture(scope="session")
+def stack_settings(kafka_settings: Settings) -> Settings:
+    return Settings(
+        state_dir=kafka_settings.state_dir,
+        kafka_bootstrap=kafka_settings.kafka_bootstrap,
+        http_port=TEST_HTTP_PORT,
+        train_preset="quick",
+    )
+
+
+@pytest.fixture(scope="session")
+def stack(stack_settings: Settings, demo_data: DemoData) -> Iterator[Stack]:
+    store = MetadataStore.from_settings(stack_settings)
+    for modality, items in demo_data.indexed.items():
+        samples = item_samples(modality, items)
+        train_and_register(stack_settings, store, modality, samples, activate=True)
+    running = Stack(stack_settings)
+    running.start()
+    try:
+        sent = {m: produce_items(stack_settings, items) for m, items in demo_data.indexed.items()}
+        running.wait_indexed({m: [i.id for i in s] for m, s in sent.items()}, INGEST_TIMEOUT_S)
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture(scope="session")
+def api(stack: Stack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=stack.url, timeout=60) as client:
+        yield client

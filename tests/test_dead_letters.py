@@ -1,0 +1,102 @@
+"""Bad input goes to the dead-letter topic with its reason; good items around it are indexed."""
+
+import io
+import time
+import uuid
+
+import ray
+from PIL import Image
+
+from pipeline.kafka.clients import header_value, headers, make_consumer, make_producer
+from schemas.items import DLQ_TOPIC, ITEM_TOPICS, Modality
+
+DLQ_WAIT_S = 120
+
+
+def _jpeg(face_pgm: bytes) -> bytes:
+    out = io.BytesIO()
+    Image.open(io.BytesIO(face_pgm)).save(out, format="JPEG")
+    return out.getvalue()
+
+
+def _dead_letters(settings, wanted: set[bytes]) -> dict[bytes, list]:
+    consumer = make_consumer(settings, group_id=None)
+    consumer.subscribe([DLQ_TOPIC])
+    found: dict[bytes, list] = {}
+    deadline = time.monotonic() + DLQ_WAIT_S
+    try:
+        while not wanted <= set(found) and time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=500).values():
+                for record in records:
+                    if record.key in wanted:
+                        found[record.key] = record
+    finally:
+        consumer.close()
+    return found
+
+
+def test_bad_items_are_dead_lettered_and_good_ones_indexed(stack, stack_settings, demo_data):
+    run = uuid.uuid4().hex[:8]
+    face = demo_data.held_out[Modality.FACE][0].read_bytes()
+    wav = demo_data.held_out[Modality.AUDIO][0].read_bytes()
+    face_topic, audio_topic = ITEM_TOPICS[Modality.FACE], ITEM_TOPICS[Modality.AUDIO]
+    face_headers = headers(modality="face", label="s1")
+    audio_headers = headers(modality="audio", label="allison")
+    bad = {
+        f"{run}/zero-bytes": (face_topic, b"", face_headers, "empty value"),
+        f"{run}/truncated-png": (face_topic, _png(face)[:200], face_headers, "image"),
+        f"{run}/jpeg-on-audio": (audio_topic, _jpeg(face), audio_headers, "WAV"),
+        f"{run}/truncated-wav": (audio_topic, wav[: len(wav) // 2], audio_headers, "truncated"),
+        f"{run}/no-headers": (face_topic, face, [], "missing header"),
+        f"{run}/wrong-modality": (face_topic, face, audio_headers, "does not match"),
+    }
+    good = {
+        Modality.FACE: [f"{run}/good-face-{i}" for i in range(3)],
+        Modality.AUDIO: [f"{run}/good-audio-{i}" for i in range(3)],
+    }
+    producer = make_producer(stack_settings)
+    for i in range(3):
+        producer.send(
+            face_topic, key=good[Modality.FACE][i].encode(), value=face, headers=face_headers
+        )
+    for key, (topic, value, hdrs, _) in bad.items():
+        producer.send(topic, key=key.encode(), value=value, headers=hdrs)
+    producer.send(face_topic, key=b"\xff\xfe-not-utf8", value=face, headers=face_headers)
+    for i in range(3):
+        producer.send(
+            audio_topic, key=good[Modality.AUDIO][i].encode(), value=wav, headers=audio_headers
+        )
+    producer.flush()
+
+    stack.wait_indexed(good, timeout_s=120)
+    wanted = {k.encode() for k in bad} | {b"\xff\xfe-not-utf8"}
+    letters = _dead_letters(stack_settings, wanted)
+    assert set(letters) == wanted
+    for key, (topic, value, _, reason) in bad.items():
+        record = letters[key.encode()]
+        assert record.value == value, key
+        assert reason.lower() in header_value(record.headers, "error").lower(), key
+        assert header_value(record.headers, "source-topic") == topic
+        assert int(header_value(record.headers, "source-offset")) >= 0
+        assert header_value(record.headers, "source-partition") is not None
+    assert "UTF-8" in header_value(letters[b"\xff\xfe-not-utf8"].headers, "error")
+
+    # Tombstones delete: the good items leave the index again.
+    for modality, ids in good.items():
+        for item_id in ids:
+            producer.send(ITEM_TOPICS[modality], key=item_id.encode(), value=None)
+    producer.flush()
+    producer.close()
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        present = [any(ray.get(stack.holders[m].contains.remote(ids))) for m, ids in good.items()]
+        if not any(present):
+            break
+        time.sleep(0.5)
+    assert not any(present)
+
+
+def _png(face_pgm: bytes) -> bytes:
+    out = io.BytesIO()
+    Image.open(io.BytesIO(face_pgm)).save(out, format="PNG")
+    return out.getvalue()
