@@ -13,7 +13,7 @@ from pipeline.kafka.launcher import EmbeddedKafka
 from pipeline.kafka.topics import ensure_topics
 from pipeline.settings import Settings
 
-TEST_BOOTSTRAP = "127.0.0.1:19592"
+TEST_BOOTSTRAP = "127.0.0.1:19092"
 
 
 @pytest.fixture(scope="session")

@@ -111,3 +111,8 @@ def test_asterisk_missing_voices_say_which_packages(tmp_path):
     assert "asterisk-prompt-it-menardi-wav" in message
     assert "asterisk-core-sounds-ru-wav" in message
     assert "asterisk-core-sounds-en-wav" not in message
+
+
+def test_sound_effects_and_silence_are_not_speech(words):
+    assert not {"beep", "ascending-2tone", "confbridge-join", "tt-monkeys"} & set(words)
+    assert not any(word.startswith("silence/") for word in words)

@@ -3,6 +3,7 @@
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 
 import pytest
 from kafka import KafkaConsumer
@@ -35,13 +36,21 @@ def scratch_topic(kafka_settings: Settings) -> str:
     return topic
 
 
+@contextmanager
+def fresh_group(settings: Settings, topic: str) -> Iterator[KafkaConsumer]:
+    """A consumer in a new group, which therefore reads the topic from the start."""
+    consumer = make_consumer(settings, group_id=f"test-{uuid.uuid4().hex[:8]}")
+    consumer.subscribe([topic])
+    try:
+        yield consumer
+    finally:
+        consumer.close()
+
+
 @pytest.fixture
 def consumer(kafka_settings: Settings, scratch_topic: str) -> Iterator[KafkaConsumer]:
-    """A fresh consumer group on the scratch topic, which therefore reads it from the start."""
-    consumer = make_consumer(kafka_settings, group_id=f"test-{uuid.uuid4().hex[:8]}")
-    consumer.subscribe([scratch_topic])
-    yield consumer
-    consumer.close()
+    with fresh_group(kafka_settings, scratch_topic) as consumer:
+        yield consumer
 
 
 def produce(settings: Settings, topic: str, key: bytes, value: bytes | None, **header_values):
@@ -121,9 +130,7 @@ def test_headers_helpers_spell_hyphens_skip_none_and_reject_bad_utf8():
         header_value([("label", b"\xff\xfe")], "label")
 
 
-def test_stop_and_start_keep_topics_and_messages(
-    kafka_settings: Settings, scratch_topic: str, consumer: KafkaConsumer
-):
+def test_stop_and_start_keep_topics_and_messages(kafka_settings: Settings, scratch_topic: str):
     broker = EmbeddedKafka(kafka_settings)
     key = f"keep/{uuid.uuid4().hex[:6]}".encode()
     produce(kafka_settings, scratch_topic, key, b"survives", label="x")
@@ -141,7 +148,8 @@ def test_stop_and_start_keep_topics_and_messages(
     assert restarted.running
     assert restarted.pid != running.pid
     assert restarted.data_dir == running.data_dir
-    record = consume_key(consumer, key, timeout=60)
+    with fresh_group(kafka_settings, scratch_topic) as consumer:
+        record = consume_key(consumer, key)
     assert (record.value, header_value(record.headers, "label")) == (b"survives", "x")
     with make_admin(kafka_settings) as admin:
         assert {*ITEM_TOPICS.values(), PAIRS_TOPIC, DLQ_TOPIC} <= set(admin.list_topics())
@@ -166,6 +174,13 @@ def test_jars_are_fetched_once(kafka_settings: Settings):
     assert time.monotonic() - started < 1
     assert broker.jars_dir.stat().st_ino == before
     assert any(broker.jars_dir.glob("kafka_2.13-*.jar"))
+
+
+def test_missing_maven_is_named(tmp_path, monkeypatch):
+    monkeypatch.setenv("PATH", str(tmp_path))
+
+    with pytest.raises(KafkaLauncherError, match="mvn"):
+        EmbeddedKafka(Settings(state_dir=tmp_path)).ensure_jars()
 
 
 def test_a_port_taken_by_another_broker_is_refused(kafka_settings: Settings, tmp_path):

@@ -33,9 +33,21 @@ _PACKAGES: dict[str, str] = {
     "it_IT_f_Menardi": "asterisk-prompt-it-menardi-wav",
     "ru_RU_f_IvrvoiceRU": "asterisk-core-sounds-ru-wav",
 }
-# Ten files of recorded room tone ("silence/1" .. "silence/10"): no speech, so no
-# speaker, and teaching the encoder that Allison's silence is Allison's would be wrong.
-_NOT_SPEECH = "silence"
+# Room tone ("silence/1" .. "silence/10") and the shared sound effects: no speech,
+# so no speaker. The effects are the same recording in every voice folder (features
+# within 1e-3 of each other), so labelling them by speaker would teach a falsehood.
+_NOT_SPEECH_FOLDER = "silence"
+_SOUND_EFFECTS = frozenset(
+    {
+        "ascending-2tone",
+        "descending-2tone",
+        "beep",
+        "beeperr",
+        "confbridge-join",
+        "confbridge-leave",
+        "tt-monkeys",
+    }
+)
 
 
 def iter_asterisk(
@@ -72,7 +84,9 @@ def _voice_words(root: Path, voice: str, words: frozenset[str] | None) -> list[t
     found = []
     for path in folder.rglob("*.wav"):
         word = path.relative_to(folder).with_suffix("").as_posix()
-        if word.split("/", 1)[0] == _NOT_SPEECH or (words is not None and word not in words):
+        if word.split("/", 1)[0] == _NOT_SPEECH_FOLDER or word in _SOUND_EFFECTS:
+            continue
+        if words is not None and word not in words:
             continue
         if _decodable(path):
             found.append((word, path))

@@ -152,9 +152,9 @@ class EmbeddedKafka:
         """Stop the broker; a clean shutdown first, so no written data is lost."""
         pid = self._running_pid()
         if pid is not None:
-            os.kill(pid, signal.SIGTERM)
+            _signal(pid, signal.SIGTERM)
             if not _wait_for_exit(pid, timeout):
-                os.kill(pid, signal.SIGKILL)
+                _signal(pid, signal.SIGKILL)
                 if not _wait_for_exit(pid, 10):
                     raise KafkaLauncherError(f"the Kafka broker (pid {pid}) survived SIGKILL")
         self.pid_file.unlink(missing_ok=True)
@@ -170,7 +170,7 @@ class EmbeddedKafka:
 
     def _launch(self) -> int:
         java = _require_tool("java", "Java 17+ (java) is needed to run the embedded Kafka broker")
-        classpath = f"{self.ensure_jars()}{os.sep}*"
+        classpath = f"{self.ensure_jars().resolve()}{os.sep}*"
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self._write_properties()
         if not (self.data_dir / "meta.properties").is_file():
@@ -186,8 +186,10 @@ class EmbeddedKafka:
                     "-cp",
                     classpath,
                     "kafka.Kafka",
-                    str(self.properties_file),
+                    str(self.properties_file.resolve()),
                 ],
+                # A crashing JVM writes its hs_err file into the working directory.
+                cwd=self.settings.kafka_dir,
                 stdin=subprocess.DEVNULL,
                 stdout=log,
                 stderr=subprocess.STDOUT,
@@ -208,7 +210,7 @@ class EmbeddedKafka:
                 "-t",
                 self._cluster_id(),
                 "-c",
-                str(self.properties_file),
+                str(self.properties_file.resolve()),
             ],
             capture_output=True,
             text=True,
@@ -307,10 +309,13 @@ class EmbeddedKafka:
         return True
 
     def _log_tail(self) -> str:
+        """The end of the broker log without stack frames, which would crowd out the
+        exception messages and `Caused by` lines that say what went wrong."""
         try:
-            return _last_lines(self.log_file.read_text(errors="replace"))
+            lines = self.log_file.read_text(errors="replace").splitlines()
         except FileNotFoundError:
             return "(no broker log was written)"
+        return _last_lines("\n".join(line for line in lines if not line.startswith("\t")))
 
 
 def _require_tool(name: str, why: str) -> str:
@@ -346,6 +351,11 @@ def _is_broker_process(pid: int) -> bool:
     # The command line reads empty for a moment while the process starts, so
     # only a non-empty one without the broker's class marks a reused pid.
     return state != "Z" and (not cmdline or b"kafka.Kafka" in cmdline)
+
+
+def _signal(pid: int, signum: signal.Signals) -> None:
+    with contextlib.suppress(ProcessLookupError):  # it may have exited in the meantime
+        os.kill(pid, signum)
 
 
 def _wait_for_exit(pid: int, timeout: float) -> bool:
