@@ -6,14 +6,14 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from pipeline.data.asterisk import ASTERISK_ROOT, iter_asterisk
-from pipeline.data.items import DataItem
-from pipeline.data.orl import iter_orl, orl_root
-from pipeline.decode.registry import decode
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from pipeline.data.asterisk import ASTERISK_ROOT, iter_asterisk
+from pipeline.data.items import DataItem
+from pipeline.data.orl import iter_orl, orl_root
+from pipeline.decode.registry import decode
 from pipeline.embed.model import EmbeddingModel
 from pipeline.kafka.launcher import EmbeddedKafka
 from pipeline.kafka.topics import ensure_topics
@@ -216,3 +216,7 @@ def models(
             f"{record.created_at:%Y-%m-%d %H:%M}",
         )
     Console().print(table)
+
+
+if __name__ == "__main__":
+    app()

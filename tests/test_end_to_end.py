@@ -1,4 +1,4 @@
-"""The whole path on real parts: data -> Kafka -> Ray ingest actors -> FAISS -> Ray Serve -> HTTP."""
+"""The whole path on real parts: data -> Kafka -> Ray ingest -> FAISS -> Ray Serve -> HTTP."""
 
 import base64
 import io

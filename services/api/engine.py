@@ -8,10 +8,10 @@ import asyncio
 import socket
 
 import numpy as np
-from pipeline.decode.registry import decode
 from ray.actor import ActorHandle
 
 from pipeline.decode.errors import DecodeError
+from pipeline.decode.registry import decode
 from pipeline.embed.model import EmbeddingModel
 from pipeline.index.handles import holder_handles, load_holder_models
 from pipeline.kafka.clients import bootstrap_servers

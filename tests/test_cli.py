@@ -1,0 +1,67 @@
+"""The `twinstream` CLI against the running test stack's state, as a user would run it."""
+
+import json
+import os
+import subprocess
+import sys
+
+from pipeline.settings import Settings
+from pipeline.store.metadata import MetadataStore
+from schemas.items import Modality
+
+
+def twinstream(settings: Settings, *args: str) -> subprocess.CompletedProcess:
+    env = os.environ | {
+        "TWINSTREAM_STATE_DIR": str(settings.state_dir),
+        "TWINSTREAM_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
+        "TWINSTREAM_TRAIN_PRESET": settings.train_preset,
+    }
+    return subprocess.run(
+        [sys.executable, "-m", "services.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=False,
+    )
+
+
+def test_kafka_status_reports_the_running_broker(stack, stack_settings):
+    result = twinstream(stack_settings, "kafka", "status")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["running"] is True
+
+
+def test_train_on_stored_items_registers_a_new_inactive_version(stack, stack_settings):
+    store = MetadataStore.from_settings(stack_settings)
+    active_before = store.active_model(Modality.FACE)
+    result = twinstream(
+        stack_settings, "train", "--modality", "face", "--exclude", "orl/s1/*", "--no-activate"
+    )
+    assert result.returncode == 0, result.stderr
+    version = result.stdout.strip().splitlines()[-1]
+    record = store.get_model(version)
+    assert record is not None and record.modality is Modality.FACE and not record.active
+    # 39 people × 9 indexed shots, minus the excluded person; DLQ-test items may add more.
+    counts = record.metrics["counts"]
+    assert counts["train_samples"] + counts["held_out_samples"] >= 39 * 9
+    assert store.active_model(Modality.FACE) == active_before
+
+    listing = twinstream(stack_settings, "models")
+    assert version in listing.stdout and active_before.version in listing.stdout
+
+
+def test_embed_prints_one_unit_vector_per_file(stack, stack_settings, demo_data):
+    files = [str(item.path) for item in demo_data.held_out[Modality.AUDIO][:2]]
+    result = twinstream(stack_settings, "embed", "--modality", "audio", *files)
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["file"] for line in lines] == files
+    for line in lines:
+        assert abs(sum(v * v for v in line["vector"]) - 1) < 1e-3
+
+
+def test_models_activate_rejects_an_unknown_version(stack, stack_settings):
+    result = twinstream(stack_settings, "models", "activate", "face-v999")
+    assert result.returncode == 1
+    assert "face-v999" in result.stderr
