@@ -9,7 +9,7 @@ from functools import cached_property
 from ipaddress import ip_address
 from pathlib import Path
 
-from pydantic import SecretStr
+from pydantic import SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_KAFKA_BOOTSTRAP = "127.0.0.1:9092"
@@ -51,11 +51,17 @@ class Settings(BaseSettings):
     # Training preset the service uses for first models and retraining.
     train_preset: str = "default"
 
+    @field_validator("state_dir")
+    @classmethod
+    def _absolute(cls, state_dir: Path) -> Path:
+        """Ray workers and tools such as mvn run in other directories than the caller."""
+        return state_dir.expanduser().resolve()
+
     @cached_property
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
-        return f"sqlite:///{(self.state_dir / 'twinstream.db').resolve()}"
+        return f"sqlite:///{self.state_dir / 'twinstream.db'}"
 
     @property
     def kafka_embedded(self) -> bool:
