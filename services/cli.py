@@ -70,6 +70,17 @@ def _dataset_items(dataset: str, path: Path | None) -> list[DataItem]:
     return list(iter_asterisk(path or ASTERISK_ROOT))
 
 
+def _serve_until_signalled() -> None:
+    """Ctrl-C and SIGTERM both mean a clean stop.
+
+    Installed only now because ray.init replaces SIGTERM with a crash handler that
+    aborts without shutting anything down, and a shell may start us with SIGINT ignored.
+    """
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, signal.default_int_handler)
+    signal.pause()
+
+
 @app.command()
 def up(
     demo: Annotated[
@@ -80,7 +91,6 @@ def up(
     settings = Settings()
     store = MetadataStore.from_settings(settings)
     stack = Stack(settings, log=console.print)
-    signal.signal(signal.SIGTERM, signal.default_int_handler)
     check_bind(settings)
     try:
         stack.start_kafka()
@@ -98,7 +108,7 @@ def up(
                 ids[modality] = [i.id for i in produce_items(settings, items)]
             stack.wait_indexed(ids, READY_TIMEOUT_S)
         print(f"twinstream ready: {stack.url}", flush=True)
-        signal.pause()
+        _serve_until_signalled()
     except KeyboardInterrupt:
         console.print("shutting down")
     finally:

@@ -55,6 +55,11 @@ class Stack:
 
     def start_ray(self) -> None:
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        local = self.settings.ray_address is None
+        if local:
+            # A local Ray otherwise listens on every interface; with both of these its
+            # daemons and workers bind loopback only (measured with `ss -ltn`).
+            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         self._log(f"ray: {self.settings.ray_address or 'local'}")
         ray.init(
             address=self.settings.ray_address,
@@ -62,6 +67,7 @@ class Stack:
             include_dashboard=False,
             configure_logging=False,
             log_to_driver=False,
+            _node_ip_address="127.0.0.1" if local else None,
         )
 
     def start_services(self) -> None:

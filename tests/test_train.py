@@ -1,0 +1,273 @@
+"""Training on real demo data: splits, batches, metrics, reproducibility and the model artifact."""
+
+import dataclasses
+import hashlib
+import json
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+
+from pipeline.data.asterisk import common_words, iter_asterisk
+from pipeline.data.orl import iter_orl
+from pipeline.decode.registry import decode
+from pipeline.embed.config import ENCODERS, PRESETS, EncoderConfig, TrainConfig
+from pipeline.embed.energy import CosineEnergy, EuclideanEnergy
+from pipeline.embed.model import ArtifactError, EmbeddingModel
+from pipeline.train.batches import PairBatches, in_batch_pairs
+from pipeline.train.metrics import (
+    accuracy_at,
+    eer,
+    far_frr,
+    nearest_neighbour_accuracy,
+    pair_distances,
+    roc_auc,
+)
+from pipeline.train.split import split_by_group
+from pipeline.train.trainer import Sample, train_model
+from schemas.items import Modality
+
+FACE_PEOPLE = 20
+AUDIO_WORDS = 30
+
+
+def _samples(items) -> list[Sample]:
+    return [
+        Sample(item.id, item.label, item.group, decode(item.modality, item.read_bytes()))
+        for item in items
+    ]
+
+
+@pytest.fixture(scope="module")
+def faces() -> list[Sample]:
+    people = {f"s{i}" for i in range(1, FACE_PEOPLE + 1)}
+    return _samples(item for item in iter_orl() if item.label in people)
+
+
+@pytest.fixture(scope="module")
+def face_config() -> TrainConfig:
+    # The wall-clock budget is lifted so a busy machine cannot cut a run short and break
+    # the reproducibility check; the budget itself is tested separately.
+    return dataclasses.replace(PRESETS[Modality.FACE]["quick"], max_seconds=600.0)
+
+
+@pytest.fixture(scope="module")
+def face_run(faces, face_config):
+    return train_model(faces, ENCODERS[Modality.FACE], face_config)
+
+
+# --- metrics on hand-computed cases ---------------------------------------------------------
+
+
+def test_eer_and_threshold_by_hand():
+    # genuine 0.1 0.2 0.3, impostor 0.25 0.4 0.5: at E <= 0.25 one genuine pair is rejected
+    # and one impostor accepted (FAR = FRR = 1/3); the threshold sits midway to 0.3.
+    distances = np.array([0.1, 0.2, 0.3, 0.25, 0.4, 0.5])
+    same = np.array([True, True, True, False, False, False])
+    rate, threshold = eer(distances, same)
+    assert rate == pytest.approx(1 / 3)
+    assert threshold == pytest.approx(0.275)
+    assert far_frr(distances, same, threshold) == pytest.approx((1 / 3, 1 / 3))
+    assert accuracy_at(distances, same, threshold) == pytest.approx(4 / 6)
+    assert far_frr(distances, same, 0.35) == pytest.approx((1 / 3, 0.0))
+    assert accuracy_at(distances, same, 0.35) == pytest.approx(5 / 6)
+
+
+def test_eer_of_separable_distances_is_zero_with_threshold_in_the_gap():
+    rate, threshold = eer(np.array([0.1, 0.2, 0.6, 0.8]), np.array([True, True, False, False]))
+    assert rate == 0.0
+    assert threshold == pytest.approx(0.4)
+
+
+def test_roc_auc_by_hand_with_ties():
+    # Of the four (genuine, impostor) pairs, three are ordered right and one is a tie.
+    assert roc_auc(np.array([3.0, 2.0]), np.array([1.0, 2.0])) == pytest.approx(0.875)
+    assert roc_auc(np.array([1.0]), np.array([2.0, 3.0])) == 0.0
+
+
+def test_pair_distances_and_nearest_neighbour_by_hand():
+    embeddings = np.array([[1.0, 0.0], [0.0, 1.0], [-1.0, 0.0], [0.8, 0.6]])
+    labels = np.array(["a", "b", "b", "a"])
+    d_euclid, same = pair_distances(embeddings, labels, EuclideanEnergy())
+    # pairs in order (0,1) (0,2) (0,3) (1,2) (1,3) (2,3)
+    np.testing.assert_array_equal(same, [False, False, True, True, False, False])
+    expected = [np.sqrt(2), 2.0, np.sqrt(0.4), np.sqrt(2), np.sqrt(0.8), np.sqrt(3.6)]
+    np.testing.assert_allclose(d_euclid, expected, atol=1e-9)
+    d_cos, _ = pair_distances(embeddings, labels, CosineEnergy())
+    np.testing.assert_allclose(d_cos, [1.0, 2.0, 0.2, 1.0, 0.4, 1.8], atol=1e-9)
+    # 0 -> 3 (a, right), 1 -> 3 (wrong), 2 -> 1 (right), 3 -> 0 (right)
+    assert nearest_neighbour_accuracy(embeddings, labels) == pytest.approx(0.75)
+
+
+# --- split and batches ----------------------------------------------------------------------
+
+
+def test_split_holds_out_whole_groups_deterministically(faces):
+    train, held = split_by_group(faces, 0.2, seed=3)
+    train_groups, held_groups = {s.group for s in train}, {s.group for s in held}
+    assert not train_groups & held_groups
+    assert len(held_groups) == round(0.2 * FACE_PEOPLE)
+    assert len(train) + len(held) == len(faces)
+    assert all(Counter(s.group for s in held)[g] == 10 for g in held_groups)
+    assert split_by_group(list(reversed(faces)), 0.2, seed=3)[1][0].group in held_groups
+    assert {s.group for s in split_by_group(faces, 0.2, seed=3)[1]} == held_groups
+    assert any(
+        {s.group for s in split_by_group(faces, 0.2, seed=s)[1]} != held_groups for s in range(5)
+    )
+
+
+def test_in_batch_pairs_label_every_pair():
+    first, second, same = in_batch_pairs(np.array(["a", "b", "a"]))
+    assert list(zip(first, second, same, strict=True)) == [
+        (0, 1, False),
+        (0, 2, True),
+        (1, 2, False),
+    ]
+
+
+def test_pair_batches_sample_p_by_k_and_fold_in_explicit_pairs():
+    labels = [f"p{i // 5}" for i in range(50)]  # ten identities, five samples each
+    explicit = [(0, 7, False), (3, 4, True), (10, 49, True)]
+    batches = PairBatches(
+        labels, identities_per_batch=4, samples_per_identity=3, seed=0, pairs=explicit
+    )
+    epoch = list(batches)
+    assert len(epoch) == len(batches) == 50 // 12
+    seen = []
+    for batch in epoch:
+        n_explicit = (len(batch.indices) - 12) // 2
+        identity = np.asarray(labels)[batch.indices[:12]]
+        assert sorted(Counter(identity).values()) == [3, 3, 3, 3]
+        in_batch = len(batch.first) - n_explicit
+        np.testing.assert_array_equal(
+            batch.same[:in_batch],
+            identity[batch.first[:in_batch]] == identity[batch.second[:in_batch]],
+        )
+        for pos_a, pos_b, same in zip(
+            batch.first[in_batch:], batch.second[in_batch:], batch.same[in_batch:], strict=True
+        ):
+            seen.append((int(batch.indices[pos_a]), int(batch.indices[pos_b]), bool(same)))
+    assert sorted(seen) == sorted(explicit)
+    with pytest.raises(IndexError):
+        PairBatches(labels, 4, 3, seed=0, pairs=[(0, 50, True)])
+
+
+# --- training on real faces -----------------------------------------------------------------
+
+
+def test_quick_face_training_beats_chance_on_unseen_people(face_run, face_config):
+    metrics, counts = face_run.metrics, face_run.counts
+    assert counts["held_out_groups"] == round(face_config.held_out_fraction * FACE_PEOPLE)
+    assert counts["train_groups"] + counts["held_out_groups"] == FACE_PEOPLE
+    assert counts["held_out_samples"] == 10 * counts["held_out_groups"]
+    assert metrics["eer"] < 0.35
+    assert metrics["auc"] > 0.75
+    assert metrics["genuine_mean"] < face_run.threshold < metrics["impostor_mean"]
+    assert face_run.model.threshold == face_run.threshold
+    assert not metrics["stopped_early"]
+
+
+def test_same_seed_reproduces_the_metrics(face_run, faces, face_config):
+    again = train_model(faces, ENCODERS[Modality.FACE], face_config)
+    volatile = {"train_seconds"}
+    assert {k: v for k, v in again.metrics.items() if k not in volatile} == {
+        k: v for k, v in face_run.metrics.items() if k not in volatile
+    }
+    batch = np.stack([s.x for s in faces[:5]])
+    np.testing.assert_array_equal(again.model.embed(batch), face_run.model.embed(batch))
+
+
+def test_time_budget_stops_training_early(faces):
+    config = dataclasses.replace(PRESETS[Modality.FACE]["quick"], max_seconds=0.01)
+    progress = []
+    result = train_model(
+        faces, ENCODERS[Modality.FACE], config, progress=lambda f, m: progress.append(f)
+    )
+    assert result.metrics["stopped_early"]
+    assert result.metrics["epochs"] < config.epochs
+    assert progress[-1] == 1.0 and progress == sorted(progress)
+
+
+def test_explicit_pairs_train_only_within_the_training_split(faces):
+    config = dataclasses.replace(PRESETS[Modality.FACE]["quick"], epochs=1, max_seconds=600.0)
+    train, held = split_by_group(faces, config.held_out_fraction, config.seed)
+    index = {s.id: i for i, s in enumerate(faces)}
+    pairs = [
+        (index[train[0].id], index[train[1].id], True),
+        (index[train[0].id], index[train[-1].id], False),
+        (index[train[0].id], index[held[0].id], False),
+    ]
+    result = train_model(faces, ENCODERS[Modality.FACE], config, pairs=pairs)
+    assert result.counts["explicit_pairs_used"] == 2
+    assert result.counts["explicit_pairs_dropped"] == 1
+
+
+# --- the model artifact ---------------------------------------------------------------------
+
+
+def test_artifact_round_trips_embeddings_exactly(face_run, faces, tmp_path):
+    path = tmp_path / "models" / "face.pt"
+    digest = face_run.model.save(path)
+    assert digest == hashlib.sha256(path.read_bytes()).hexdigest()
+    assert [p.name for p in path.parent.iterdir()] == ["face.pt"]
+
+    loaded = EmbeddingModel.load(path, expected_sha256=digest, device="cpu")
+    assert loaded.version == face_run.model.version
+    assert loaded.threshold == face_run.threshold
+    assert loaded.config == face_run.model.config
+    assert isinstance(loaded.energy, EuclideanEnergy)
+    batch = np.stack([s.x for s in faces[:70]])  # more than one chunk
+    batch.flags.writeable = False  # as arrays arrive through Ray
+    embeddings = loaded.embed(batch)
+    assert embeddings.dtype == np.float32 and embeddings.shape == (70, loaded.embedding_dim)
+    np.testing.assert_array_equal(embeddings, face_run.model.embed(batch))
+
+
+def test_corrupted_artifact_is_refused(face_run, tmp_path):
+    path = tmp_path / "face.pt"
+    digest = face_run.model.save(path)
+    data = bytearray(path.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    path.write_bytes(bytes(data))
+    with pytest.raises(ArtifactError, match="sha256"):
+        EmbeddingModel.load(path, expected_sha256=digest)
+    path.write_bytes(bytes(data[: len(data) // 3]))
+    with pytest.raises(ArtifactError):
+        EmbeddingModel.load(path)
+
+
+def test_model_respects_an_explicit_device(face_run):
+    assert face_run.model.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
+    model = EmbeddingModel(face_run.model.encoder, "v", 0.5, device="cpu")
+    assert model.device == torch.device("cpu")
+
+
+def test_configs_round_trip_through_json():
+    for config in [*ENCODERS.values(), EncoderConfig(Modality.AUDIO, energy="cosine")]:
+        assert EncoderConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    for presets in PRESETS.values():
+        for config in presets.values():
+            assert TrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
+    with pytest.raises(ValueError):
+        EncoderConfig(Modality.FACE, energy="manhattan")
+
+
+# --- training on real speech ----------------------------------------------------------------
+
+
+def test_quick_audio_training_identifies_speakers_on_unseen_words():
+    every_word = common_words()
+    words = every_word[:: len(every_word) // AUDIO_WORDS][:AUDIO_WORDS]
+    samples = _samples(iter_asterisk(words=words))
+    config = PRESETS[Modality.AUDIO]["quick"]
+    result = train_model(samples, ENCODERS[Modality.AUDIO], config)
+    held_words = {
+        s.group for s in split_by_group(samples, config.held_out_fraction, config.seed)[1]
+    }
+    assert result.counts["held_out_groups"] == len(held_words) >= 2
+    assert result.counts["held_out_samples"] == 6 * len(held_words)  # every voice says every word
+    assert result.metrics["eer"] < 0.35
+    # Five speakers: a random nearest neighbour is right about one time in five.
+    assert result.metrics["nn_accuracy"] > 0.4
+    assert result.metrics["genuine_mean"] < result.threshold < result.metrics["impostor_mean"]
