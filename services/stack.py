@@ -55,11 +55,8 @@ class Stack:
 
     def start_ray(self) -> None:
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+        # With the environment set in pipeline/__init__.py, a local Ray binds loopback only.
         local = self.settings.ray_address is None
-        if local:
-            # A local Ray otherwise listens on every interface; with both of these its
-            # daemons and workers bind loopback only (measured with `ss -ltn`).
-            os.environ.setdefault("RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER", "0")
         self._log(f"ray: {self.settings.ray_address or 'local'}")
         ray.init(
             address=self.settings.ray_address,

@@ -61,6 +61,9 @@ class TrainConfig(_JsonConfig):
     # A P×K batch: P identities, K samples of each, so every batch holds genuine pairs.
     identities_per_batch: int = 8
     samples_per_identity: int = 4
+    # Feed the loss every genuine pair and as many of the closest impostors (see
+    # pipeline.train.batches); off feeds every in-batch pair.
+    hard_impostors: bool = True
     lr: float = 2e-3
     weight_decay: float = 1e-4
     seed: int = 0

@@ -4,6 +4,10 @@ Sampling by identity guarantees every batch holds genuine pairs (random batches 
 people would hold almost none); encoding the batch once and pairing every two members gives
 the paper's (X1, X2, Y) pairs at the cost of one forward pass. Explicit labelled pairs (pair
 feedback) ride along in the same batches with their own Y.
+
+A P×K batch holds far more impostor pairs than genuine ones, and most impostors are already
+beyond the margin (zero loss), so averaging over all of them mostly dilutes the gradient.
+`balanced_hard_pairs` picks which pairs the loss sees; the loss formula itself never changes.
 """
 
 import math
@@ -15,12 +19,16 @@ import numpy as np
 
 @dataclass(frozen=True)
 class Batch:
-    """Samples to encode and the pairs among them, by position in `indices`."""
+    """Samples to encode and the pairs among them, by position in `indices`.
+
+    `explicit` marks the pairs that came as labelled feedback rather than from labels.
+    """
 
     indices: np.ndarray
     first: np.ndarray
     second: np.ndarray
     same: np.ndarray
+    explicit: np.ndarray
 
 
 def in_batch_pairs(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -76,4 +84,15 @@ class PairBatches:
             first=np.concatenate([first, np.arange(n, n + m)]),
             second=np.concatenate([second, np.arange(n + m, n + 2 * m)]),
             same=np.concatenate([same, explicit[:, 2].astype(bool)]),
+            explicit=np.arange(len(first) + m) >= len(first),
         )
+
+
+def balanced_hard_pairs(energies: np.ndarray, batch: Batch) -> np.ndarray:
+    """Positions of the pairs to train on: every genuine and every explicit pair, plus as many
+    in-batch impostors as there are genuine in-batch pairs, closest (hardest) first."""
+    mineable = ~batch.same & ~batch.explicit
+    n_genuine = int((batch.same & ~batch.explicit).sum())
+    candidates = np.flatnonzero(mineable)
+    hardest = candidates[np.argsort(energies[candidates], kind="stable")[:n_genuine]]
+    return np.sort(np.concatenate([np.flatnonzero(~mineable), hardest]))

@@ -18,11 +18,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from pipeline.embed.config import EncoderConfig, TrainConfig
-from pipeline.embed.encoders import build_encoder
+from pipeline.embed.encoders import ConvEncoder, build_encoder
 from pipeline.embed.energy import energy_by_name
 from pipeline.embed.loss import ContrastiveLoss
 from pipeline.embed.model import EmbeddingModel, new_version
-from pipeline.train.batches import PairBatches
+from pipeline.train.batches import PairBatches, balanced_hard_pairs
 from pipeline.train.metrics import (
     accuracy_at,
     eer,
@@ -120,6 +120,17 @@ def train_model(
         torch.set_num_threads(previous_threads)
 
 
+@dataclass
+class _Fit:
+    """What the optimisation loop reports back."""
+
+    epochs: int = 0
+    steps: int = 0
+    total_steps: int = 0
+    seconds: float = 0.0
+    final_loss: float = float("nan")
+
+
 def _train(
     samples: Sequence[Sample],
     encoder_config: EncoderConfig,
@@ -129,7 +140,7 @@ def _train(
     version: str | None,
 ) -> TrainResult:
     train, held_out = split_by_group(samples, cfg.held_out_fraction, cfg.seed)
-    train_pairs = _pairs_within(samples, train, pairs)
+    train_pairs = _pairs_within_train(samples, {s.group for s in held_out}, pairs)
     batches = PairBatches(
         [s.label for s in train],
         cfg.identities_per_batch,
@@ -137,53 +148,93 @@ def _train(
         seed=cfg.seed,
         pairs=train_pairs,
     )
-    x_train = torch.from_numpy(np.stack([s.x for s in train]).astype(np.float32))
     encoder = build_encoder(encoder_config)
-    criterion = ContrastiveLoss(energy_by_name(encoder_config.energy), encoder_config.margin)
-    optimizer = torch.optim.AdamW(encoder.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    total_steps = cfg.epochs * len(batches)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, cfg.lr, total_steps=total_steps)
-    augment = AUGMENTATIONS[encoder_config.modality] if cfg.augment else None
-    gen = torch.Generator().manual_seed(cfg.seed)
-
-    encoder.train()
-    started = time.monotonic()
-    step, epoch, losses = 0, 0, []
-    while epoch < cfg.epochs and time.monotonic() - started < cfg.max_seconds:
-        losses = []
-        for batch in batches:
-            x = x_train[torch.from_numpy(batch.indices)]
-            emb = encoder(augment(x, gen) if augment else x)
-            loss = criterion(
-                emb[torch.from_numpy(batch.first)],
-                emb[torch.from_numpy(batch.second)],
-                torch.from_numpy(batch.same),
-            )
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-            schedule.step()
-            losses.append(loss.item())
-            step += 1
-            if time.monotonic() - started >= cfg.max_seconds:
-                break
-        epoch += 1
-        elapsed = time.monotonic() - started
-        fraction = max(step / total_steps, min(elapsed / cfg.max_seconds, 1.0))
-        report(0.95 * fraction, f"epoch {epoch}/{cfg.epochs} loss {np.mean(losses):.4f}")
-    train_seconds = time.monotonic() - started
+    fit = _fit(encoder, np.stack([s.x for s in train]), batches, cfg, report)
 
     report(0.95, "calibrating on held-out groups")
     model = EmbeddingModel(
         encoder, version or new_version(encoder_config.modality.value), float("nan")
     )
-    held_labels = np.array([s.label for s in held_out])
+    metrics, pair_counts = _calibrate(model, held_out)
+    metrics.update(
+        final_loss=fit.final_loss,
+        epochs=fit.epochs,
+        steps=fit.steps,
+        train_seconds=fit.seconds,
+        stopped_early=fit.steps < fit.total_steps,
+    )
+    counts = {
+        "train_samples": len(train),
+        "held_out_samples": len(held_out),
+        "train_groups": len({s.group for s in train}),
+        "held_out_groups": len({s.group for s in held_out}),
+        "train_labels": len({s.label for s in train}),
+        **pair_counts,
+        "explicit_pairs_used": len(train_pairs),
+        "explicit_pairs_dropped": len(pairs) - len(train_pairs),
+    }
+    report(1.0, f"held-out EER {metrics['eer']:.3f} at E <= {model.threshold:.4f}")
+    return TrainResult(model=model, threshold=model.threshold, metrics=metrics, counts=counts)
+
+
+def _fit(
+    encoder: ConvEncoder,
+    x_train: np.ndarray,
+    batches: PairBatches,
+    cfg: TrainConfig,
+    report: Progress,
+) -> _Fit:
+    """The contrastive optimisation loop, until cfg.epochs or cfg.max_seconds is reached."""
+    x_all = torch.from_numpy(x_train.astype(np.float32, copy=False))
+    criterion = ContrastiveLoss(energy_by_name(encoder.config.energy), encoder.config.margin)
+    optimizer = torch.optim.AdamW(encoder.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    fit = _Fit(total_steps=cfg.epochs * len(batches))
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, cfg.lr, total_steps=fit.total_steps)
+    augment = AUGMENTATIONS[encoder.config.modality] if cfg.augment else None
+    gen = torch.Generator().manual_seed(cfg.seed)
+
+    encoder.train()
+    started = time.monotonic()
+    while fit.epochs < cfg.epochs and time.monotonic() - started < cfg.max_seconds:
+        losses = []
+        for batch in batches:
+            x = x_all[torch.from_numpy(batch.indices)]
+            emb = encoder(augment(x, gen) if augment else x)
+            e1, e2 = emb[torch.from_numpy(batch.first)], emb[torch.from_numpy(batch.second)]
+            same = torch.from_numpy(batch.same)
+            if cfg.hard_impostors:
+                with torch.no_grad():
+                    energies = criterion.energy(e1, e2).cpu().numpy()
+                keep = torch.from_numpy(balanced_hard_pairs(energies, batch))
+                e1, e2, same = e1[keep], e2[keep], same[keep]
+            loss = criterion(e1, e2, same)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            schedule.step()
+            losses.append(loss.item())
+            fit.steps += 1
+            if time.monotonic() - started >= cfg.max_seconds:
+                break
+        fit.epochs += 1
+        fit.final_loss = float(np.mean(losses))
+        fit.seconds = time.monotonic() - started
+        done = max(fit.steps / fit.total_steps, min(fit.seconds / cfg.max_seconds, 1.0))
+        report(0.95 * done, f"epoch {fit.epochs}/{cfg.epochs} loss {fit.final_loss:.4f}")
+    return fit
+
+
+def _calibrate(
+    model: EmbeddingModel, held_out: Sequence[Sample]
+) -> tuple[dict[str, Any], dict[str, int]]:
+    """Set the model's threshold to the held-out EER point; return the metrics and pair counts."""
+    labels = np.array([s.label for s in held_out])
     embeddings = model.embed(np.stack([s.x for s in held_out]))
-    distances, same = pair_distances(embeddings, held_labels, model.energy)
+    distances, same = pair_distances(embeddings, labels, model.energy)
     equal_error, threshold = eer(distances, same)
     model.threshold = threshold
     far, frr = far_frr(distances, same, threshold)
-    metrics: dict[str, Any] = {
+    metrics = {
         "eer": equal_error,
         "auc": roc_auc(-distances[same], -distances[~same]),
         "accuracy": accuracy_at(distances, same, threshold),
@@ -192,36 +243,22 @@ def _train(
         "threshold": threshold,
         "genuine_mean": float(distances[same].mean()),
         "impostor_mean": float(distances[~same].mean()),
-        "nn_accuracy": nearest_neighbour_accuracy(embeddings, held_labels),
-        "final_loss": float(np.mean(losses)) if losses else float("nan"),
-        "epochs": epoch,
-        "steps": step,
-        "train_seconds": train_seconds,
-        "stopped_early": step < total_steps,
+        "nn_accuracy": nearest_neighbour_accuracy(embeddings, labels),
     }
-    counts = {
-        "train_samples": len(train),
-        "held_out_samples": len(held_out),
-        "train_groups": len({s.group for s in train}),
-        "held_out_groups": len({s.group for s in held_out}),
-        "train_labels": len({s.label for s in train}),
-        "held_out_pairs": len(distances),
-        "held_out_genuine_pairs": int(same.sum()),
-        "explicit_pairs_used": len(train_pairs),
-        "explicit_pairs_dropped": len(pairs) - len(train_pairs),
-    }
-    report(1.0, f"held-out EER {equal_error:.3f} at E <= {threshold:.4f}")
-    return TrainResult(model=model, threshold=threshold, metrics=metrics, counts=counts)
+    return metrics, {"held_out_pairs": len(distances), "held_out_genuine_pairs": int(same.sum())}
 
 
-def _pairs_within(
-    samples: Sequence[Sample], train: Sequence[Sample], pairs: Sequence[tuple[int, int, bool]]
+def _pairs_within_train(
+    samples: Sequence[Sample], held_groups: set[str], pairs: Sequence[tuple[int, int, bool]]
 ) -> list[tuple[int, int, bool]]:
-    """Explicit pairs re-indexed into `train`; pairs touching a held-out sample are dropped."""
-    position = {id(s): i for i, s in enumerate(train)}
-    kept = []
-    for a, b, same in pairs:
-        ia, ib = position.get(id(samples[a])), position.get(id(samples[b]))
-        if ia is not None and ib is not None:
-            kept.append((ia, ib, bool(same)))
-    return kept
+    """Explicit pairs re-indexed into the training split (which keeps input order); pairs
+    touching a held-out sample are dropped."""
+    position: dict[int, int] = {}
+    for i, sample in enumerate(samples):
+        if sample.group not in held_groups:
+            position[i] = len(position)
+    return [
+        (position[a], position[b], bool(same))
+        for a, b, same in pairs
+        if a in position and b in position
+    ]
