@@ -4,7 +4,11 @@ import json
 import os
 import subprocess
 import sys
+import time
 
+import ray
+
+from pipeline.data.orl import iter_orl as demo_faces
 from pipeline.settings import Settings
 from pipeline.store.metadata import MetadataStore
 from schemas.items import Modality
@@ -65,3 +69,23 @@ def test_models_activate_rejects_an_unknown_version(stack, stack_settings):
     result = twinstream(stack_settings, "models", "activate", "face-v999")
     assert result.returncode == 1
     assert "face-v999" in result.stderr
+
+
+def test_produce_publishes_a_data_set_from_a_path(stack, stack_settings, tmp_path):
+    store = MetadataStore.from_settings(stack_settings)
+    before = store.get_item(Modality.FACE, "orl/s2/1")
+    size_before = ray.get(stack.holders[Modality.FACE].size.remote())
+    source = next(item.path.parent for item in demo_faces() if item.label == "s2")
+    (tmp_path / "s2").mkdir()
+    for shot in source.glob("*.pgm"):
+        (tmp_path / "s2" / shot.name).write_bytes(shot.read_bytes())
+    result = twinstream(stack_settings, "produce", "faces", "--path", str(tmp_path))
+    assert result.returncode == 0, result.stderr
+    assert "produced 10 faces items" in result.stderr
+    deadline = time.monotonic() + 60
+    while store.get_item(Modality.FACE, "orl/s2/1").source_offset == before.source_offset:
+        assert time.monotonic() < deadline, "the re-produced item was not re-indexed"
+        time.sleep(0.5)
+    # Shots 1-9 were indexed already (same key again = upsert, one entry each);
+    # shot 10 is held out by the fixture, so it is the one new entry.
+    assert ray.get(stack.holders[Modality.FACE].size.remote()) == size_before + 1

@@ -6,6 +6,7 @@ The CLI, `make run`'s first start and (later) the scheduler all go through
 
 from collections.abc import Callable, Iterable, Sequence
 from fnmatch import fnmatchcase
+from uuid import uuid4
 
 from pipeline.data.asterisk import iter_asterisk
 from pipeline.data.items import DataItem
@@ -13,7 +14,7 @@ from pipeline.data.orl import iter_orl
 from pipeline.decode.registry import decode
 from pipeline.embed.config import ENCODERS, PRESETS
 from pipeline.settings import Settings
-from pipeline.store.metadata import MetadataStore
+from pipeline.store.metadata import MetadataStore, VersionExistsError
 from pipeline.store.payloads import PayloadStore
 from pipeline.store.records import ModelRecord
 from pipeline.train.trainer import Sample, train_model
@@ -88,20 +89,26 @@ def train_and_register(
     encoder_config = ENCODERS[modality]
     train_config = PRESETS[modality][settings.train_preset]
     result = train_model(samples, encoder_config, train_config, progress)
-    version = store.next_version(modality)
-    result.model.version = version
-    path = (settings.models_dir / f"{version}.pt").resolve()
-    sha256 = result.model.save(path)
-    record = store.register_model(
-        ModelRecord(
-            version=version,
-            modality=modality,
-            config={"encoder": encoder_config.to_dict(), "train": train_config.to_dict()},
-            metrics=result.metrics | {"counts": result.counts},
-            threshold=result.threshold,
-            energy=encoder_config.energy,
-            artifact_path=str(path),
-            artifact_sha256=sha256,
-        )
-    )
-    return store.activate_model(version) if activate else record
+    while True:
+        # Two trainers of one modality may race for the next number; the loser renumbers.
+        result.model.version = store.next_version(modality)
+        # A unique file name: a loser of the race must not overwrite the winner's artifact.
+        path = (settings.models_dir / f"{result.model.version}-{uuid4().hex[:8]}.pt").resolve()
+        sha256 = result.model.save(path)
+        try:
+            record = store.register_model(
+                ModelRecord(
+                    version=result.model.version,
+                    modality=modality,
+                    config={"encoder": encoder_config.to_dict(), "train": train_config.to_dict()},
+                    metrics=result.metrics | {"counts": result.counts},
+                    threshold=result.threshold,
+                    energy=encoder_config.energy,
+                    artifact_path=str(path),
+                    artifact_sha256=sha256,
+                    active=activate,
+                )
+            )
+        except VersionExistsError:
+            continue
+        return record

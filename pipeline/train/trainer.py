@@ -21,8 +21,8 @@ from pipeline.embed.config import EncoderConfig, TrainConfig
 from pipeline.embed.encoders import ConvEncoder, build_encoder
 from pipeline.embed.energy import energy_by_name
 from pipeline.embed.loss import ContrastiveLoss
-from pipeline.embed.model import EmbeddingModel, new_version
-from pipeline.train.batches import PairBatches, balanced_hard_pairs
+from pipeline.embed.model import EmbeddingModel, new_version, pick_device
+from pipeline.train.batches import Batch, PairBatches, balanced_hard_pairs
 from pipeline.train.metrics import (
     accuracy_at,
     eer,
@@ -79,13 +79,16 @@ def _augment_faces(x: Tensor, gen: torch.Generator) -> Tensor:
 
 
 def _augment_audio(x: Tensor, gen: torch.Generator) -> Tensor:
-    """Loudness changes (an additive offset in log-mel), time shifts, and a little noise: the
-    variation between two recordings of one voice that the network should ignore."""
+    """Level and spread drift, time shifts and a little noise: the variation between two
+    recordings of one voice that the network should ignore. The decoder already standardises
+    each clip (removing recording gain), so the level changes here are the small residue that
+    clip length and content leave, not raw gain."""
     n, _, _, t = x.shape
-    gain = 2.0 * torch.rand(n, 1, 1, 1, generator=gen) - 1.0
+    gain = 0.25 * (2 * torch.rand(n, 1, 1, 1, generator=gen) - 1)
+    spread = 1.0 + 0.1 * (2 * torch.rand(n, 1, 1, 1, generator=gen) - 1)
     shifts = torch.randint(-t // 10, t // 10 + 1, (n,), generator=gen).tolist()
     x = torch.stack([torch.roll(x[i], shifts[i], dims=-1) for i in range(n)])
-    return x + gain + 0.1 * torch.randn(x.shape, generator=gen)
+    return x * spread + gain + 0.1 * torch.randn(x.shape, generator=gen)
 
 
 AUGMENTATIONS: dict[Modality, Callable[[Tensor, torch.Generator], Tensor]] = {
@@ -102,12 +105,14 @@ def train_model(
     pairs: Sequence[tuple[int, int, bool]] = (),
     version: str | None = None,
     threads: int | None = None,
+    device: str | torch.device | None = None,
 ) -> TrainResult:
     """Train, calibrate and evaluate one model version.
 
     `pairs` are explicit (index, index, same) pairs into `samples`; those with an end in a
     held-out group are left out, since training on them would leak into calibration.
     `threads` defaults to every core; the previous torch setting is restored afterwards.
+    `device` defaults to CUDA when present; runs are bit-for-bit reproducible on the CPU.
     """
     report = progress or (lambda fraction, message: None)
     previous_threads = torch.get_num_threads()
@@ -115,7 +120,9 @@ def train_model(
     try:
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(train_config.seed)
-            return _train(samples, encoder_config, train_config, report, pairs, version)
+            return _train(
+                samples, encoder_config, train_config, report, pairs, version, pick_device(device)
+            )
     finally:
         torch.set_num_threads(previous_threads)
 
@@ -138,6 +145,7 @@ def _train(
     report: Progress,
     pairs: Sequence[tuple[int, int, bool]],
     version: str | None,
+    device: torch.device,
 ) -> TrainResult:
     train, held_out = split_by_group(samples, cfg.held_out_fraction, cfg.seed)
     train_pairs = _pairs_within_train(samples, {s.group for s in held_out}, pairs)
@@ -149,11 +157,11 @@ def _train(
         pairs=train_pairs,
     )
     encoder = build_encoder(encoder_config)
-    fit = _fit(encoder, np.stack([s.x for s in train]), batches, cfg, report)
+    fit = _fit(encoder, np.stack([s.x for s in train]), batches, cfg, report, device)
 
     report(0.95, "calibrating on held-out groups")
     model = EmbeddingModel(
-        encoder, version or new_version(encoder_config.modality.value), float("nan")
+        encoder, version or new_version(encoder_config.modality.value), float("nan"), device
     )
     metrics, pair_counts = _calibrate(model, held_out)
     metrics.update(
@@ -183,9 +191,15 @@ def _fit(
     batches: PairBatches,
     cfg: TrainConfig,
     report: Progress,
+    device: torch.device,
 ) -> _Fit:
-    """The contrastive optimisation loop, until cfg.epochs or cfg.max_seconds is reached."""
+    """The contrastive optimisation loop, until cfg.epochs or cfg.max_seconds is reached.
+
+    Augmentation runs on the CPU with its own seeded generator, so a batch is the same
+    whatever device trains on it.
+    """
     x_all = torch.from_numpy(x_train.astype(np.float32, copy=False))
+    encoder.to(device).train()
     criterion = ContrastiveLoss(energy_by_name(encoder.config.energy), encoder.config.margin)
     optimizer = torch.optim.AdamW(encoder.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     fit = _Fit(total_steps=cfg.epochs * len(batches))
@@ -193,21 +207,13 @@ def _fit(
     augment = AUGMENTATIONS[encoder.config.modality] if cfg.augment else None
     gen = torch.Generator().manual_seed(cfg.seed)
 
-    encoder.train()
     started = time.monotonic()
     while fit.epochs < cfg.epochs and time.monotonic() - started < cfg.max_seconds:
         losses = []
         for batch in batches:
             x = x_all[torch.from_numpy(batch.indices)]
-            emb = encoder(augment(x, gen) if augment else x)
-            e1, e2 = emb[torch.from_numpy(batch.first)], emb[torch.from_numpy(batch.second)]
-            same = torch.from_numpy(batch.same)
-            if cfg.hard_impostors:
-                with torch.no_grad():
-                    energies = criterion.energy(e1, e2).cpu().numpy()
-                keep = torch.from_numpy(balanced_hard_pairs(energies, batch))
-                e1, e2, same = e1[keep], e2[keep], same[keep]
-            loss = criterion(e1, e2, same)
+            emb = encoder((augment(x, gen) if augment else x).to(device))
+            loss = _pair_loss(criterion, emb, batch, cfg.hard_impostors)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -222,6 +228,23 @@ def _fit(
         done = max(fit.steps / fit.total_steps, min(fit.seconds / cfg.max_seconds, 1.0))
         report(0.95 * done, f"epoch {fit.epochs}/{cfg.epochs} loss {fit.final_loss:.4f}")
     return fit
+
+
+def _pair_loss(criterion: ContrastiveLoss, emb: Tensor, batch: Batch, mine: bool) -> Tensor:
+    """The contrastive loss over the batch's pairs, or over the mined subset of them."""
+    chosen = np.arange(len(batch.first))
+    if mine:
+        with torch.no_grad():
+            energies = criterion.energy(emb[batch.first], emb[batch.second]).cpu().numpy()
+        chosen = balanced_hard_pairs(energies, batch)
+
+    def rows(positions: np.ndarray) -> Tensor:
+        # index_select, not emb[...]: its CPU backward sums repeated rows in a fixed order,
+        # which keeps a seeded run bit-for-bit reproducible on several threads.
+        return emb.index_select(0, torch.from_numpy(positions).to(emb.device))
+
+    same = torch.from_numpy(batch.same[chosen]).to(emb.device)
+    return criterion(rows(batch.first[chosen]), rows(batch.second[chosen]), same)
 
 
 def _calibrate(
