@@ -27,6 +27,7 @@ run: install system
 
 test: install
 	scripts/install-system.sh --test
+	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 	$(BIN)/pytest
 
 lint: install

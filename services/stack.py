@@ -87,7 +87,7 @@ class Stack:
         self.workers = [
             ray.remote(IngestWorker)
             .options(num_cpus=1, num_gpus=gpu, max_restarts=-1)
-            .remote(self.settings, self.holders, self.settings.ingest_batch_size)
+            .remote(self.settings)
             for _ in range(self.settings.ingest_actors)
         ]
         ray.get([w.counts.remote() for w in self.workers])

@@ -11,7 +11,7 @@ import torch
 
 from pipeline.data.asterisk import common_words, iter_asterisk
 from pipeline.data.orl import iter_orl
-from pipeline.decode.registry import decode
+from pipeline.decode.registry import INPUT_SHAPES, decode
 from pipeline.embed.config import ENCODERS, PRESETS, EncoderConfig, TrainConfig
 from pipeline.embed.energy import CosineEnergy, EuclideanEnergy
 from pipeline.embed.model import ArtifactError, EmbeddingModel
@@ -203,6 +203,15 @@ def test_explicit_pairs_train_only_within_the_training_split(faces):
     assert result.counts["explicit_pairs_dropped"] == 1
 
 
+def test_cosine_energy_is_trained_and_calibrated_in_its_own_units(faces):
+    config = dataclasses.replace(PRESETS[Modality.FACE]["quick"], epochs=2, max_seconds=600.0)
+    encoder = EncoderConfig(Modality.FACE, energy="cosine", margin=0.5)
+    result = train_model(faces, encoder, config)
+    assert isinstance(result.model.energy, CosineEnergy)
+    assert 0.0 < result.threshold < 2.0
+    assert result.metrics["genuine_mean"] < result.metrics["impostor_mean"]
+
+
 # --- the model artifact ---------------------------------------------------------------------
 
 
@@ -235,6 +244,14 @@ def test_corrupted_artifact_is_refused(face_run, tmp_path):
     path.write_bytes(bytes(data[: len(data) // 3]))
     with pytest.raises(ArtifactError):
         EmbeddingModel.load(path)
+    torch.save({"weights": torch.zeros(3)}, path)  # a readable torch file, but not a model
+    with pytest.raises(ArtifactError):
+        EmbeddingModel.load(path)
+
+
+def test_model_refuses_inputs_of_another_modality(face_run):
+    with pytest.raises(ValueError, match="face model"):
+        face_run.model.embed(np.zeros((2, *INPUT_SHAPES[Modality.AUDIO]), dtype=np.float32))
 
 
 def test_model_respects_an_explicit_device(face_run):
@@ -260,7 +277,7 @@ def test_quick_audio_training_identifies_speakers_on_unseen_words():
     every_word = common_words()
     words = every_word[:: len(every_word) // AUDIO_WORDS][:AUDIO_WORDS]
     samples = _samples(iter_asterisk(words=words))
-    config = PRESETS[Modality.AUDIO]["quick"]
+    config = dataclasses.replace(PRESETS[Modality.AUDIO]["quick"], max_seconds=600.0)
     result = train_model(samples, ENCODERS[Modality.AUDIO], config)
     held_words = {
         s.group for s in split_by_group(samples, config.held_out_fraction, config.seed)[1]

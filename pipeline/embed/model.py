@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from pipeline.decode.registry import INPUT_SHAPES
 from pipeline.embed.config import EncoderConfig
 from pipeline.embed.encoders import ConvEncoder, build_encoder
 from pipeline.embed.energy import Energy, energy_by_name
@@ -72,8 +73,14 @@ class EmbeddingModel:
         Chunked so a large backlog never holds more than one chunk of activations; each chunk
         is copied because arrays that arrive through Ray are read-only.
         """
-        if batch.ndim != 4:
-            raise ValueError(f"expected a (N, C, H, W) batch, got shape {batch.shape}")
+        expected = INPUT_SHAPES[self.config.modality]
+        if batch.ndim != 4 or tuple(batch.shape[1:]) != tuple(expected):
+            # The global pooling would happily embed any size, so a face sent to the audio
+            # model must be stopped here rather than indexed as nonsense.
+            raise ValueError(
+                f"{self.config.modality.value} model takes (N, {', '.join(map(str, expected))}) "
+                f"batches, got shape {batch.shape}"
+            )
         out = np.empty((len(batch), self.embedding_dim), dtype=np.float32)
         with torch.inference_mode():
             for start in range(0, len(batch), self.chunk_size):
@@ -127,13 +134,16 @@ class EmbeddingModel:
             raise ArtifactError(f"{path}: sha256 {digest} does not match {expected_sha256}")
         try:
             payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
+            if payload["format"] != ARTIFACT_FORMAT:
+                raise ValueError(f"format {payload['format']!r}, expected {ARTIFACT_FORMAT}")
+            encoder = build_encoder(EncoderConfig.from_dict(payload["config"]))
+            encoder.load_state_dict(payload["state_dict"])
+            version, threshold = str(payload["version"]), float(payload["threshold"])
         except Exception as exc:
-            raise ArtifactError(f"{path}: not a readable model artifact ({exc})") from exc
-        if not isinstance(payload, dict) or payload.get("format") != ARTIFACT_FORMAT:
-            raise ArtifactError(f"{path}: not a twinstream model artifact")
-        encoder = build_encoder(EncoderConfig.from_dict(payload["config"]))
-        encoder.load_state_dict(payload["state_dict"])
-        return cls(encoder, payload["version"], payload["threshold"], device=device)
+            # torch.load and load_state_dict fail in many ways on foreign or damaged files;
+            # callers need one answer: this is not a usable model.
+            raise ArtifactError(f"{path}: not a usable twinstream model artifact ({exc})") from exc
+        return cls(encoder, version, threshold, device=device)
 
     def __repr__(self) -> str:
         return (

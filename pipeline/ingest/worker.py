@@ -8,21 +8,20 @@ so a restarted actor or stack resumes exactly where the index is.
 
 import logging
 import threading
-from collections.abc import Mapping
 
 import ray
 import torch
 from kafka import ConsumerRebalanceListener, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
-from pipeline.index.handles import load_holder_models
+from pipeline.index.handles import holder_handles, load_holder_models
 from pipeline.ingest.batch import BatchResult, process_records
 from pipeline.ingest.dead_letter import dead_letter
 from pipeline.kafka.clients import make_consumer, make_producer
 from pipeline.settings import Settings
 from pipeline.store.metadata import MetadataStore
 from pipeline.store.payloads import PayloadStore
-from schemas.items import ITEM_TOPICS, Modality, topic_modality
+from schemas.items import ITEM_TOPICS, topic_modality
 
 log = logging.getLogger(__name__)
 
@@ -43,13 +42,10 @@ class _SeekToIndex(ConsumerRebalanceListener):
 
 
 class IngestWorker:
-    def __init__(
-        self, settings: Settings, holders: Mapping[Modality, ray.actor.ActorHandle], batch_size: int
-    ) -> None:
+    def __init__(self, settings: Settings) -> None:
         torch.set_num_threads(settings.embed_threads)
         self._settings = settings
-        self._holders = dict(holders)
-        self._batch_size = batch_size
+        self._holders = holder_handles()
         self._store = MetadataStore.from_settings(settings)
         self._payloads = PayloadStore(settings.payloads_dir)
         self._models = load_holder_models(self._holders, self._store)
@@ -74,7 +70,9 @@ class IngestWorker:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            polled = self._consumer.poll(timeout_ms=POLL_TIMEOUT_MS, max_records=self._batch_size)
+            polled = self._consumer.poll(
+                timeout_ms=POLL_TIMEOUT_MS, max_records=self._settings.ingest_batch_size
+            )
             records = [r for batch in polled.values() for r in batch]
             if not records:
                 continue
