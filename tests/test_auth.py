@@ -1,0 +1,62 @@
+"""API keys: `/v1/*` needs `x-api-key` when one is set, and a public bind needs one."""
+
+import httpx
+import pytest
+from pydantic import SecretStr
+from ray import serve
+
+from pipeline.settings import Settings
+from services.api.deployment import QueryService
+from services.api.security import InsecureBind, check_bind
+
+KEY = "s3cret-key"
+SEARCH = {"modality": "face", "item": {"id": "orl/s1/1"}, "k": 1}
+
+
+@pytest.fixture(scope="module")
+def secured(stack, stack_settings):
+    """A second app on the running Serve instance, configured with an API key."""
+    settings = Settings(
+        state_dir=stack_settings.state_dir,
+        kafka_bootstrap=stack_settings.kafka_bootstrap,
+        http_port=stack_settings.http_port,
+        api_key=SecretStr(KEY),
+    )
+    serve.run(QueryService.bind(settings), name="secured", route_prefix="/secured")
+    with httpx.Client(base_url=f"{stack.url}/secured", timeout=60) as client:
+        yield client
+    serve.delete("secured")
+
+
+@pytest.mark.parametrize("headers", [{}, {"x-api-key": "wrong"}])
+def test_v1_without_the_right_key_is_a_401_problem(secured, headers):
+    response = secured.post("/v1/search", json=SEARCH, headers=headers)
+    assert response.status_code == 401
+    assert response.headers["content-type"] == "application/problem+json"
+    assert response.json()["status"] == 401
+
+
+def test_v1_with_the_key_answers(secured):
+    response = secured.post("/v1/search", json=SEARCH, headers={"x-api-key": KEY})
+    assert response.status_code == 200
+    assert response.json()["matches"][0]["id"] == "orl/s1/1"
+
+
+def test_probes_need_no_key(secured):
+    assert secured.get("/healthz").status_code == 200
+
+
+def test_without_a_key_the_api_is_open_on_loopback(api):
+    assert api.post("/v1/search", json=SEARCH).status_code == 200
+
+
+@pytest.mark.parametrize("host", ["0.0.0.0", "192.0.2.10", "example.org"])
+def test_a_public_bind_without_a_key_is_refused(host):
+    with pytest.raises(InsecureBind, match="TWINSTREAM_API_KEY"):
+        check_bind(Settings(http_host=host))
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "localhost", "::1"])
+def test_loopback_binds_need_no_key(host):
+    check_bind(Settings(http_host=host))
+    check_bind(Settings(http_host="0.0.0.0", api_key=SecretStr(KEY)))

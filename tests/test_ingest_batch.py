@@ -1,0 +1,88 @@
+"""One poll's records applied as if one at a time, in log order, with the real decoders."""
+
+import pytest
+from kafka.consumer.fetcher import ConsumerRecord
+
+from pipeline.data.orl import iter_orl
+from pipeline.embed.config import ENCODERS
+from pipeline.embed.encoders import build_encoder
+from pipeline.embed.model import EmbeddingModel
+from pipeline.ingest.batch import process_records
+from pipeline.kafka.clients import headers
+from pipeline.store.payloads import PayloadStore
+from schemas.items import ITEM_TOPICS, Modality
+
+FACE_TOPIC = ITEM_TOPICS[Modality.FACE]
+
+
+def record(offset: int, key: bytes, value: bytes | None, label: str = "s1", partition: int = 0):
+    return ConsumerRecord(
+        topic=FACE_TOPIC,
+        partition=partition,
+        leader_epoch=0,
+        offset=offset,
+        timestamp=0,
+        timestamp_type=0,
+        key=key,
+        value=value,
+        headers=headers(modality="face", label=label),
+        checksum=None,
+        serialized_key_size=len(key),
+        serialized_value_size=len(value or b""),
+        serialized_header_size=0,
+    )
+
+
+@pytest.fixture(scope="module")
+def faces() -> list[bytes]:
+    return [item.read_bytes() for item in list(iter_orl())[:3]]
+
+
+@pytest.fixture(scope="module")
+def models():
+    return {Modality.FACE: EmbeddingModel(build_encoder(ENCODERS[Modality.FACE]), "face-v0", 0.5)}
+
+
+def run(records, models, tmp_path):
+    return process_records(records, models, PayloadStore(tmp_path), max_item_bytes=1 << 20)
+
+
+def test_last_operation_per_id_wins(faces, models, tmp_path):
+    result = run(
+        [
+            record(0, b"a", faces[0], label="old"),
+            record(1, b"b", faces[1]),
+            record(2, b"a", faces[2], label="new"),
+            record(3, b"b", None),
+        ],
+        models,
+        tmp_path,
+    )
+    update = result.updates[Modality.FACE]
+    assert update.upsert_ids == ["a"] and update.labels == ["new"]
+    assert update.delete_ids == ["b"]
+    assert update.vectors.shape == (1, models[Modality.FACE].embedding_dim)
+    assert [item.item_id for item in result.items] == ["a"]
+    assert PayloadStore(tmp_path).get(result.items[0].payload_sha256) == faces[2]
+    assert result.items[0].source_offset == 2 and result.items[0].model_version == "face-v0"
+
+
+def test_a_bad_version_is_rejected_and_the_good_one_before_it_stands(faces, models, tmp_path):
+    result = run([record(0, b"a", faces[0]), record(1, b"a", b"not an image")], models, tmp_path)
+    assert result.updates[Modality.FACE].upsert_ids == ["a"]
+    [(rejected, reason)] = result.rejected
+    assert rejected.offset == 1 and reason
+
+
+def test_offsets_move_past_every_record_including_rejected_ones(faces, models, tmp_path):
+    result = run(
+        [
+            record(4, b"a", faces[0], partition=0),
+            record(9, b"b", b"", partition=1),
+            record(5, b"c", faces[1], partition=0),
+        ],
+        models,
+        tmp_path,
+    )
+    assert result.updates[Modality.FACE].offsets == {0: 6, 1: 10}
+    assert [r.key for r, _ in result.rejected] == [b"b"]
