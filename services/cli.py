@@ -104,8 +104,11 @@ def up(
             ids: dict[Modality, list[str]] = {}
             for dataset, modality in DATASETS.items():
                 items = _dataset_items(dataset, None)
-                console.print(f"producing {len(items)} {dataset} items")
-                ids[modality] = [i.id for i in produce_items(settings, items)]
+                ids[modality] = [i.id for i in items]
+                # After a restart the index already holds them: produce only what it lacks.
+                missing = set(stack.missing(modality, ids[modality]))
+                console.print(f"producing {len(missing)} of {len(items)} {dataset} items")
+                produce_items(settings, [i for i in items if i.id in missing])
             stack.wait_indexed(ids, READY_TIMEOUT_S)
         print(f"twinstream ready: {stack.url}", flush=True)
         _serve_until_signalled()

@@ -101,15 +101,16 @@ class Stack:
         self.start_ray()
         self.start_services()
 
+    def missing(self, modality: Modality, ids: Sequence[str]) -> list[str]:
+        """The ids that are not searchable (yet)."""
+        present = ray.get(self.holders[modality].contains.remote(list(ids)))
+        return [item_id for item_id, found in zip(ids, present, strict=True) if not found]
+
     def wait_indexed(self, ids: Mapping[Modality, Sequence[str]], timeout_s: float) -> None:
         """Block until every id is searchable; TimeoutError names how many are missing."""
         deadline = time.monotonic() + timeout_s
         while True:
-            missing = sum(
-                not present
-                for modality, wanted in ids.items()
-                for present in ray.get(self.holders[modality].contains.remote(list(wanted)))
-            )
+            missing = sum(len(self.missing(modality, wanted)) for modality, wanted in ids.items())
             if missing == 0:
                 return
             if time.monotonic() > deadline:

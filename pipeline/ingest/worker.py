@@ -69,33 +69,39 @@ class IngestWorker:
                 self._consumer.seek(tp, offset)
 
     def _run(self) -> None:
+        rewind = False
         while not self._stop.is_set():
-            polled = self._consumer.poll(
-                timeout_ms=POLL_TIMEOUT_MS, max_records=self._settings.ingest_batch_size
-            )
-            records = [r for batch in polled.values() for r in batch]
-            if not records:
-                continue
             try:
-                self._ingest(records)
+                if rewind:
+                    self.seek_to_index(list(self._consumer.assignment()))
+                    rewind = False
+                polled = self._consumer.poll(
+                    timeout_ms=POLL_TIMEOUT_MS, max_records=self._settings.ingest_batch_size
+                )
+                records = [r for batch in polled.values() for r in batch]
+                if records:
+                    self._ingest(records)
             except Exception:
-                # The batch was not applied: rewind to what the index holds and retry.
-                log.exception("ingest batch failed; replaying from the index's offsets")
+                # Whatever part of the batch did not reach a holder is replayed from
+                # the offsets the holders report; the steps before that are idempotent.
+                log.exception("ingest failed; replaying from the index's offsets")
+                rewind = True
                 self._stop.wait(RETRY_PAUSE_S)
-                self.seek_to_index(list(self._consumer.assignment()))
 
     def _ingest(self, records: list[ConsumerRecord]) -> None:
+        """Dead letters, then metadata, then the index: each step may be repeated on replay,
+        and the last one moves the offsets, so nothing is skipped if a step fails."""
         result: BatchResult = process_records(
             records, self._models, self._payloads, self._settings.max_item_bytes
         )
         for record, reason in result.rejected:
             dead_letter(self._producer, record, reason)
-        # The dead letters must be durable before the offsets move past them.
         self._producer.flush()
-        ray.get([self._holders[m].apply.remote(u) for m, u in result.updates.items()])
         self._store.upsert_items(result.items)
         for modality, item_ids in result.deletes.items():
             self._store.delete_items(modality, item_ids)
+        ray.get([self._holders[m].apply.remote(u) for m, u in result.updates.items()])
+        # Informational (lag); the holders' offsets are what a restart resumes from.
         self._consumer.commit()
         self._counts["indexed"] += len(result.items)
         self._counts["deleted"] += sum(len(ids) for ids in result.deletes.values())
