@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 
-.PHONY: install system run test bench lint clean
+.PHONY: install system run test lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
