@@ -2,7 +2,8 @@
 
 import base64
 import binascii
-from typing import Self
+from datetime import datetime
+from typing import Any, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
@@ -96,3 +97,34 @@ class Readiness(BaseModel):
     checks: dict[str, bool]
     model_versions: dict[Modality, str]
     index_sizes: dict[Modality, int]
+
+
+class SourcePosition(BaseModel):
+    topic: str
+    partition: int
+    offset: int
+
+
+class ItemMetadata(BaseModel):
+    id: str
+    modality: Modality
+    label: str | None
+    model_version: str | None
+    indexed_at: datetime
+    source: SourcePosition
+
+
+class ModelInfo(BaseModel):
+    version: str
+    modality: Modality
+    active: bool
+    threshold: float
+    energy: str
+    metrics: dict[str, Any]
+    created_at: datetime
+
+
+class ModelList(BaseModel):
+    """Newest first, per modality."""
+
+    models: dict[Modality, list[ModelInfo]]

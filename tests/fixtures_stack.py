@@ -26,6 +26,8 @@ HELD_OUT_SHOT = "10"
 INDEXED_WORDS = 30
 HELD_OUT_WORDS = 4
 INGEST_TIMEOUT_S = 300
+# Small enough that tests can cross it cheaply; every demo file is far below it.
+MAX_ITEM_BYTES = 1_000_000
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,7 @@ def stack_settings(kafka_settings: Settings) -> Settings:
         kafka_bootstrap=kafka_settings.kafka_bootstrap,
         http_port=TEST_HTTP_PORT,
         train_preset="quick",
+        max_item_bytes=MAX_ITEM_BYTES,
     )
 
 

@@ -49,6 +49,7 @@ def test_bad_items_are_dead_lettered_and_good_ones_indexed(stack, stack_settings
         f"{run}/truncated-wav": (audio_topic, wav[: len(wav) // 2], audio_headers, "truncated"),
         f"{run}/no-headers": (face_topic, face, [], "missing header"),
         f"{run}/wrong-modality": (face_topic, face, audio_headers, "does not match"),
+        f"{run}/oversized": (face_topic, face * 200, face_headers, "over the limit"),
     }
     good = {
         Modality.FACE: [f"{run}/good-face-{i}" for i in range(3)],

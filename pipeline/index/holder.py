@@ -68,6 +68,12 @@ class IndexHolder:
             self.snapshot()
         return len(self._index)
 
+    def delete(self, item_ids: list[str]) -> int:
+        """An API delete: gone from search at once; its tombstone follows through the log."""
+        removed = self._index.delete(item_ids)
+        self._dirty = self._dirty or bool(removed)
+        return removed
+
     def search(self, queries: np.ndarray, k: int, label: str | None = None) -> list[list[Hit]]:
         return self._index.search(queries, k, label)
 

@@ -2,9 +2,12 @@
 
 from ray import serve
 
+from pipeline.index.handles import holder_handles, load_holder_models
 from pipeline.settings import Settings
+from pipeline.store.metadata import MetadataStore
 from services.api.app import create_app
-from services.api.dependencies import install_engine
+from services.api.catalog import Catalog
+from services.api.dependencies import ApiContext, install_context
 from services.api.engine import QueryEngine
 
 app = create_app()
@@ -14,4 +17,12 @@ app = create_app()
 @serve.ingress(app)
 class QueryService:
     def __init__(self, settings: Settings) -> None:
-        install_engine(QueryEngine.connect(settings))
+        store = MetadataStore.from_settings(settings)
+        holders = holder_handles()
+        install_context(
+            ApiContext(
+                settings=settings,
+                engine=QueryEngine(settings, holders, load_holder_models(holders, store)),
+                catalog=Catalog(settings, store, holders),
+            )
+        )

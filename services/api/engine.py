@@ -13,10 +13,8 @@ from ray.actor import ActorHandle
 from pipeline.decode.errors import DecodeError
 from pipeline.decode.registry import decode
 from pipeline.embed.model import EmbeddingModel
-from pipeline.index.handles import holder_handles, load_holder_models
 from pipeline.kafka.clients import bootstrap_servers
 from pipeline.settings import Settings
-from pipeline.store.metadata import MetadataStore
 from schemas.api import (
     ItemRef,
     Match,
@@ -27,7 +25,7 @@ from schemas.api import (
     SimilarityResponse,
 )
 from schemas.items import Modality
-from services.api.problems import not_found, unprocessable
+from services.api.problems import not_found, too_large, unprocessable
 
 KAFKA_PROBE_TIMEOUT_S = 1.0
 
@@ -43,13 +41,6 @@ class QueryEngine:
         self._holders = holders
         self._models = models
 
-    @classmethod
-    def connect(cls, settings: Settings) -> "QueryEngine":
-        holders = holder_handles()
-        return cls(
-            settings, holders, load_holder_models(holders, MetadataStore.from_settings(settings))
-        )
-
     def _embed(self, modality: Modality, payload: bytes) -> np.ndarray:
         return self._models[modality].embed(decode(modality, payload)[np.newaxis])[0]
 
@@ -60,8 +51,16 @@ class QueryEngine:
                 raise not_found(f"no {modality.value} item with id {ref.id!r} is indexed")
             return found[0]
         try:
-            return await asyncio.to_thread(self._embed, modality, ref.payload())
-        except (DecodeError, ValueError) as error:
+            payload = ref.payload()
+        except ValueError as error:
+            raise unprocessable(str(error)) from error
+        if len(payload) > self.settings.max_item_bytes:
+            raise too_large(
+                f"item is {len(payload)} bytes, over the limit of {self.settings.max_item_bytes}"
+            )
+        try:
+            return await asyncio.to_thread(self._embed, modality, payload)
+        except DecodeError as error:
             raise unprocessable(str(error)) from error
 
     def _energy(self, modality: Modality, squared_l2: np.ndarray) -> np.ndarray:

@@ -32,6 +32,10 @@ def unprocessable(detail: str) -> ProblemError:
     return ProblemError(422, "Unprocessable Content", detail)
 
 
+def too_large(detail: str) -> ProblemError:
+    return ProblemError(413, "Content Too Large", detail)
+
+
 def _respond(problem: Problem) -> JSONResponse:
     return JSONResponse(problem.model_dump(), status_code=problem.status, media_type=PROBLEM_JSON)
 

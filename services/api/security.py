@@ -6,8 +6,7 @@ from typing import Annotated
 from fastapi import Depends, Header
 
 from pipeline.settings import Settings, is_loopback
-from services.api.dependencies import get_engine
-from services.api.engine import QueryEngine
+from services.api.dependencies import get_settings
 from services.api.problems import ProblemError
 
 
@@ -25,10 +24,10 @@ def check_bind(settings: Settings) -> None:
 
 
 def require_api_key(
-    engine: Annotated[QueryEngine, Depends(get_engine)],
+    settings: Annotated[Settings, Depends(get_settings)],
     x_api_key: Annotated[str | None, Header()] = None,
 ) -> None:
-    expected = engine.settings.api_key
+    expected = settings.api_key
     if expected is None:
         return
     secret = expected.get_secret_value().encode()

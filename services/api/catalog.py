@@ -1,0 +1,81 @@
+"""Items and model versions as resources: what is indexed, and which models exist.
+
+A DELETE removes the item from the index at once (so no later query returns it)
+and also writes its tombstone to Kafka, so the log — from which every index is
+rebuilt — agrees with what the API acknowledged.
+"""
+
+import asyncio
+
+from kafka import KafkaProducer
+from ray.actor import ActorHandle
+
+from pipeline.kafka.clients import make_producer
+from pipeline.settings import Settings
+from pipeline.store.metadata import MetadataStore
+from pipeline.store.records import ItemRecord, ModelRecord
+from schemas.api import ItemMetadata, ModelInfo, ModelList, SourcePosition
+from schemas.items import ITEM_TOPICS, Modality
+from services.api.problems import not_found
+
+
+def _metadata(record: ItemRecord) -> ItemMetadata:
+    return ItemMetadata(
+        id=record.item_id,
+        modality=record.modality,
+        label=record.label,
+        model_version=record.model_version,
+        indexed_at=record.indexed_at,
+        source=SourcePosition(
+            topic=record.source_topic,
+            partition=record.source_partition,
+            offset=record.source_offset,
+        ),
+    )
+
+
+def _model_info(record: ModelRecord) -> ModelInfo:
+    return ModelInfo(
+        version=record.version,
+        modality=record.modality,
+        active=record.active,
+        threshold=record.threshold,
+        energy=record.energy,
+        metrics=record.metrics,
+        created_at=record.created_at,
+    )
+
+
+class Catalog:
+    def __init__(
+        self, settings: Settings, store: MetadataStore, holders: dict[Modality, ActorHandle]
+    ) -> None:
+        self._settings = settings
+        self._store = store
+        self._holders = holders
+        self._producer: KafkaProducer | None = None
+
+    async def item(self, modality: Modality, item_id: str) -> ItemMetadata:
+        record = await asyncio.to_thread(self._store.get_item, modality, item_id)
+        if record is None:
+            raise not_found(f"no {modality.value} item with id {item_id!r}")
+        return _metadata(record)
+
+    def _tombstone(self, modality: Modality, item_id: str) -> None:
+        if self._producer is None:
+            self._producer = make_producer(self._settings)
+        self._producer.send(ITEM_TOPICS[modality], key=item_id.encode(), value=None)
+        self._producer.flush()
+
+    async def delete(self, modality: Modality, item_id: str) -> None:
+        removed = await self._holders[modality].delete.remote([item_id])
+        stored = await asyncio.to_thread(self._store.delete_items, modality, [item_id])
+        if not removed and not stored:
+            raise not_found(f"no {modality.value} item with id {item_id!r}")
+        await asyncio.to_thread(self._tombstone, modality, item_id)
+
+    async def models(self) -> ModelList:
+        records = await asyncio.to_thread(self._store.list_models)
+        return ModelList(
+            models={m: [_model_info(r) for r in records if r.modality is m] for m in Modality}
+        )

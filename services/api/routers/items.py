@@ -1,0 +1,30 @@
+"""GET / DELETE /v1/items/{modality}/{id}: what is indexed, and removing it."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Response
+
+from schemas.api import ItemMetadata, Problem
+from schemas.items import Modality
+from services.api.catalog import Catalog
+from services.api.dependencies import get_catalog
+from services.api.security import API_KEY
+
+router = APIRouter(prefix="/v1/items", tags=["items"], dependencies=[API_KEY])
+ERRORS = {401: {"model": Problem}, 404: {"model": Problem}, 422: {"model": Problem}}
+
+
+@router.get("/{modality}/{item_id:path}", responses=ERRORS)
+async def get_item(
+    modality: Modality, item_id: str, catalog: Annotated[Catalog, Depends(get_catalog)]
+) -> ItemMetadata:
+    return await catalog.item(modality, item_id)
+
+
+@router.delete("/{modality}/{item_id:path}", status_code=204, responses=ERRORS)
+async def delete_item(
+    modality: Modality, item_id: str, catalog: Annotated[Catalog, Depends(get_catalog)]
+) -> Response:
+    """Gone from search once this returns; the tombstone is written to Kafka too."""
+    await catalog.delete(modality, item_id)
+    return Response(status_code=204)

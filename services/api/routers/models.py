@@ -1,0 +1,17 @@
+"""GET /v1/models: the versions per modality with their metrics and thresholds."""
+
+from typing import Annotated
+
+from fastapi import APIRouter, Depends
+
+from schemas.api import ModelList, Problem
+from services.api.catalog import Catalog
+from services.api.dependencies import get_catalog
+from services.api.security import API_KEY
+
+router = APIRouter(prefix="/v1", tags=["models"], dependencies=[API_KEY])
+
+
+@router.get("/models", responses={401: {"model": Problem}})
+async def list_models(catalog: Annotated[Catalog, Depends(get_catalog)]) -> ModelList:
+    return await catalog.models()

@@ -1,0 +1,96 @@
+"""Items and models as HTTP resources, and the payload limit, against the running stack."""
+
+import base64
+import time
+import uuid
+
+from kafka import TopicPartition
+
+from pipeline.kafka.clients import headers, make_consumer, make_producer
+from schemas.items import ITEM_TOPICS, Modality
+from tests.fixtures_stack import MAX_ITEM_BYTES
+
+TOMBSTONE_WAIT_S = 60
+
+
+def test_get_item_returns_its_metadata(api, demo_data):
+    item = demo_data.indexed[Modality.AUDIO][3]
+    response = api.get(f"/v1/items/audio/{item.id}")
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["id"] == item.id and body["label"] == item.label
+    assert body["model_version"].startswith("audio-v")
+    assert body["source"]["topic"] == ITEM_TOPICS[Modality.AUDIO]
+    assert body["source"]["offset"] >= 0 and body["indexed_at"]
+
+
+def test_unknown_item_is_a_404_problem(api):
+    response = api.get("/v1/items/face/orl/s99/1")
+    assert response.status_code == 404
+    assert response.headers["content-type"] == "application/problem+json"
+
+
+def _tombstone_offset(settings, item_id: str) -> int | None:
+    consumer = make_consumer(settings, group_id=None)
+    topic = ITEM_TOPICS[Modality.FACE]
+    partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
+    consumer.assign(partitions)
+    consumer.seek_to_beginning(*partitions)
+    end = consumer.end_offsets(partitions)
+    deadline = time.monotonic() + TOMBSTONE_WAIT_S
+    try:
+        while time.monotonic() < deadline:
+            for records in consumer.poll(timeout_ms=500).values():
+                for record in records:
+                    if record.key == item_id.encode() and record.value is None:
+                        return record.offset
+            if all(consumer.position(tp) >= end[tp] for tp in partitions):
+                return None
+    finally:
+        consumer.close()
+    return None
+
+
+def test_delete_removes_the_item_at_once_and_writes_its_tombstone(
+    api, stack, stack_settings, demo_data
+):
+    face = demo_data.held_out[Modality.FACE][5]
+    item_id = f"api-delete/{uuid.uuid4().hex[:8]}"
+    producer = make_producer(stack_settings)
+    producer.send(
+        ITEM_TOPICS[Modality.FACE],
+        key=item_id.encode(),
+        value=face.read_bytes(),
+        headers=headers(modality="face", label=face.label),
+    )
+    producer.flush()
+    producer.close()
+    stack.wait_indexed({Modality.FACE: [item_id]}, timeout_s=60)
+    query = {"modality": "face", "item": {"data": base64.b64encode(face.read_bytes()).decode()}}
+    assert api.post("/v1/search", json=query | {"k": 1}).json()["matches"][0]["id"] == item_id
+
+    assert api.delete(f"/v1/items/face/{item_id}").status_code == 204
+    matches = api.post("/v1/search", json=query | {"k": 20}).json()["matches"]
+    assert item_id not in {m["id"] for m in matches}
+    assert api.get(f"/v1/items/face/{item_id}").status_code == 404
+    assert api.delete(f"/v1/items/face/{item_id}").status_code == 404
+    assert _tombstone_offset(stack_settings, item_id) is not None
+
+
+def test_models_lists_one_active_version_per_modality(api):
+    response = api.get("/v1/models")
+    assert response.status_code == 200
+    models = response.json()["models"]
+    assert set(models) == {"face", "audio"}
+    for modality, versions in models.items():
+        active = [v for v in versions if v["active"]]
+        assert len(active) == 1
+        assert active[0]["version"].startswith(f"{modality}-v")
+        assert 0 <= active[0]["metrics"]["eer"] < 0.5 and active[0]["threshold"] > 0
+
+
+def test_a_payload_over_the_limit_is_a_413_problem(api):
+    data = base64.b64encode(bytes(MAX_ITEM_BYTES + 1)).decode()
+    response = api.post("/v1/search", json={"modality": "face", "item": {"data": data}})
+    assert response.status_code == 413
+    assert response.headers["content-type"] == "application/problem+json"
