@@ -7,6 +7,7 @@ from contextlib import contextmanager
 
 import pytest
 from kafka import KafkaConsumer
+from kafka.admin import ConfigResource, ConfigResourceType
 from kafka.consumer.fetcher import ConsumerRecord
 
 from pipeline.kafka.clients import (
@@ -196,3 +197,13 @@ def test_a_remote_bootstrap_is_never_launched(tmp_path):
     with pytest.raises(KafkaLauncherError, match="loopback"):
         EmbeddedKafka(remote).start()
     assert not EmbeddedKafka(remote).status().running
+
+
+def test_item_topics_are_compacted_changelogs(kafka_settings: Settings):
+    with make_admin(kafka_settings) as admin:
+        response = admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, topic) for topic in ITEM_TOPICS.values()]
+        )
+    configs = response["topic"]
+    for topic in ITEM_TOPICS.values():
+        assert configs[topic]["cleanup.policy"]["value"] == "compact", topic

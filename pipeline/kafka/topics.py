@@ -25,13 +25,21 @@ def topic_specs(settings: Settings) -> dict[str, dict[str, Any]]:
     oversized items to the ingest actors to be dead-lettered with a reason.
     The replication factor is left to the cluster's default: 1 on the embedded
     broker, whatever the operators chose elsewhere.
+
+    Item topics are compacted changelogs: the newest value per item id is kept
+    for ever and a tombstone eventually removes the key, so replaying a topic
+    from the beginning (how an index is rebuilt for a new model) yields exactly
+    the current items, however old. Pair feedback is training data: kept too.
     """
     large = {"max.message.bytes": str(message_limit_bytes(settings))}
     specs: dict[str, dict[str, Any]] = {
-        topic: {"num_partitions": settings.topic_partitions, "configs": large}
+        topic: {
+            "num_partitions": settings.topic_partitions,
+            "configs": large | {"cleanup.policy": "compact"},
+        }
         for topic in ITEM_TOPICS.values()
     }
-    specs[PAIRS_TOPIC] = {"num_partitions": 1}
+    specs[PAIRS_TOPIC] = {"num_partitions": 1, "configs": {"retention.ms": "-1"}}
     specs[DLQ_TOPIC] = {"num_partitions": 1, "configs": large}
     return specs
 
