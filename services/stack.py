@@ -125,10 +125,15 @@ class Stack:
         return totals
 
     def stop(self) -> None:
-        if ray.is_initialized():
-            ray.get([w.stop.remote() for w in self.workers])
-            ray.get([h.snapshot.remote() for h in self.holders.values()])
-            serve.shutdown()
-            ray.shutdown()
-        if self._kafka is not None and not self._kafka_was_running:
-            self._kafka.stop()
+        """Also after a failed start: whatever did start is stopped, the broker last."""
+        try:
+            if ray.is_initialized():
+                try:
+                    ray.get([w.stop.remote() for w in self.workers])
+                    ray.get([h.snapshot.remote() for h in self.holders.values()])
+                    serve.shutdown()
+                finally:
+                    ray.shutdown()
+        finally:
+            if self._kafka is not None and not self._kafka_was_running:
+                self._kafka.stop()
