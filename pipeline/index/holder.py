@@ -42,6 +42,8 @@ class IndexHolder:
             # the consumers replay the (compacted) topic from the beginning.
             self._index, self._offsets = VectorIndex(dim), {}
         self._model_version = model_version
+        # Upserts applied by this process: the ingest rate is its derivative.
+        self._applied = 0
         self._dirty = False
         self._last_snapshot = time.monotonic()
 
@@ -54,6 +56,10 @@ class IndexHolder:
     def size(self) -> int:
         return len(self._index)
 
+    def stats(self) -> dict[str, int | dict[int, int]]:
+        """One call for a metrics scrape: size, upserts applied, offsets reflected."""
+        return {"size": len(self._index), "applied": self._applied, "offsets": self.offsets()}
+
     def contains(self, item_ids: list[str]) -> list[bool]:
         return [item_id in self._index for item_id in item_ids]
 
@@ -63,6 +69,7 @@ class IndexHolder:
             self._index.upsert(update.upsert_ids, update.vectors, update.labels)
         for partition, offset in update.offsets.items():
             self._offsets[partition] = max(offset, self._offsets.get(partition, 0))
+        self._applied += len(update.upsert_ids)
         self._dirty = True
         if time.monotonic() - self._last_snapshot >= self._interval:
             self.snapshot()

@@ -2,8 +2,9 @@
 
 from fastapi import FastAPI
 
+from services.api.metrics import observe
 from services.api.problems import install_problem_handlers
-from services.api.routers import health, items, models, search, similarity
+from services.api.routers import health, items, metrics, models, search, similarity
 
 
 def create_app() -> FastAPI:
@@ -12,7 +13,9 @@ def create_app() -> FastAPI:
         summary="Streaming similarity search for faces and audio with siamese encoders.",
         version="0.1.0",
     )
-    for router in (similarity.router, search.router, items.router, models.router, health.router):
-        app.include_router(router)
+    routers = (similarity, search, items, models, health, metrics)
+    for module in routers:
+        app.include_router(module.router)
+    app.middleware("http")(observe)
     install_problem_handlers(app)
     return app

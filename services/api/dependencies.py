@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pipeline.settings import Settings
 from services.api.catalog import Catalog
 from services.api.engine import QueryEngine
+from services.api.metrics import PipelineProbe
 
 
 @dataclass(frozen=True)
@@ -17,6 +18,7 @@ class ApiContext:
     settings: Settings
     engine: QueryEngine
     catalog: Catalog
+    probe: PipelineProbe
 
 
 _context: ApiContext | None = None
@@ -43,3 +45,7 @@ def get_engine() -> QueryEngine:
 
 def get_catalog() -> Catalog:
     return _installed().catalog
+
+
+def get_probe() -> PipelineProbe:
+    return _installed().probe

@@ -9,6 +9,7 @@ from services.api.app import create_app
 from services.api.catalog import Catalog
 from services.api.dependencies import ApiContext, install_context
 from services.api.engine import QueryEngine
+from services.api.metrics import PipelineProbe
 
 app = create_app()
 
@@ -24,5 +25,6 @@ class QueryService:
                 settings=settings,
                 engine=QueryEngine(settings, holders, load_holder_models(holders, store)),
                 catalog=Catalog(settings, store, holders),
+                probe=PipelineProbe(settings, holders),
             )
         )

@@ -41,6 +41,9 @@ class QueryEngine:
         self._holders = holders
         self._models = models
 
+    def model_versions(self) -> dict[Modality, str]:
+        return {modality: model.version for modality, model in self._models.items()}
+
     def _embed(self, modality: Modality, payload: bytes) -> np.ndarray:
         return self._models[modality].embed(decode(modality, payload)[np.newaxis])[0]
 
@@ -125,6 +128,6 @@ class QueryEngine:
         return Readiness(
             ready=all(checks.values()),
             checks=checks,
-            model_versions={m: model.version for m, model in self._models.items()},
+            model_versions=self.model_versions(),
             index_sizes=sizes,
         )

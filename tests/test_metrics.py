@@ -1,0 +1,57 @@
+"""GET /metrics: Prometheus text with request, index, ingest and lag numbers from the live stack."""
+
+import time
+
+from prometheus_client.parser import text_string_to_metric_families
+
+LAG_WAIT_S = 60
+
+
+def scrape(api) -> dict[tuple[str, tuple], float]:
+    response = api.get("/metrics")
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/plain")
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(response.text)
+        for sample in family.samples
+    }
+
+
+def test_metrics_report_requests_index_and_lag(api, stack):
+    api.post("/v1/search", json={"modality": "face", "item": {"id": "orl/s1/1"}, "k": 1})
+    api.get("/v1/items/face/no-such-item")
+    deadline = time.monotonic() + LAG_WAIT_S
+    while True:
+        samples = scrape(api)
+        lag = [v for (name, _), v in samples.items() if name == "twinstream_consumer_lag"]
+        if (lag and not any(lag)) or time.monotonic() > deadline:
+            break
+        time.sleep(1)
+    assert len(lag) == 8 and not any(lag), "the index should have caught up with the log"
+
+    def value(name: str, **labels: str) -> float:
+        return samples[(name, tuple(sorted(labels.items())))]
+
+    assert value("twinstream_index_items", modality="face") >= 360
+    assert value("twinstream_index_items", modality="audio") >= 180
+    assert value("twinstream_indexed_upserts", modality="face") >= 360
+    searches = value(
+        "twinstream_http_requests_total", method="POST", route="/v1/search", status="200"
+    )
+    assert searches >= 1
+    # Routes are labelled by template, never by item id.
+    assert (
+        value(
+            "twinstream_http_requests_total",
+            method="GET",
+            route="/v1/items/{modality}/{item_id:path}",
+            status="404",
+        )
+        >= 1
+    )
+    assert value("twinstream_http_request_seconds_count", method="POST", route="/v1/search") >= 1
+    versions = [
+        dict(labels) for (name, labels), v in samples.items() if name == "twinstream_model_info"
+    ]
+    assert {v["modality"] for v in versions} == {"face", "audio"}
