@@ -1,0 +1,50 @@
+"""docker-compose.yml cannot run here (no Docker engine), so its shape is checked instead."""
+
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parent.parent
+TWINSTREAM_SERVICES = ("ray-head", "ray-worker-gpu", "demo-producer")
+
+
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def test_the_deployment_has_every_part():
+    services = compose()["services"]
+    assert set(services) == {"kafka", "postgres", *TWINSTREAM_SERVICES}
+    assert services["kafka"]["environment"]["KAFKA_PROCESS_ROLES"] == "broker,controller"
+
+
+def test_twinstream_services_share_the_cluster_broker_database_and_state():
+    services = compose()["services"]
+    for name in TWINSTREAM_SERVICES:
+        env = services[name]["environment"]
+        assert env["TWINSTREAM_KAFKA_BOOTSTRAP"] == "kafka:9092", name
+        assert env["TWINSTREAM_DATABASE_URL"].startswith("postgresql+psycopg://"), name
+        assert env["TWINSTREAM_RAY_ADDRESS"] == "auto", name
+        assert "state:/state" in services[name]["volumes"], name
+
+
+def test_ingest_actors_are_placed_on_the_gpu_worker():
+    services = compose()["services"]
+    [device] = services["ray-worker-gpu"]["deploy"]["resources"]["reservations"]["devices"]
+    assert device["driver"] == "nvidia" and "gpu" in device["capabilities"]
+    assert "--num-gpus=1" in services["ray-worker-gpu"]["command"]
+    assert services["ray-head"]["environment"]["TWINSTREAM_INGEST_NUM_GPUS"] == 1
+    assert "--num-gpus=0" in services["ray-head"]["command"]
+
+
+def test_a_public_bind_carries_an_api_key():
+    env = compose()["services"]["ray-head"]["environment"]
+    assert env["TWINSTREAM_HTTP_HOST"] == "0.0.0.0"
+    assert env["TWINSTREAM_API_KEY"].startswith("${TWINSTREAM_API_KEY:?")
+
+
+def test_the_image_copies_what_exists():
+    dockerfile = (ROOT / "docker" / "Dockerfile").read_text().splitlines()
+    sources = [line.split()[1:-1] for line in dockerfile if line.startswith("COPY ")]
+    for source in (s for group in sources for s in group):
+        assert (ROOT / source).exists(), source
