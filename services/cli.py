@@ -10,9 +10,8 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from pipeline.data.asterisk import ASTERISK_ROOT, iter_asterisk
+from pipeline.data.demo import demo_items
 from pipeline.data.items import DataItem
-from pipeline.data.orl import iter_orl, orl_root
 from pipeline.decode.registry import decode
 from pipeline.embed.model import EmbeddingModel
 from pipeline.kafka.launcher import EmbeddedKafka
@@ -65,9 +64,7 @@ def _train(
 
 
 def _dataset_items(dataset: str, path: Path | None) -> list[DataItem]:
-    if DATASETS[dataset] is Modality.FACE:
-        return list(iter_orl(path or orl_root()))
-    return list(iter_asterisk(path or ASTERISK_ROOT))
+    return list(demo_items(DATASETS[dataset], path))
 
 
 def _serve_until_signalled() -> None:

@@ -5,7 +5,8 @@ held-out items (ORL shot 10, a few unseen words) are never produced, and tests
 query with them over real HTTP. One stack per session: Ray + Serve cost ~15 s.
 """
 
-from collections.abc import Iterator
+import time
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import httpx
@@ -14,11 +15,12 @@ import pytest
 from pipeline.data.asterisk import common_words, iter_asterisk
 from pipeline.data.items import DataItem
 from pipeline.data.orl import iter_orl
+from pipeline.kafka.clients import make_producer
 from pipeline.produce import produce_items
 from pipeline.settings import Settings
 from pipeline.store.metadata import MetadataStore
 from pipeline.train.job import item_samples, train_and_register
-from schemas.items import Modality
+from schemas.items import ITEM_TOPICS, Modality
 from services.stack import Stack
 
 TEST_HTTP_PORT = 18000
@@ -81,6 +83,22 @@ def stack(stack_settings: Settings, demo_data: DemoData) -> Iterator[Stack]:
         yield running
     finally:
         running.stop()
+
+
+def delete_and_wait(
+    stack: Stack, settings: Settings, ids: Mapping[Modality, Sequence[str]], timeout_s: float = 60
+) -> None:
+    """Tombstone the ids through Kafka and wait until none of them is searchable."""
+    producer = make_producer(settings)
+    for modality, item_ids in ids.items():
+        for item_id in item_ids:
+            producer.send(ITEM_TOPICS[modality], key=item_id.encode(), value=None)
+    producer.flush()
+    producer.close()
+    deadline = time.monotonic() + timeout_s
+    while any(len(stack.missing(m, i)) < len(i) for m, i in ids.items()):
+        assert time.monotonic() < deadline, "tombstones were not applied"
+        time.sleep(0.5)
 
 
 @pytest.fixture(scope="session")

@@ -4,11 +4,11 @@ import io
 import time
 import uuid
 
-import ray
 from PIL import Image
 
 from pipeline.kafka.clients import header_value, headers, make_consumer, make_producer
 from schemas.items import DLQ_TOPIC, ITEM_TOPICS, Modality
+from tests.fixtures_stack import delete_and_wait
 
 DLQ_WAIT_S = 120
 
@@ -82,19 +82,9 @@ def test_bad_items_are_dead_lettered_and_good_ones_indexed(stack, stack_settings
         assert header_value(record.headers, "source-partition") is not None
     assert "UTF-8" in header_value(letters[b"\xff\xfe-not-utf8"].headers, "error")
 
-    # Tombstones delete: the good items leave the index again.
-    for modality, ids in good.items():
-        for item_id in ids:
-            producer.send(ITEM_TOPICS[modality], key=item_id.encode(), value=None)
-    producer.flush()
     producer.close()
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        present = [any(ray.get(stack.holders[m].contains.remote(ids))) for m, ids in good.items()]
-        if not any(present):
-            break
-        time.sleep(0.5)
-    assert not any(present)
+    # Tombstones delete: the good items leave the index again.
+    delete_and_wait(stack, stack_settings, good)
 
 
 def _png(face_pgm: bytes) -> bytes:

@@ -8,6 +8,7 @@ import ray
 
 from pipeline.kafka.clients import headers, make_producer
 from schemas.items import ITEM_TOPICS, Modality
+from tests.fixtures_stack import delete_and_wait
 
 ITEMS = 150
 RECOVERY_TIMEOUT_S = 180
@@ -49,12 +50,5 @@ def test_killed_ingest_actor_recovers_every_item_exactly_once(stack, stack_setti
     stack.wait_indexed({Modality.FACE: ids}, RECOVERY_TIMEOUT_S)
     assert ray.get(holder.size.remote()) == size_before + ITEMS  # each exactly once
 
-    tombstones = make_producer(stack_settings)
-    for item_id in ids:
-        tombstones.send(ITEM_TOPICS[Modality.FACE], key=item_id.encode(), value=None)
-    tombstones.flush()
-    tombstones.close()
-    deadline = time.monotonic() + 60
-    while ray.get(holder.size.remote()) != size_before:
-        assert time.monotonic() < deadline, "tombstones were not applied"
-        time.sleep(0.5)
+    delete_and_wait(stack, stack_settings, {Modality.FACE: ids})
+    assert ray.get(holder.size.remote()) == size_before

@@ -8,9 +8,8 @@ from collections.abc import Callable, Iterable, Sequence
 from fnmatch import fnmatchcase
 from uuid import uuid4
 
-from pipeline.data.asterisk import iter_asterisk
+from pipeline.data.demo import demo_items
 from pipeline.data.items import DataItem
-from pipeline.data.orl import iter_orl
 from pipeline.decode.registry import decode
 from pipeline.embed.config import ENCODERS, PRESETS
 from pipeline.settings import Settings
@@ -74,7 +73,7 @@ def item_samples(
 
 
 def demo_samples(modality: Modality) -> list[Sample]:
-    return item_samples(modality, iter_orl() if modality is Modality.FACE else iter_asterisk())
+    return item_samples(modality, demo_items(modality))
 
 
 def train_and_register(
