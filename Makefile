@@ -1,11 +1,11 @@
-# The two set-up commands of the README: `make run` and `make test`.
+# The two set-up commands of the README: `make run` and `make test` (and `make bench`).
 # Both install only what is missing, so a second run starts at once.
 PYTHON ?= python3.11
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-$(shell sha256sum pyproject.toml | cut -c1-12)
 
-.PHONY: install system run test lint clean
+.PHONY: install system run test bench lint clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,9 @@ test: install
 	scripts/install-system.sh --test
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 	$(BIN)/pytest
+
+bench: install system
+	$(BIN)/twinstream bench
 
 lint: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .

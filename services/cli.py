@@ -228,5 +228,18 @@ def models(
     Console().print(table)
 
 
+@app.command()
+def bench(
+    only: Annotated[
+        list[str] | None, typer.Option("--only", help="run just these benchmarks")
+    ] = None,
+) -> None:
+    """Run the benchmarks; numbers go to bench/results/*.json and bench/results/SUMMARY.md."""
+    from bench.runner import run_benchmarks
+
+    for path in run_benchmarks(only or ()):
+        console.print(f"wrote {path}")
+
+
 if __name__ == "__main__":
     app()

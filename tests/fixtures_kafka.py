@@ -5,6 +5,7 @@ It runs on 19092/19093 rather than the default 9092/9093 so a developer's own
 `twinstream up` keeps running while the suite does.
 """
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -13,7 +14,8 @@ from pipeline.kafka.launcher import EmbeddedKafka
 from pipeline.kafka.topics import ensure_topics
 from pipeline.settings import Settings
 
-TEST_BOOTSTRAP = "127.0.0.1:19092"
+# Overridable so two suites (two checkouts) can run side by side on one machine.
+TEST_BOOTSTRAP = os.environ.get("TWINSTREAM_TEST_BOOTSTRAP", "127.0.0.1:19092")
 
 
 @pytest.fixture(scope="session")

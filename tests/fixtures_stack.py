@@ -5,6 +5,7 @@ held-out items (ORL shot 10, a few unseen words) are never produced, and tests
 query with them over real HTTP. One stack per session: Ray + Serve cost ~15 s.
 """
 
+import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from pipeline.train.job import item_samples, train_and_register
 from schemas.items import ITEM_TOPICS, Modality
 from services.stack import Stack
 
-TEST_HTTP_PORT = 18000
+TEST_HTTP_PORT = int(os.environ.get("TWINSTREAM_TEST_HTTP_PORT", "18000"))
 HELD_OUT_SHOT = "10"
 INDEXED_WORDS = 30
 HELD_OUT_WORDS = 4

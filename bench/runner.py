@@ -1,0 +1,32 @@
+"""Runs the benchmarks one after another (they would only disturb each other in parallel)."""
+
+import importlib
+from collections.abc import Sequence
+from pathlib import Path
+
+from bench.report import Benchmark, BenchReport, write_report, write_summary
+
+# name -> "module:function"; imported only when run, so one benchmark's extras
+# never stop another from running.
+BENCHMARKS: dict[str, str] = {}
+
+RESULTS_DIR = Path("bench/results")
+
+
+def _load(target: str) -> Benchmark:
+    module, _, function = target.partition(":")
+    return getattr(importlib.import_module(module), function)
+
+
+def run_benchmarks(names: Sequence[str] = (), results_dir: Path = RESULTS_DIR) -> list[Path]:
+    unknown = set(names) - set(BENCHMARKS)
+    if unknown:
+        raise ValueError(f"unknown benchmarks {sorted(unknown)}; known: {sorted(BENCHMARKS)}")
+    reports: list[BenchReport] = []
+    written = []
+    for name in names or list(BENCHMARKS):
+        report = _load(BENCHMARKS[name])(results_dir)
+        reports.append(report)
+        written.append(write_report(report, results_dir))
+    written.append(write_summary(reports, results_dir))
+    return written
