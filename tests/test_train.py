@@ -24,8 +24,9 @@ from pipeline.train.metrics import (
     pair_distances,
     roc_auc,
 )
+from pipeline.train.sample import Sample
 from pipeline.train.split import split_by_group
-from pipeline.train.trainer import Sample, train_model
+from pipeline.train.trainer import train_model
 from schemas.items import Modality
 
 FACE_PEOPLE = 20

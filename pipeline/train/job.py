@@ -16,7 +16,8 @@ from pipeline.settings import Settings
 from pipeline.store.metadata import MetadataStore, VersionExistsError
 from pipeline.store.payloads import PayloadStore
 from pipeline.store.records import ModelRecord
-from pipeline.train.trainer import Sample, train_model
+from pipeline.train.sample import Sample
+from pipeline.train.trainer import train_model
 from schemas.items import Modality
 
 Progress = Callable[[float, str], None]

@@ -22,29 +22,13 @@ from pipeline.embed.encoders import ConvEncoder, build_encoder
 from pipeline.embed.energy import energy_by_name
 from pipeline.embed.loss import ContrastiveLoss
 from pipeline.embed.model import EmbeddingModel, new_version, pick_device
+from pipeline.evaluation.scoring import score_model
 from pipeline.train.batches import Batch, PairBatches, balanced_hard_pairs
-from pipeline.train.metrics import (
-    accuracy_at,
-    eer,
-    far_frr,
-    nearest_neighbour_accuracy,
-    pair_distances,
-    roc_auc,
-)
+from pipeline.train.sample import Sample
 from pipeline.train.split import split_by_group
 from schemas.items import Modality
 
 Progress = Callable[[float, str], None]
-
-
-@dataclass(frozen=True)
-class Sample:
-    """A decoded, labelled item. `group` decides the split (person for faces, word for speech)."""
-
-    id: str
-    label: str
-    group: str
-    x: np.ndarray
 
 
 @dataclass(frozen=True)
@@ -163,7 +147,9 @@ def _train(
     model = EmbeddingModel(
         encoder, version or new_version(encoder_config.modality.value), float("nan"), device
     )
-    metrics, pair_counts = _calibrate(model, held_out)
+    scores = score_model(model, held_out)
+    model.threshold = scores.threshold
+    metrics = dict(scores.metrics)
     metrics.update(
         final_loss=fit.final_loss,
         epochs=fit.epochs,
@@ -177,7 +163,8 @@ def _train(
         "train_groups": len({s.group for s in train}),
         "held_out_groups": len({s.group for s in held_out}),
         "train_labels": len({s.label for s in train}),
-        **pair_counts,
+        "held_out_pairs": scores.pairs,
+        "held_out_genuine_pairs": scores.genuine_pairs,
         "explicit_pairs_used": len(train_pairs),
         "explicit_pairs_dropped": len(pairs) - len(train_pairs),
     }
@@ -245,30 +232,6 @@ def _pair_loss(criterion: ContrastiveLoss, emb: Tensor, batch: Batch, mine: bool
 
     same = torch.from_numpy(batch.same[chosen]).to(emb.device)
     return criterion(rows(batch.first[chosen]), rows(batch.second[chosen]), same)
-
-
-def _calibrate(
-    model: EmbeddingModel, held_out: Sequence[Sample]
-) -> tuple[dict[str, Any], dict[str, int]]:
-    """Set the model's threshold to the held-out EER point; return the metrics and pair counts."""
-    labels = np.array([s.label for s in held_out])
-    embeddings = model.embed(np.stack([s.x for s in held_out]))
-    distances, same = pair_distances(embeddings, labels, model.energy)
-    equal_error, threshold = eer(distances, same)
-    model.threshold = threshold
-    far, frr = far_frr(distances, same, threshold)
-    metrics = {
-        "eer": equal_error,
-        "auc": roc_auc(-distances[same], -distances[~same]),
-        "accuracy": accuracy_at(distances, same, threshold),
-        "far": far,
-        "frr": frr,
-        "threshold": threshold,
-        "genuine_mean": float(distances[same].mean()),
-        "impostor_mean": float(distances[~same].mean()),
-        "nn_accuracy": nearest_neighbour_accuracy(embeddings, labels),
-    }
-    return metrics, {"held_out_pairs": len(distances), "held_out_genuine_pairs": int(same.sum())}
 
 
 def _pairs_within_train(
