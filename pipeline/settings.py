@@ -9,7 +9,7 @@ from functools import cached_property
 from ipaddress import ip_address
 from pathlib import Path
 
-from pydantic import SecretStr, field_validator
+from pydantic import SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_KAFKA_BOOTSTRAP = "127.0.0.1:9092"
@@ -50,12 +50,30 @@ class Settings(BaseSettings):
     embed_threads: int = os.cpu_count() or 1
     # Training preset the service uses for first models and retraining.
     train_preset: str = "default"
+    # Raw item bytes kept for retraining; unset = <state_dir>/payloads. A separate
+    # disk (or a mount shared by the nodes of a cluster) can hold them instead.
+    payloads_dir: Path = Path()
 
     @field_validator("state_dir")
     @classmethod
     def _absolute(cls, state_dir: Path) -> Path:
         """Ray workers and tools such as mvn run in other directories than the caller."""
         return state_dir.expanduser().resolve()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_payloads_dir(cls, values: dict) -> dict:
+        """The default lives under whichever state_dir was given, so it is filled in here."""
+        if not values.get("payloads_dir"):
+            values = values | {
+                "payloads_dir": Path(values.get("state_dir", ".twinstream")) / "payloads"
+            }
+        return values
+
+    @field_validator("payloads_dir")
+    @classmethod
+    def _absolute_payloads(cls, payloads_dir: Path) -> Path:
+        return payloads_dir.expanduser().resolve()
 
     @cached_property
     def resolved_database_url(self) -> str:
@@ -71,10 +89,6 @@ class Settings(BaseSettings):
     @property
     def models_dir(self) -> Path:
         return self.state_dir / "models"
-
-    @property
-    def payloads_dir(self) -> Path:
-        return self.state_dir / "payloads"
 
     @property
     def index_dir(self) -> Path:

@@ -21,6 +21,7 @@ from pipeline.kafka.clients import make_consumer, make_producer
 from pipeline.settings import Settings
 from pipeline.store.metadata import MetadataStore
 from pipeline.store.payloads import PayloadStore
+from pipeline.store.retention import RetainedItems
 from schemas.items import ITEM_TOPICS, topic_modality
 
 log = logging.getLogger(__name__)
@@ -48,6 +49,7 @@ class IngestWorker:
         self._holders = holder_handles()
         self._store = MetadataStore.from_settings(settings)
         self._payloads = PayloadStore(settings.payloads_dir)
+        self._retained = RetainedItems(self._store, self._payloads)
         self._models = load_holder_models(self._holders, self._store)
         self._consumer = make_consumer(settings, CONSUMER_GROUP)
         self._producer = make_producer(settings)
@@ -97,9 +99,9 @@ class IngestWorker:
         for record, reason in result.rejected:
             dead_letter(self._producer, record, reason)
         self._producer.flush()
-        self._store.upsert_items(result.items)
+        self._retained.upsert(result.items)
         for modality, item_ids in result.deletes.items():
-            self._store.delete_items(modality, item_ids)
+            self._retained.delete(modality, item_ids)
         ray.get([self._holders[m].apply.remote(u) for m, u in result.updates.items()])
         # Informational (lag); the holders' offsets are what a restart resumes from.
         self._consumer.commit()

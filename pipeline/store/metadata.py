@@ -34,7 +34,7 @@ RecordT = TypeVar("RecordT", ItemRecord, ModelRecord, TrainingRunRecord)
 _UPSERT_INSERTS = {"sqlite": sqlite.insert, "postgresql": postgresql.insert}
 _ITEM_KEY = ("modality", "item_id")
 # Stays well below SQLite's and PostgreSQL's bound-parameter limits.
-_DELETE_CHUNK = 500
+_ID_CHUNK = 500
 _RUN_IDENTITY_FIELDS = frozenset({"run_id", "modality", "trigger", "created_at"})
 _RUN_UPDATABLE_FIELDS = frozenset(f.name for f in fields(TrainingRunRecord)) - _RUN_IDENTITY_FIELDS
 
@@ -115,8 +115,8 @@ class MetadataStore:
         unique_ids = sorted(set(ids))
         deleted = 0
         with self._writes.begin() as session:
-            for start in range(0, len(unique_ids), _DELETE_CHUNK):
-                chunk = unique_ids[start : start + _DELETE_CHUNK]
+            for start in range(0, len(unique_ids), _ID_CHUNK):
+                chunk = unique_ids[start : start + _ID_CHUNK]
                 statement = (
                     delete(Item)
                     .where(Item.modality == modality, Item.item_id.in_(chunk))
@@ -124,6 +124,34 @@ class MetadataStore:
                 )
                 deleted += session.execute(statement).rowcount
         return deleted
+
+    def payload_hashes(self, modality: Modality, ids: Sequence[str]) -> set[str]:
+        """The content hashes the given items currently point at."""
+        unique_ids = sorted(set(ids))
+        hashes: set[str] = set()
+        with self._reads.begin() as session:
+            for start in range(0, len(unique_ids), _ID_CHUNK):
+                statement = select(Item.payload_sha256).where(
+                    Item.modality == modality,
+                    Item.item_id.in_(unique_ids[start : start + _ID_CHUNK]),
+                    Item.payload_sha256.is_not(None),
+                )
+                hashes.update(session.scalars(statement))
+        return hashes
+
+    def unreferenced_payloads(self, hashes: Sequence[str] | set[str]) -> set[str]:
+        """Those of `hashes` that no item of any modality points at any more."""
+        candidates = sorted(set(hashes))
+        referenced: set[str] = set()
+        with self._reads.begin() as session:
+            for start in range(0, len(candidates), _ID_CHUNK):
+                statement = (
+                    select(Item.payload_sha256)
+                    .distinct()
+                    .where(Item.payload_sha256.in_(candidates[start : start + _ID_CHUNK]))
+                )
+                referenced.update(session.scalars(statement))
+        return set(candidates) - referenced
 
     def get_item(self, modality: Modality, item_id: str) -> ItemRecord | None:
         with self._reads.begin() as session:

@@ -1,7 +1,9 @@
 """Content-addressed retention of raw item bytes.
 
 Retraining and re-embedding read items from here, so they never need the
-producer again; addressing by sha256 makes a replayed item a no-op write.
+producer again; addressing by sha256 makes a replayed item a no-op write, and
+lets items with identical bytes share one file (so deleting one item must not
+delete the file while another still points at it: see pipeline/store/retention.py).
 """
 
 import hashlib
@@ -31,3 +33,14 @@ class PayloadStore:
 
     def get(self, sha256: str) -> bytes:
         return self._path(sha256).read_bytes()
+
+    def __contains__(self, sha256: str) -> bool:
+        return self._path(sha256).exists()
+
+    def delete(self, sha256: str) -> bool:
+        """Remove the bytes; False when they were already gone (a replayed delete)."""
+        try:
+            self._path(sha256).unlink()
+        except FileNotFoundError:
+            return False
+        return True

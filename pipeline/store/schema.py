@@ -65,7 +65,11 @@ class Base(DeclarativeBase):
 
 class Item(Base):
     __tablename__ = "items"
-    __table_args__ = (Index("ix_items_modality_label", "modality", "label"),)
+    __table_args__ = (
+        Index("ix_items_modality_label", "modality", "label"),
+        # Payload retention asks "does anything still point at this content?" on every delete.
+        Index("ix_items_payload_sha256", "payload_sha256"),
+    )
 
     modality: Mapped[Modality] = mapped_column(primary_key=True)
     item_id: Mapped[str] = mapped_column(primary_key=True)

@@ -13,7 +13,9 @@ from ray.actor import ActorHandle
 from pipeline.kafka.clients import make_producer
 from pipeline.settings import Settings
 from pipeline.store.metadata import MetadataStore
+from pipeline.store.payloads import PayloadStore
 from pipeline.store.records import ItemRecord, ModelRecord
+from pipeline.store.retention import RetainedItems
 from schemas.api import ItemMetadata, ModelInfo, ModelList, SourcePosition
 from schemas.items import ITEM_TOPICS, Modality
 from services.api.problems import not_found
@@ -52,6 +54,7 @@ class Catalog:
     ) -> None:
         self._settings = settings
         self._store = store
+        self._retained = RetainedItems(store, PayloadStore(settings.payloads_dir))
         self._holders = holders
         self._producer: KafkaProducer | None = None
 
@@ -69,7 +72,7 @@ class Catalog:
 
     async def delete(self, modality: Modality, item_id: str) -> None:
         removed = await self._holders[modality].delete.remote([item_id])
-        stored = await asyncio.to_thread(self._store.delete_items, modality, [item_id])
+        stored = await asyncio.to_thread(self._retained.delete, modality, [item_id])
         if not removed and not stored:
             raise not_found(f"no {modality.value} item with id {item_id!r}")
         await asyncio.to_thread(self._tombstone, modality, item_id)
