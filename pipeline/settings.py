@@ -13,6 +13,8 @@ from pydantic import SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_KAFKA_BOOTSTRAP = "127.0.0.1:9092"
+# Index size at which exact search gives way to IVF (a 100k×64 flat scan is ~10 ms).
+DEFAULT_IVF_THRESHOLD = 100_000
 
 
 def is_loopback(host: str) -> bool:
@@ -50,6 +52,8 @@ class Settings(BaseSettings):
     embed_threads: int = os.cpu_count() or 1
     # Training preset the service uses for first models and retraining.
     train_preset: str = "default"
+    # Items at which an index switches from exact search to IVF (0 = stay exact).
+    index_ivf_threshold: int = DEFAULT_IVF_THRESHOLD
     # Raw item bytes kept for retraining; unset = <state_dir>/payloads. A separate
     # disk (or a mount shared by the nodes of a cluster) can hold them instead.
     payloads_dir: Path = Path()

@@ -5,6 +5,7 @@ held-out items (ORL shot 10, a few unseen words) are never produced, and tests
 query with them over real HTTP. One stack per session: Ray + Serve cost ~15 s.
 """
 
+import io
 import os
 import time
 from collections.abc import Iterator, Mapping, Sequence
@@ -12,6 +13,7 @@ from dataclasses import dataclass
 
 import httpx
 import pytest
+from PIL import Image, PngImagePlugin
 
 from pipeline.data.asterisk import common_words, iter_asterisk
 from pipeline.data.items import DataItem
@@ -84,6 +86,15 @@ def stack(stack_settings: Settings, demo_data: DemoData) -> Iterator[Stack]:
         yield running
     finally:
         running.stop()
+
+
+def unique_png(image: bytes, tag: str) -> bytes:
+    """The same picture as a PNG whose bytes (a text chunk) no other item shares."""
+    info = PngImagePlugin.PngInfo()
+    info.add_text("twinstream-test", tag)
+    out = io.BytesIO()
+    Image.open(io.BytesIO(image)).save(out, format="PNG", pnginfo=info)
+    return out.getvalue()
 
 
 def delete_and_wait(

@@ -1,14 +1,16 @@
 """Items and models as HTTP resources, and the payload limit, against the running stack."""
 
 import base64
+import hashlib
 import time
 import uuid
 
 from kafka import TopicPartition
 
 from pipeline.kafka.clients import headers, make_consumer, make_producer
+from pipeline.store.payloads import PayloadStore
 from schemas.items import ITEM_TOPICS, Modality
-from tests.fixtures_stack import MAX_ITEM_BYTES
+from tests.fixtures_stack import MAX_ITEM_BYTES, unique_png
 
 TOMBSTONE_WAIT_S = 60
 
@@ -56,17 +58,20 @@ def test_delete_removes_the_item_at_once_and_writes_its_tombstone(
 ):
     face = demo_data.held_out[Modality.FACE][5]
     item_id = f"api-delete/{uuid.uuid4().hex[:8]}"
+    image = unique_png(face.read_bytes(), item_id)
     producer = make_producer(stack_settings)
     producer.send(
         ITEM_TOPICS[Modality.FACE],
         key=item_id.encode(),
-        value=face.read_bytes(),
+        value=image,
         headers=headers(modality="face", label=face.label),
     )
     producer.flush()
     producer.close()
     stack.wait_indexed({Modality.FACE: [item_id]}, timeout_s=60)
-    query = {"modality": "face", "item": {"data": base64.b64encode(face.read_bytes()).decode()}}
+    payloads = PayloadStore(stack_settings.payloads_dir)
+    assert hashlib.sha256(image).hexdigest() in payloads
+    query = {"modality": "face", "item": {"data": base64.b64encode(image).decode()}}
     assert api.post("/v1/search", json=query | {"k": 1}).json()["matches"][0]["id"] == item_id
 
     assert api.delete(f"/v1/items/face/{item_id}").status_code == 204
@@ -74,6 +79,7 @@ def test_delete_removes_the_item_at_once_and_writes_its_tombstone(
     assert item_id not in {m["id"] for m in matches}
     assert api.get(f"/v1/items/face/{item_id}").status_code == 404
     assert api.delete(f"/v1/items/face/{item_id}").status_code == 404
+    assert hashlib.sha256(image).hexdigest() not in payloads, "its retained bytes go too"
     assert _tombstone_offset(stack_settings, item_id) is not None
 
 
