@@ -13,7 +13,7 @@ import ray
 from ray import serve
 from ray.actor import ActorHandle
 
-from pipeline.index.handles import NAMESPACE, holder_name
+from pipeline.index.handles import NAMESPACE, holder_name, ingest_name
 from pipeline.index.holder import IndexHolder
 from pipeline.ingest.worker import IngestWorker
 from pipeline.kafka.launcher import EmbeddedKafka
@@ -86,9 +86,9 @@ class Stack:
         self._log(f"ingest: {self.settings.ingest_actors} actor(s), {'GPU' if gpu else 'CPU'}")
         self.workers = [
             ray.remote(IngestWorker)
-            .options(num_cpus=1, num_gpus=gpu, max_restarts=-1)
+            .options(name=ingest_name(i), num_cpus=1, num_gpus=gpu, max_restarts=-1)
             .remote(self.settings)
-            for _ in range(self.settings.ingest_actors)
+            for i in range(self.settings.ingest_actors)
         ]
         ray.get([w.counts.remote() for w in self.workers])
         serve.start(http_options={"host": self.settings.http_host, "port": self.settings.http_port})

@@ -51,6 +51,17 @@ def test_metrics_report_requests_index_and_lag(api, stack):
         >= 1
     )
     assert value("twinstream_http_request_seconds_count", method="POST", route="/v1/search") >= 1
+    # The ingest actors' own numbers: items/s is the rate of the items counter.
+    actor = {"actor": "ingest-0"}
+    assert value("twinstream_ingest_items_total", **actor) >= 360
+    assert value("twinstream_dead_letters_total", **actor) >= 0
+    assert value("twinstream_ingest_deletes_total", **actor) >= 0
+    batches = value("twinstream_ingest_batch_size_count", **actor)
+    assert batches >= 1
+    assert value("twinstream_ingest_batch_size_bucket", le="+Inf", **actor) == batches
+    assert value("twinstream_ingest_batch_size_sum", **actor) >= 360
+    assert value("twinstream_embed_seconds_count", **actor) >= 1
+    assert value("twinstream_embed_seconds_sum", **actor) > 0
     versions = [
         dict(labels) for (name, labels), v in samples.items() if name == "twinstream_model_info"
     ]

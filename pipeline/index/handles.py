@@ -23,6 +23,22 @@ def holder_handles() -> dict[Modality, ActorHandle]:
     return {m: ray.get_actor(holder_name(m), namespace=NAMESPACE) for m in Modality}
 
 
+def ingest_name(number: int) -> str:
+    """Ingest actors are named too, so a metrics scrape can reach each one."""
+    return f"ingest-{number}"
+
+
+def ingest_handles(count: int) -> dict[str, ActorHandle]:
+    """The ingest actors of the first `count` names that exist now."""
+    handles = {}
+    for number in range(count):
+        try:
+            handles[ingest_name(number)] = ray.get_actor(ingest_name(number), namespace=NAMESPACE)
+        except ValueError:
+            continue
+    return handles
+
+
 def load_holder_models(
     holders: dict[Modality, ActorHandle], store: MetadataStore
 ) -> dict[Modality, EmbeddingModel]:

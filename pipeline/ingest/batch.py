@@ -6,6 +6,7 @@ the last surviving operation per item id is kept, so an upsert followed by a
 tombstone in the same batch deletes, and two versions of an item leave one entry.
 """
 
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -29,6 +30,8 @@ class BatchResult:
     items: list[ItemRecord] = field(default_factory=list)
     deletes: dict[Modality, list[str]] = field(default_factory=dict)
     rejected: list[tuple[ConsumerRecord, str]] = field(default_factory=list)
+    # Seconds of each encoder forward pass this batch needed (one per modality with upserts).
+    embed_seconds: list[float] = field(default_factory=list)
 
 
 def _next_offsets(records: Sequence[ConsumerRecord]) -> dict[Modality, dict[int, int]]:
@@ -91,11 +94,12 @@ def process_records(
             for (mod, item_id), (_, features) in latest.items()
             if mod == modality and features is None
         ]
-        vectors = (
-            model.embed(np.stack([features for _, features in upserts]))
-            if upserts
-            else np.empty((0, model.embedding_dim), dtype=np.float32)
-        )
+        if upserts:
+            started = time.perf_counter()
+            vectors = model.embed(np.stack([features for _, features in upserts]))
+            result.embed_seconds.append(time.perf_counter() - started)
+        else:
+            vectors = np.empty((0, model.embedding_dim), dtype=np.float32)
         result.updates[modality] = IndexUpdate(
             upsert_ids=[message.item_id for message, _ in upserts],
             vectors=vectors,

@@ -17,6 +17,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 from pipeline.index.handles import holder_handles, load_holder_models
 from pipeline.ingest.batch import BatchResult, process_records
 from pipeline.ingest.dead_letter import dead_letter
+from pipeline.ingest.stats import IngestStats
 from pipeline.kafka.clients import make_consumer, make_producer
 from pipeline.settings import Settings
 from pipeline.store.metadata import MetadataStore
@@ -57,7 +58,7 @@ class IngestWorker:
             [ITEM_TOPICS[m] for m in self._holders], listener=_SeekToIndex(self)
         )
         self._stop = threading.Event()
-        self._counts = {"indexed": 0, "deleted": 0, "dead_lettered": 0, "batches": 0}
+        self._stats = IngestStats()
         self._thread = threading.Thread(target=self._run, name="ingest", daemon=True)
         self._thread.start()
 
@@ -105,13 +106,19 @@ class IngestWorker:
         ray.get([self._holders[m].apply.remote(u) for m, u in result.updates.items()])
         # Informational (lag); the holders' offsets are what a restart resumes from.
         self._consumer.commit()
-        self._counts["indexed"] += len(result.items)
-        self._counts["deleted"] += sum(len(ids) for ids in result.deletes.values())
-        self._counts["dead_lettered"] += len(result.rejected)
-        self._counts["batches"] += 1
+        self._stats.indexed += len(result.items)
+        self._stats.deleted += sum(len(ids) for ids in result.deletes.values())
+        self._stats.dead_lettered += len(result.rejected)
+        self._stats.batches += 1
+        self._stats.batch_size.observe(len(records))
+        for seconds in result.embed_seconds:
+            self._stats.embed_seconds.observe(seconds)
 
     def counts(self) -> dict[str, int]:
-        return dict(self._counts)
+        return self._stats.counts()
+
+    def stats(self) -> IngestStats:
+        return self._stats.snapshot()
 
     def stop(self) -> None:
         self._stop.set()

@@ -2,13 +2,14 @@
 
 Request metrics are counted in-process by a middleware; index size, ingest
 progress and consumer lag are read from the index holders and the broker at
-scrape time, so every replica reports the same pipeline numbers without
-keeping a copy of them.
+scrape time, and the ingest actors' counters and histograms (items, deletes,
+dead letters, batch size, embed latency) from each actor, so every replica
+reports the same pipeline numbers without keeping a copy of them.
 """
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 
 from fastapi import Request, Response
 from kafka import KafkaConsumer, TopicPartition
@@ -20,16 +21,59 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.registry import Collector
 from ray.actor import ActorHandle
 
+from pipeline.index.handles import ingest_handles
+from pipeline.ingest.stats import IngestStats
 from pipeline.kafka.clients import make_consumer
 from pipeline.settings import Settings
 from schemas.items import ITEM_TOPICS, Modality, topic_modality
+
+# A restarting ingest actor answers late; the scrape reports the others meanwhile.
+INGEST_STATS_TIMEOUT_S = 2.0
+
+
+class IngestCollector(Collector):
+    """Renders the ingest actors' last fetched stats, labelled by actor."""
+
+    def __init__(self) -> None:
+        self.stats: dict[str, IngestStats] = {}
+
+    def collect(self) -> Iterator[Metric]:
+        counters = {
+            "indexed": CounterMetricFamily(
+                "twinstream_ingest_items", "items upserted into the index", labels=["actor"]
+            ),
+            "deleted": CounterMetricFamily(
+                "twinstream_ingest_deletes", "tombstones applied", labels=["actor"]
+            ),
+            "dead_lettered": CounterMetricFamily(
+                "twinstream_dead_letters", "records sent to the dead-letter topic", ["actor"]
+            ),
+        }
+        batch = HistogramMetricFamily(
+            "twinstream_ingest_batch_size", "records per ingest poll", labels=["actor"]
+        )
+        embed = HistogramMetricFamily(
+            "twinstream_embed_seconds", "encoder forward pass per batch", labels=["actor"]
+        )
+        for actor, stats in self.stats.items():
+            for key, family in counters.items():
+                family.add_metric([actor], stats.counts()[key])
+            batch.add_metric([actor], stats.batch_size.cumulative(), stats.batch_size.total)
+            embed.add_metric([actor], stats.embed_seconds.cumulative(), stats.embed_seconds.total)
+        yield from counters.values()
+        yield batch
+        yield embed
 
 
 class ApiMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
+        self.ingest = IngestCollector()
+        self.registry.register(self.ingest)
         self.requests = Counter(
             "twinstream_http_requests",
             "HTTP requests by route and status",
@@ -102,6 +146,18 @@ class PipelineProbe:
         ]
         return self._consumer.end_offsets(partitions)
 
+    async def _ingest_stats(self) -> dict[str, IngestStats]:
+        handles = await asyncio.to_thread(ingest_handles, self._settings.ingest_actors)
+        replies = await asyncio.gather(
+            *(asyncio.wait_for(h.stats.remote(), INGEST_STATS_TIMEOUT_S) for h in handles.values()),
+            return_exceptions=True,
+        )
+        return {
+            name: reply
+            for name, reply in zip(handles, replies, strict=True)
+            if isinstance(reply, IngestStats)
+        }
+
     async def render(self, versions: dict[Modality, str]) -> Response:
         metrics = METRICS
         stats = dict(
@@ -112,6 +168,7 @@ class PipelineProbe:
             )
         )
         ends = await asyncio.to_thread(self._end_offsets)
+        metrics.ingest.stats = await self._ingest_stats()
         for modality, held in stats.items():
             metrics.index_size.labels(modality.value).set(held["size"])
             metrics.indexed.labels(modality.value).set(held["applied"])
