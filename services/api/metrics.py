@@ -50,7 +50,7 @@ class IngestCollector(Collector):
                 "twinstream_ingest_deletes", "tombstones applied", labels=["actor"]
             ),
             "dead_lettered": CounterMetricFamily(
-                "twinstream_dead_letters", "records sent to the dead-letter topic", ["actor"]
+                "twinstream_dead_letters", "records sent to the dead-letter topic", labels=["actor"]
             ),
         }
         batch = HistogramMetricFamily(

@@ -1,0 +1,268 @@
+"""Ingest: produce → searchable throughput against the raw encoder, freshness, 1 vs 2 actors.
+
+Each configuration runs a fresh local stack (its own state dir and embedded
+broker) on models trained once with the quick preset. Measured in one run, so
+the numbers compare with each other and with nothing else:
+
+- raw encoder throughput: decoded faces through `EmbeddingModel.embed` in
+  batches of INGEST_BATCH_SIZE, in this process, with the threads an actor gets;
+- end-to-end throughput: items produced as fast as the producer can until every
+  id is searchable in the index holder, as a ratio to the raw number;
+- freshness: items produced at half the end-to-end rate, each timed from its
+  `produced-at` header until the holder reports the id (polled every 20 ms);
+- memory: the ingest actor's RSS while ingesting at half rate, and its peak
+  under a 10× burst. The consumer is pull-based and synchronous (one bounded
+  poll is processed before the next), so a burst waits in Kafka, not in RAM.
+"""
+
+import os
+import shutil
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import ray
+import torch
+
+from bench.report import BenchReport
+from pipeline.data.asterisk import common_words, iter_asterisk
+from pipeline.data.items import DataItem
+from pipeline.data.orl import iter_orl
+from pipeline.decode.registry import decode
+from pipeline.embed.model import EmbeddingModel
+from pipeline.kafka.clients import headers, make_producer
+from pipeline.settings import Settings
+from pipeline.store.metadata import MetadataStore
+from pipeline.train.job import item_samples, train_and_register
+from schemas.items import ITEM_TOPICS, Modality
+from services.stack import Stack
+
+BOOTSTRAP = os.environ.get("TWINSTREAM_BENCH_BOOTSTRAP", "127.0.0.1:29092")
+HTTP_PORT = int(os.environ.get("TWINSTREAM_BENCH_HTTP_PORT", "28000"))
+# Ids per ORL image in the throughput run: 400 images → 1,600 items.
+COPIES = 4
+TRAIN_WORDS = 12
+RAW_ROUNDS = 5
+FRESHNESS_ITEMS = 200
+BURST_FACTOR = 10
+POLL_S = 0.02
+RSS_SAMPLE_S = 0.1
+TIMEOUT_S = 600
+
+
+def _faces() -> list[DataItem]:
+    return list(iter_orl())
+
+
+def _train(settings: Settings) -> None:
+    """Quick-preset models for both modalities: the stack needs an active one of each."""
+    store = MetadataStore.from_settings(settings)
+    words = common_words()[:TRAIN_WORDS]
+    data = {Modality.FACE: _faces(), Modality.AUDIO: list(iter_asterisk(words=words))}
+    for modality, items in data.items():
+        train_and_register(settings, store, modality, item_samples(modality, items), activate=True)
+
+
+def _raw_rate(settings: Settings, faces: Sequence[bytes]) -> float:
+    """Items/s of the encoder alone on decoded faces, the way an actor batches them."""
+    record = MetadataStore.from_settings(settings).active_model(Modality.FACE)
+    model = EmbeddingModel.load(record.artifact_path, record.artifact_sha256)
+    torch.set_num_threads(settings.embed_threads)
+    size = settings.ingest_batch_size
+    batches = [
+        np.stack([decode(Modality.FACE, f) for f in faces[i : i + size]])
+        for i in range(0, len(faces) - size + 1, size)
+    ]
+    model.embed(batches[0])  # warm-up
+    started = time.perf_counter()
+    for _ in range(RAW_ROUNDS):
+        for batch in batches:
+            model.embed(batch)
+    return RAW_ROUNDS * len(batches) * size / (time.perf_counter() - started)
+
+
+@contextmanager
+def _stack(models: Settings, work: Path, actors: int) -> Iterator[Stack]:
+    """A fresh stack with `actors` ingest actors on the trained models, stopped afterwards."""
+    state = work / f"actors-{actors}"
+    settings = Settings(
+        state_dir=state,
+        kafka_bootstrap=BOOTSTRAP,
+        http_port=HTTP_PORT,
+        ingest_actors=actors,
+        embed_threads=max(1, (os.cpu_count() or 1) // actors),
+    )
+    source, target = MetadataStore.from_settings(models), MetadataStore.from_settings(settings)
+    for modality in Modality:
+        target.register_model(replace(source.active_model(modality), active=True))
+    stack = Stack(settings, log=lambda _: None)
+    try:
+        stack.start()
+        yield stack
+    finally:
+        stack.stop()
+        shutil.rmtree(state, ignore_errors=True)
+
+
+def _send(producer: Any, item_id: str, value: bytes) -> None:
+    producer.send(
+        ITEM_TOPICS[Modality.FACE],
+        key=item_id.encode(),
+        value=value,
+        headers=headers(modality="face", produced_at=int(time.time() * 1000)),
+    )
+
+
+def _throughput(stack: Stack, faces: Sequence[bytes], tag: str) -> float:
+    """Items/s from the first send until the last id is searchable."""
+    ids = [f"bench/{tag}/{i}" for i in range(len(faces) * COPIES)]
+    producer = make_producer(stack.settings, linger_ms=20)
+    started = time.perf_counter()
+    for i, item_id in enumerate(ids):
+        _send(producer, item_id, faces[i % len(faces)])
+    producer.flush()
+    producer.close()
+    stack.wait_indexed({Modality.FACE: ids}, TIMEOUT_S)
+    return len(ids) / (time.perf_counter() - started)
+
+
+def _searchable_times(stack: Stack, ids: list[str], stop: threading.Event) -> dict[str, float]:
+    """When each id first showed up in the holder (wall clock, like produced-at)."""
+    seen: dict[str, float] = {}
+    while len(seen) < len(ids) and not stop.is_set():
+        pending = [i for i in ids if i not in seen]
+        now = time.time()
+        for item_id in set(pending) - set(stack.missing(Modality.FACE, pending)):
+            seen[item_id] = now
+        time.sleep(POLL_S)
+    return seen
+
+
+def _rss_bytes(pid: int) -> int:
+    """Resident set size from /proc (Linux, where the stack runs)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise LookupError(f"no VmRSS for pid {pid}")
+
+
+class RssSampler:
+    """Peak resident memory of one process, sampled in the background."""
+
+    def __init__(self, pid: int) -> None:
+        self._pid = pid
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            self.peak = max(self.peak, _rss_bytes(self._pid))
+            self._stop.wait(RSS_SAMPLE_S)
+
+    def close(self) -> int:
+        self._stop.set()
+        self._thread.join()
+        return self.peak
+
+
+def _freshness_and_memory(stack: Stack, faces: Sequence[bytes], rate: float) -> dict[str, float]:
+    """Freshness at `rate` items/s, then the actor's peak RSS under a 10× burst."""
+    pid = ray.get(stack.workers[0].__ray_call__.remote(lambda _: os.getpid()))
+    ids = [f"bench/fresh/{i}" for i in range(FRESHNESS_ITEMS)]
+    sampler = RssSampler(pid)
+    stop = threading.Event()
+    seen: dict[str, float] = {}
+    poller = threading.Thread(
+        target=lambda: seen.update(_searchable_times(stack, ids, stop)), daemon=True
+    )
+    poller.start()
+    producer = make_producer(stack.settings)
+    sent: dict[str, float] = {}
+    started = time.perf_counter()
+    for i, item_id in enumerate(ids):
+        time.sleep(max(0.0, started + i / rate - time.perf_counter()))
+        sent[item_id] = time.time()
+        _send(producer, item_id, faces[i % len(faces)])
+        producer.flush()
+    poller.join(TIMEOUT_S)
+    stop.set()
+    steady_rss = sampler.close()
+    latency = np.array([seen[i] - sent[i] for i in ids if i in seen])
+
+    burst = [f"bench/burst/{i}" for i in range(FRESHNESS_ITEMS * BURST_FACTOR)]
+    sampler = RssSampler(pid)
+    for i, item_id in enumerate(burst):
+        _send(producer, item_id, faces[i % len(faces)])
+    producer.flush()
+    producer.close()
+    stack.wait_indexed({Modality.FACE: burst}, TIMEOUT_S)
+    burst_rss = sampler.close()
+    return {
+        "rate_items_per_s": rate,
+        "freshness_p50_s": float(np.percentile(latency, 50)),
+        "freshness_p99_s": float(np.percentile(latency, 99)),
+        "freshness_items": len(latency),
+        "rss_steady_mib": steady_rss / 2**20,
+        "rss_burst_peak_mib": burst_rss / 2**20,
+        "burst_items": len(burst),
+    }
+
+
+def _markdown(results: dict[str, Any]) -> str:
+    one, two = results["actors_1"], results["actors_2"]
+    fresh = results["freshness"]
+    return "\n".join(
+        [
+            "## ingest",
+            "",
+            "| measure | value |",
+            "|---|---|",
+            f"| raw encoder (faces, in-process) | {results['raw_items_per_s']:.0f} items/s |",
+            f"| end to end, 1 actor | {one:.0f} items/s |",
+            f"| end to end, 2 actors | {two:.0f} items/s |",
+            f"| ratio end to end / raw (1 actor) | {results['ratio_1_actor']:.2f} |",
+            f"| ratio end to end / raw (best) | {results['ratio_best']:.2f} |",
+            f"| freshness p50 / p99 at {fresh['rate_items_per_s']:.0f} items/s "
+            f"| {fresh['freshness_p50_s']:.3f} s / {fresh['freshness_p99_s']:.3f} s |",
+            f"| ingest actor RSS: steady / peak under a {BURST_FACTOR}× burst "
+            f"| {fresh['rss_steady_mib']:.0f} / {fresh['rss_burst_peak_mib']:.0f} MiB |",
+            "",
+            "Targets (issue 4): ratio ≥ 0.8, freshness p99 ≤ 1 s.",
+        ]
+    )
+
+
+def run(results_dir: Path) -> BenchReport:
+    work = Path(tempfile.mkdtemp(prefix="twinstream-bench-ingest-"))
+    try:
+        models = Settings(
+            state_dir=work / "models", kafka_bootstrap=BOOTSTRAP, train_preset="quick"
+        )
+        _train(models)
+        faces = [face.read_bytes() for face in _faces()]
+        raw = _raw_rate(models, faces)
+        with _stack(models, work, actors=1) as stack:
+            one = _throughput(stack, faces, "one")
+            fresh = _freshness_and_memory(stack, faces, one / 2)
+        with _stack(models, work, actors=2) as stack:
+            two = _throughput(stack, faces, "two")
+        results = {
+            "raw_items_per_s": raw,
+            "actors_1": one,
+            "actors_2": two,
+            "ratio_1_actor": one / raw,
+            "ratio_best": max(one, two) / raw,
+            "freshness": fresh,
+            "items_per_run": len(faces) * COPIES,
+        }
+        return BenchReport(name="ingest", results=results, markdown=_markdown(results))
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
