@@ -50,6 +50,12 @@ class Settings(BaseSettings):
     embed_threads: int = os.cpu_count() or 1
     # Training preset the service uses for first models and retraining.
     train_preset: str = "default"
+    # An index checkpoint is written after this many seconds or index operations, whichever
+    # comes first: the most a crash can make the stack replay from Kafka.
+    snapshot_interval_s: float = 30.0
+    snapshot_every_updates: int = 5000
+    # The promotion gate: a candidate must beat the active model's held-out EER by this much.
+    retrain_min_improvement: float = 0.0
 
     @field_validator("state_dir")
     @classmethod

@@ -74,14 +74,16 @@ class Stack:
         if gpu is None:
             gpu = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
         for modality in Modality:
-            model = store.active_model(modality)
-            if model is None:
+            if store.active_model(modality) is None:
                 raise NoActiveModel(f"no active {modality.value} model: run `twinstream train`")
-            dim = model.config["encoder"]["embedding_dim"]
+            # Restartable: a holder killed mid-stream comes back from its newest checkpoint
+            # (and the store's active version); writers notice the gap and replay.
             self.holders[modality] = (
                 ray.remote(IndexHolder)
-                .options(name=holder_name(modality), num_cpus=0, get_if_exists=True)
-                .remote(self.settings.index_dir / modality.value, model.version, dim)
+                .options(
+                    name=holder_name(modality), num_cpus=0, get_if_exists=True, max_restarts=-1
+                )
+                .remote(self.settings, modality)
             )
         self._log(f"ingest: {self.settings.ingest_actors} actor(s), {'GPU' if gpu else 'CPU'}")
         self.workers = [

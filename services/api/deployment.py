@@ -2,7 +2,7 @@
 
 from ray import serve
 
-from pipeline.index.handles import holder_handles, load_holder_models
+from pipeline.index.handles import ModelCache, holder_handles
 from pipeline.settings import Settings
 from pipeline.store.metadata import MetadataStore
 from services.api.app import create_app
@@ -23,7 +23,7 @@ class QueryService:
         install_context(
             ApiContext(
                 settings=settings,
-                engine=QueryEngine(settings, holders, load_holder_models(holders, store)),
+                engine=QueryEngine(settings, holders, ModelCache(store)),
                 catalog=Catalog(settings, store, holders),
                 probe=PipelineProbe(settings, holders),
             )
