@@ -56,6 +56,8 @@ class Settings(BaseSettings):
     snapshot_every_updates: int = 5000
     # The promotion gate: a candidate must beat the active model's held-out EER by this much.
     retrain_min_improvement: float = 0.0
+    # CPUs a retraining run reserves in the Ray cluster (it uses a GPU when there is one).
+    retrain_num_cpus: float = 1.0
 
     @field_validator("state_dir")
     @classmethod

@@ -18,6 +18,7 @@ from pipeline.index.holder import IndexHolder
 from pipeline.ingest.worker import IngestWorker
 from pipeline.kafka.launcher import EmbeddedKafka
 from pipeline.kafka.topics import ensure_topics
+from pipeline.retrain.coordinator import COORDINATOR_NAME, Retrainer
 from pipeline.settings import Settings
 from pipeline.store.metadata import MetadataStore
 from schemas.items import Modality
@@ -40,6 +41,7 @@ class Stack:
         self._kafka_was_running = False
         self.holders: dict[Modality, ActorHandle] = {}
         self.workers: list[ActorHandle] = []
+        self.retrainer: ActorHandle | None = None
 
     @property
     def url(self) -> str:
@@ -85,6 +87,12 @@ class Stack:
                 )
                 .remote(self.settings, modality)
             )
+        self.retrainer = (
+            ray.remote(Retrainer)
+            .options(name=COORDINATOR_NAME, num_cpus=0, get_if_exists=True, max_concurrency=8)
+            .remote(self.settings)
+        )
+        self._log(f"retraining: schedule {self.settings.retrain_schedule!r}")
         self._log(f"ingest: {self.settings.ingest_actors} actor(s), {'GPU' if gpu else 'CPU'}")
         self.workers = [
             ray.remote(IngestWorker)
@@ -131,6 +139,8 @@ class Stack:
         try:
             if ray.is_initialized():
                 try:
+                    if self.retrainer is not None:
+                        ray.get(self.retrainer.stop.remote())
                     ray.get([w.stop.remote() for w in self.workers])
                     ray.get([h.snapshot.remote() for h in self.holders.values()])
                     serve.shutdown()
