@@ -5,6 +5,7 @@ import signal
 from pathlib import Path
 from typing import Annotated
 
+import httpx
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -61,6 +62,31 @@ def _train(
     eer = record.metrics.get("eer")
     console.print(f"{record.version}: held-out EER {eer:.3f}, threshold {record.threshold:.3f}")
     return record.version
+
+
+def _activate(settings: Settings, store: MetadataStore, version: str) -> None:
+    """Through the running service when there is one, so it re-embeds and switches without
+    a pause; otherwise in the store, for the next start."""
+    host = "127.0.0.1" if settings.http_host in ("0.0.0.0", "::") else settings.http_host
+    key = settings.api_key
+    try:
+        response = httpx.post(
+            f"http://{host}:{settings.http_port}/v1/models/{version}/activate",
+            headers={"x-api-key": key.get_secret_value()} if key else {},
+            timeout=None,
+        )
+    except httpx.ConnectError:
+        try:
+            store.activate_model(version)
+        except LookupError as error:
+            console.print(str(error))
+            raise typer.Exit(1) from error
+        console.print(f"{version} is active (no service running: the next start uses it)")
+        return
+    if not response.is_success:
+        console.print(f"the service refused: {response.json().get('detail', response.text)}")
+        raise typer.Exit(1)
+    console.print(f"{version} is active: the running service switched to it")
 
 
 def _dataset_items(dataset: str, path: Path | None) -> list[DataItem]:
@@ -174,7 +200,10 @@ def train(
     if not samples:
         console.print(f"no labelled {modality.value} items stored yet: produce some first")
         raise typer.Exit(1)
-    print(_train(settings, store, modality, samples, activate))
+    version = _train(settings, store, modality, samples, activate=False)
+    if activate:
+        _activate(settings, store, version)
+    print(version)
 
 
 @app.command()
@@ -203,16 +232,12 @@ def models(
     version: Annotated[str | None, typer.Argument(help="the version to activate")] = None,
 ) -> None:
     """List model versions with metrics, or `models activate VERSION`."""
-    store = MetadataStore.from_settings(Settings())
+    settings = Settings()
+    store = MetadataStore.from_settings(settings)
     if action is not None:
         if action != "activate" or version is None:
             raise typer.BadParameter("usage: twinstream models activate VERSION")
-        try:
-            store.activate_model(version)
-        except LookupError as error:
-            console.print(str(error))
-            raise typer.Exit(1) from error
-        console.print(f"{version} is active (a running stack picks it up on its next start)")
+        _activate(settings, store, version)
         return
     table = Table("version", "modality", "active", "EER", "AUC", "threshold", "created")
     for record in store.list_models():
