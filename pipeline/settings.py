@@ -36,8 +36,9 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = None
     retrain_schedule: str = "off"
     ray_address: str | None = None
-    # How many ingest actors share the consumer group.
-    ingest_actors: int = 1
+    # How many ingest actors share the consumer group; unset = one per GPU, or one per CPU
+    # but one (left for the API and the holders), never more than there are partitions.
+    ingest_actors: int | None = None
     # Items larger than this are rejected to the dead-letter topic / with 413.
     max_item_bytes: int = 10 * 1024 * 1024
     # Partitions per item topic: the ceiling on ingest parallelism.

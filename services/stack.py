@@ -33,6 +33,11 @@ class NoActiveModel(RuntimeError):
     pass
 
 
+def default_ingest_actors(resources: Mapping[str, float], partitions: int) -> int:
+    gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 1))
+    return max(1, min(partitions, gpus if gpus else cpus - 1))
+
+
 class Stack:
     def __init__(self, settings: Settings, log: Log = print) -> None:
         self.settings = settings
@@ -93,12 +98,15 @@ class Stack:
             .remote(self.settings)
         )
         self._log(f"retraining: schedule {self.settings.retrain_schedule!r}")
-        self._log(f"ingest: {self.settings.ingest_actors} actor(s), {'GPU' if gpu else 'CPU'}")
+        actors = self.settings.ingest_actors or default_ingest_actors(
+            ray.cluster_resources(), self.settings.topic_partitions
+        )
+        self._log(f"ingest: {actors} actor(s), {'GPU' if gpu else 'CPU'}")
         self.workers = [
             ray.remote(IngestWorker)
             .options(num_cpus=1, num_gpus=gpu, max_restarts=-1)
             .remote(self.settings)
-            for _ in range(self.settings.ingest_actors)
+            for _ in range(actors)
         ]
         ray.get([w.counts.remote() for w in self.workers])
         serve.start(http_options={"host": self.settings.http_host, "port": self.settings.http_port})
