@@ -22,7 +22,6 @@ from pipeline.settings import Settings
 from pipeline.store.metadata import MetadataStore
 from pipeline.train.job import demo_samples, stored_samples, train_and_register
 from schemas.items import Modality
-from services.api.security import check_bind
 from services.stack import Stack
 
 app = typer.Typer(help="Streaming similarity search for faces and audio.", no_args_is_help=True)
@@ -114,7 +113,7 @@ def up(
     settings = Settings()
     store = MetadataStore.from_settings(settings)
     stack = Stack(settings, log=console.print)
-    check_bind(settings)
+    stack.preflight()
     try:
         stack.start_kafka()
         for modality in Modality:

@@ -19,6 +19,7 @@ from pipeline.ingest.worker import IngestWorker
 from pipeline.kafka.launcher import EmbeddedKafka
 from pipeline.kafka.topics import ensure_topics
 from pipeline.retrain.coordinator import COORDINATOR_NAME, Retrainer
+from pipeline.retrain.schedule import parse_schedule
 from pipeline.settings import Settings
 from pipeline.store.metadata import MetadataStore
 from schemas.items import Modality
@@ -113,8 +114,13 @@ class Stack:
         serve.run(QueryService.bind(self.settings), name=SERVE_APP, route_prefix="/")
         self._log(f"api: {self.url}")
 
-    def start(self) -> None:
+    def preflight(self) -> None:
+        """Refuse settings that cannot work before anything is started."""
         check_bind(self.settings)
+        parse_schedule(self.settings.retrain_schedule)
+
+    def start(self) -> None:
+        self.preflight()
         self.start_kafka()
         self.start_ray()
         self.start_services()
