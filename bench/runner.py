@@ -10,6 +10,7 @@ from bench.report import Benchmark, BenchReport, write_report, write_summary
 # never stop another from running.
 BENCHMARKS: dict[str, str] = {
     "ingest": "bench.ingest:run",
+    "retrain": "bench.retrain:run",
 }
 
 RESULTS_DIR = Path("bench/results")

@@ -62,6 +62,9 @@ def test_metrics_report_requests_index_and_lag(api, stack):
     assert value("twinstream_ingest_batch_size_sum", **actor) >= 360
     assert value("twinstream_embed_seconds_count", **actor) >= 1
     assert value("twinstream_embed_seconds_sum", **actor) > 0
+    for modality in ("face", "audio"):
+        assert value("twinstream_checkpoint_age_seconds", modality=modality) >= 0
+        assert value("twinstream_checkpoint_duration_seconds", modality=modality) >= 0
     versions = [
         dict(labels) for (name, labels), v in samples.items() if name == "twinstream_model_info"
     ]

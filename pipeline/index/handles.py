@@ -1,9 +1,11 @@
-"""How the actors of one stack find each other and agree on a model version.
+"""How the actors of one stack find each other and the models their indexes were built with.
 
-Index holders are named Ray actors; whoever embeds for a modality (ingest
-actors, API replicas) loads exactly the model version its holder's vectors
-were made with, so a query and the index it searches never disagree.
+Index holders are named Ray actors; whoever embeds for a modality (ingest actors, API
+replicas) asks its holder which model versions it holds and embeds with exactly those, so
+a query and the index it searches never disagree.
 """
+
+from collections import OrderedDict
 
 import ray
 from ray.actor import ActorHandle
@@ -13,6 +15,8 @@ from pipeline.store.metadata import MetadataStore
 from schemas.items import Modality
 
 NAMESPACE = "twinstream"
+# The active version, one being built and the one just replaced: more is never in use.
+CACHED_MODELS = 3
 
 
 def holder_name(modality: Modality) -> str:
@@ -28,25 +32,34 @@ def ingest_name(number: int) -> str:
     return f"ingest-{number}"
 
 
-def ingest_handles(count: int) -> dict[str, ActorHandle]:
-    """The ingest actors of the first `count` names that exist now."""
-    handles = {}
-    for number in range(count):
+def ingest_handles() -> dict[str, ActorHandle]:
+    """The stack's ingest actors: numbered from 0 without gaps (a restarting one keeps its name)."""
+    handles: dict[str, ActorHandle] = {}
+    while True:
+        name = ingest_name(len(handles))
         try:
-            handles[ingest_name(number)] = ray.get_actor(ingest_name(number), namespace=NAMESPACE)
+            handles[name] = ray.get_actor(name, namespace=NAMESPACE)
         except ValueError:
-            continue
-    return handles
+            return handles
 
 
-def load_holder_models(
-    holders: dict[Modality, ActorHandle], store: MetadataStore
-) -> dict[Modality, EmbeddingModel]:
-    versions = ray.get([h.model_version.remote() for h in holders.values()])
-    models = {}
-    for modality, version in zip(holders, versions, strict=True):
-        record = store.get_model(version)
-        if record is None:
-            raise LookupError(f"index {modality} uses model {version}, which the store lacks")
-        models[modality] = EmbeddingModel.load(record.artifact_path, record.artifact_sha256)
-    return models
+class ModelCache:
+    """Model versions loaded on first use and kept while recently used."""
+
+    def __init__(self, store: MetadataStore, size: int = CACHED_MODELS) -> None:
+        self._store = store
+        self._size = size
+        self._models: OrderedDict[str, EmbeddingModel] = OrderedDict()
+
+    def get(self, version: str) -> EmbeddingModel:
+        model = self._models.get(version)
+        if model is None:
+            record = self._store.get_model(version)
+            if record is None:
+                raise LookupError(f"model {version} is not in the store")
+            model = EmbeddingModel.load(record.artifact_path, record.artifact_sha256)
+            self._models[version] = model
+            while len(self._models) > self._size:
+                self._models.popitem(last=False)
+        self._models.move_to_end(version)
+        return model

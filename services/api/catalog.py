@@ -36,7 +36,7 @@ def _metadata(record: ItemRecord) -> ItemMetadata:
     )
 
 
-def _model_info(record: ModelRecord) -> ModelInfo:
+def model_info(record: ModelRecord) -> ModelInfo:
     return ModelInfo(
         version=record.version,
         modality=record.modality,
@@ -80,5 +80,5 @@ class Catalog:
     async def models(self) -> ModelList:
         records = await asyncio.to_thread(self._store.list_models)
         return ModelList(
-            models={m: [_model_info(r) for r in records if r.modality is m] for m in Modality}
+            models={m: [model_info(r) for r in records if r.modality is m] for m in Modality}
         )

@@ -102,6 +102,18 @@ class ApiMetrics:
             ["topic", "partition"],
             registry=self.registry,
         )
+        self.checkpoint_age = Gauge(
+            "twinstream_checkpoint_age_seconds",
+            "how long index changes have waited for a checkpoint (0: all durable)",
+            ["modality"],
+            registry=self.registry,
+        )
+        self.checkpoint_duration = Gauge(
+            "twinstream_checkpoint_duration_seconds",
+            "how long the last checkpoint took to write",
+            ["modality"],
+            registry=self.registry,
+        )
         self.model = Gauge(
             "twinstream_model_info",
             "the model version serving each modality",
@@ -147,7 +159,7 @@ class PipelineProbe:
         return self._consumer.end_offsets(partitions)
 
     async def _ingest_stats(self) -> dict[str, IngestStats]:
-        handles = await asyncio.to_thread(ingest_handles, self._settings.ingest_actors)
+        handles = await asyncio.to_thread(ingest_handles)
         replies = await asyncio.gather(
             *(asyncio.wait_for(h.stats.remote(), INGEST_STATS_TIMEOUT_S) for h in handles.values()),
             return_exceptions=True,
@@ -158,7 +170,7 @@ class PipelineProbe:
             if isinstance(reply, IngestStats)
         }
 
-    async def render(self, versions: dict[Modality, str]) -> Response:
+    async def render(self) -> Response:
         metrics = METRICS
         stats = dict(
             zip(
@@ -169,10 +181,14 @@ class PipelineProbe:
         )
         ends = await asyncio.to_thread(self._end_offsets)
         metrics.ingest.stats = await self._ingest_stats()
+        # One series per modality: the version switched away from must not linger at 1.
+        metrics.model.clear()
         for modality, held in stats.items():
             metrics.index_size.labels(modality.value).set(held["size"])
             metrics.indexed.labels(modality.value).set(held["applied"])
-            metrics.model.labels(modality.value, versions[modality]).set(1)
+            metrics.checkpoint_age.labels(modality.value).set(held["checkpoint_age_s"])
+            metrics.checkpoint_duration.labels(modality.value).set(held["checkpoint_s"])
+            metrics.model.labels(modality.value, held["model_version"]).set(1)
         for tp, end in ends.items():
             reflected = stats[topic_modality(tp.topic)]["offsets"].get(tp.partition, 0)
             metrics.lag.labels(tp.topic, str(tp.partition)).set(max(end - reflected, 0))
