@@ -1,62 +1,102 @@
-"""An ingest actor that dies mid-stream is restarted by Ray and loses or duplicates nothing.
+"""Actors that die mid-stream are restarted by Ray and lose or duplicate nothing.
 
-The kill lands at a random point of the stream, several times: after a random
-share of the items is indexed, so sometimes mid-batch, sometimes between batches.
+Either an ingest actor or the index holder is killed (as by kill -9) at a random
+point of the stream, several times: after a random share of the items is
+indexed, so sometimes mid-batch, sometimes between batches. Some items are
+updated (same key, other bytes) after their first version, and must end up with
+the vector of their newest bytes.
 """
 
 import random
 import threading
 import time
 import uuid
+from collections.abc import Callable
 
+import numpy as np
+import pytest
 import ray
+from ray.actor import ActorHandle
 
+from pipeline.data.items import DataItem
+from pipeline.decode.registry import decode
+from pipeline.embed.model import EmbeddingModel
 from pipeline.kafka.clients import headers, make_producer
+from pipeline.settings import Settings
+from pipeline.store.metadata import MetadataStore
 from schemas.items import ITEM_TOPICS, Modality
+from services.stack import Stack
 from tests.fixtures_stack import delete_and_wait
 
 ROUNDS = 3
 ITEMS = 100
+UPDATE_EVERY = 10
 RECOVERY_TIMEOUT_S = 180
 
+VICTIMS: dict[str, Callable[[Stack], list[ActorHandle]]] = {
+    "ingest-actor": lambda stack: list(stack.workers),
+    "index-holder": lambda stack: [stack.holders[Modality.FACE]],
+}
 
-def test_killed_ingest_actor_recovers_every_item_exactly_once(stack, stack_settings, demo_data):
+
+def _produce_slowly(settings: Settings, stream: list[tuple[str, DataItem]]) -> None:
+    producer = make_producer(settings)
+    for i, (item_id, face) in enumerate(stream):
+        producer.send(
+            ITEM_TOPICS[Modality.FACE],
+            key=item_id.encode(),
+            value=face.read_bytes(),
+            headers=headers(modality="face", label=face.label),
+        )
+        if i % 10 == 0:
+            producer.flush()
+            time.sleep(0.3)
+    producer.flush()
+    producer.close()
+
+
+@pytest.mark.parametrize("victim", list(VICTIMS))
+def test_killed_actor_recovers_every_item_exactly_once(stack, stack_settings, demo_data, victim):
     faces = demo_data.held_out[Modality.FACE]
     holder = stack.holders[Modality.FACE]
+    record = MetadataStore.from_settings(stack_settings).active_model(Modality.FACE)
+    model = EmbeddingModel.load(record.artifact_path, record.artifact_sha256)
     rng = random.Random(int(time.time()))
     size_before = ray.get(holder.size.remote())
     for _ in range(ROUNDS):
         ids = [f"recovery/{uuid.uuid4().hex[:8]}/{i}" for i in range(ITEMS)]
-
-        def produce_slowly(ids: list[str] = ids) -> None:
-            producer = make_producer(stack_settings)
-            for i, item_id in enumerate(ids):
-                face = faces[i % len(faces)]
-                producer.send(
-                    ITEM_TOPICS[Modality.FACE],
-                    key=item_id.encode(),
-                    value=face.read_bytes(),
-                    headers=headers(modality="face", label=face.label),
-                )
-                if i % 10 == 0:
-                    producer.flush()
-                    time.sleep(0.3)
-            producer.flush()
-            producer.close()
-
-        producer = threading.Thread(target=produce_slowly)
+        stream = [(item_id, faces[i % len(faces)]) for i, item_id in enumerate(ids)]
+        # Updates: the same keys again with another face, later in the log.
+        stream += [(item_id, faces[(i + 1) % len(faces)]) for i, item_id in enumerate(ids)][
+            ::UPDATE_EVERY
+        ]
+        newest = dict(stream)
+        producer = threading.Thread(target=_produce_slowly, args=(stack_settings, stream))
         producer.start()
         kill_after = rng.randint(1, ITEMS // 2)
         while ITEMS - len(stack.missing(Modality.FACE, ids)) < kill_after:
             time.sleep(0.02)
-        for worker in stack.workers:
-            ray.kill(worker, no_restart=False)  # the process dies at once, like kill -9
-        missing_at_kill = len(stack.missing(Modality.FACE, ids))
+        for actor in VICTIMS[victim](stack):
+            ray.kill(actor, no_restart=False)  # the process dies at once, like kill -9
         producer.join()
-        assert missing_at_kill > 0, "the kill should land mid-stream"
 
         stack.wait_indexed({Modality.FACE: ids}, RECOVERY_TIMEOUT_S)
         assert ray.get(holder.size.remote()) == size_before + ITEMS  # each exactly once
+        expected = model.embed(
+            np.stack([decode(Modality.FACE, newest[i].read_bytes()) for i in ids])
+        )
+        deadline = time.monotonic() + RECOVERY_TIMEOUT_S
+        while True:
+            held = ray.get([holder.vector.remote(record.version, i) for i in ids])
+            stale = [
+                item_id
+                for item_id, got, want in zip(ids, held, expected, strict=True)
+                if not np.allclose(got[0], want, atol=1e-4)
+            ]
+            if not stale or time.monotonic() > deadline:
+                break
+            time.sleep(1)  # the updates come last in the log: they may still be on their way
+        assert not stale, f"{len(stale)} items do not carry their newest vector"
 
         delete_and_wait(stack, stack_settings, {Modality.FACE: ids})
         assert ray.get(holder.size.remote()) == size_before
