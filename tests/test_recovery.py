@@ -55,6 +55,19 @@ def _produce_slowly(settings: Settings, stream: list[tuple[str, DataItem]]) -> N
     producer.close()
 
 
+def _wait_until_back(actors: list[ActorHandle]) -> None:
+    """A restarting actor refuses calls; a killed holder is back once it answers again."""
+    deadline = time.monotonic() + RECOVERY_TIMEOUT_S
+    for actor in actors:
+        while True:
+            try:
+                ray.get(actor.__ray_call__.remote(lambda _: None))
+                break
+            except ray.exceptions.ActorUnavailableError:
+                assert time.monotonic() < deadline, "the killed actor did not come back"
+                time.sleep(0.5)
+
+
 @pytest.mark.parametrize("victim", list(VICTIMS))
 def test_killed_actor_recovers_every_item_exactly_once(stack, stack_settings, demo_data, victim):
     faces = demo_data.held_out[Modality.FACE]
@@ -76,9 +89,11 @@ def test_killed_actor_recovers_every_item_exactly_once(stack, stack_settings, de
         kill_after = rng.randint(1, ITEMS // 2)
         while ITEMS - len(stack.missing(Modality.FACE, ids)) < kill_after:
             time.sleep(0.02)
-        for actor in VICTIMS[victim](stack):
+        victims = VICTIMS[victim](stack)
+        for actor in victims:
             ray.kill(actor, no_restart=False)  # the process dies at once, like kill -9
         producer.join()
+        _wait_until_back(victims)
 
         stack.wait_indexed({Modality.FACE: ids}, RECOVERY_TIMEOUT_S)
         assert ray.get(holder.size.remote()) == size_before + ITEMS  # each exactly once
