@@ -102,7 +102,7 @@ class IngestWorker:
         """Dead letters, then metadata, then the index: each step may be repeated on replay,
         and the last one moves the offsets, so nothing is skipped if a step fails.
         False when a holder asks for a replay from its offsets."""
-        active = {m: versions[0] for m, versions in self._versions.items()}
+        active = {m: versions[0] for m, versions in self._versions.items()}  # listed first
         result: BatchResult = process_records(
             records, self._positions, active, self._payloads, self._settings.max_item_bytes
         )
@@ -124,7 +124,9 @@ class IngestWorker:
                 self._positions[(topic, partition)] = offset
         # Only what a checkpoint covers: a group offset never runs ahead of durable state.
         owned = self._consumer.assignment()
-        self._consumer.commit({tp: o for tp, o in durable.items() if tp in owned})
+        committable = {tp: o for tp, o in durable.items() if tp in owned}
+        if committable:
+            self._consumer.commit(committable)
         self._counts["indexed"] += len(result.items)
         self._counts["deleted"] += sum(len(ids) for ids in result.deletes.values())
         self._counts["dead_lettered"] += len(result.rejected)
