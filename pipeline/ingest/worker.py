@@ -102,9 +102,8 @@ class IngestWorker:
         """Dead letters, then metadata, then the index: each step may be repeated on replay,
         and the last one moves the offsets, so nothing is skipped if a step fails.
         False when a holder asks for a replay from its offsets."""
-        active = {m: versions[0] for m, versions in self._versions.items()}  # listed first
         result: BatchResult = process_records(
-            records, self._positions, active, self._payloads, self._settings.max_item_bytes
+            records, self._positions, self._payloads, self._settings.max_item_bytes
         )
         for record, reason in result.rejected:
             dead_letter(self._producer, record, reason)
