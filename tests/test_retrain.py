@@ -20,7 +20,9 @@ import pytest
 
 from pipeline.kafka.clients import make_producer
 from pipeline.produce import produce_items
+from pipeline.retrain.coordinator import Retrainer
 from pipeline.store.metadata import MetadataStore
+from pipeline.store.records import RunTrigger
 from pipeline.train.job import item_samples, train_and_register
 from schemas.items import PAIRS_TOPIC, Modality
 from tests.fixtures_stack import delete_and_wait
@@ -185,3 +187,30 @@ def test_unknown_runs_versions_and_presets_are_4xx(api):
     assert api.post("/v1/models/face-v999/activate").status_code == 404
     response = api.post("/v1/retrain", json={"modality": "face", "preset": "nope"})
     assert response.status_code == 422 and "known" in response.json()["detail"]
+
+
+def test_the_schedule_starts_runs_for_every_modality(stack, stack_settings):
+    """A second coordinator in the running stack's Ray, on a 2-second schedule with the
+    one-step preset: its runs are recorded with the schedule as trigger and refused."""
+    store = MetadataStore.from_settings(stack_settings)
+    before = {run.run_id for run in store.list_runs()}
+    coordinator = Retrainer(
+        stack_settings.model_copy(update={"retrain_schedule": "every 2s", "train_preset": "step"})
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            runs = [r for r in store.list_runs() if r.run_id not in before]
+            if {r.modality for r in runs} == set(Modality):
+                break
+            assert time.monotonic() < deadline, "the schedule did not fire"
+            time.sleep(0.2)
+    finally:
+        coordinator.stop()
+    assert all(r.trigger is RunTrigger.SCHEDULE for r in runs)
+    for run in runs:
+        deadline = time.monotonic() + RUN_TIMEOUT_S
+        while not (finished := store.get_run(run.run_id)).status.finished:
+            assert time.monotonic() < deadline
+            time.sleep(0.5)
+        assert finished.promoted is False and finished.phase == "rejected", finished

@@ -63,7 +63,7 @@ def model(version, modality=FACE, created_at=T0, active=False):
 
 def test_upsert_replaces_the_item_with_the_newest_version(store):
     store.upsert_items([item("orl/s7/3", offset=10), item("orl/s7/4", offset=11)])
-    store.upsert_items([item("orl/s7/3", offset=42, label="s8", model_version="face-v2")])
+    store.upsert_items([item("orl/s7/3", offset=42, label="s8")])
 
     assert store.count_items(FACE) == 2
     replaced = store.get_item(FACE, "orl/s7/3")
@@ -72,7 +72,6 @@ def test_upsert_replaces_the_item_with_the_newest_version(store):
         "s8",
         "sha-orl/s7/3-42",
     )
-    assert replaced.model_version == "face-v2"
 
 
 def test_upsert_batch_with_a_repeated_key_keeps_the_last(store):

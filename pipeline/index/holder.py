@@ -96,8 +96,8 @@ class IndexHolder:
         return self._active
 
     def versions(self) -> list[str]:
-        """Every version writers must embed for: the active one and any being built."""
-        return list(self._indexes)
+        """Every version writers must embed for: the active one first, then any being built."""
+        return [self._active, *(v for v in self._indexes if v != self._active)]
 
     def begin_build(self, version: str, dim: int) -> None:
         if version not in self._indexes:

@@ -56,7 +56,7 @@ class BatchResult:
     rejected: list[tuple[ConsumerRecord, str]] = field(default_factory=list)
 
 
-def _item_record(message: ItemMessage, sha256: str, model_version: str) -> ItemRecord:
+def _item_record(message: ItemMessage, sha256: str) -> ItemRecord:
     produced_at = (
         None
         if message.produced_at_ms is None
@@ -72,14 +72,12 @@ def _item_record(message: ItemMessage, sha256: str, model_version: str) -> ItemR
         source_partition=message.partition,
         source_offset=message.offset,
         produced_at=produced_at,
-        model_version=model_version,
     )
 
 
 def process_records(
     records: Sequence[ConsumerRecord],
     positions: Mapping[tuple[str, int], int],
-    active_versions: Mapping[Modality, str],
     payloads: PayloadStore,
     max_item_bytes: int,
 ) -> BatchResult:
@@ -123,8 +121,6 @@ def process_records(
         result.batches[modality] = ModalityBatch(update, features)
         result.deletes[modality] = update.delete_ids
         result.items.extend(
-            _item_record(m, payloads.put(m.payload), active_versions[modality])
-            for m, _ in upserts
-            if m.payload is not None
+            _item_record(m, payloads.put(m.payload)) for m, _ in upserts if m.payload is not None
         )
     return result

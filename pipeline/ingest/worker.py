@@ -105,9 +105,8 @@ class IngestWorker:
         """Dead letters, then metadata, then the index: each step may be repeated on replay,
         and the last one moves the offsets, so nothing is skipped if a step fails.
         False when a holder asks for a replay from its offsets."""
-        active = {m: versions[0] for m, versions in self._versions.items()}
         result: BatchResult = process_records(
-            records, self._positions, active, self._payloads, self._settings.max_item_bytes
+            records, self._positions, self._payloads, self._settings.max_item_bytes
         )
         for record, reason in result.rejected:
             dead_letter(self._producer, record, reason)
@@ -127,7 +126,9 @@ class IngestWorker:
                 self._positions[(topic, partition)] = offset
         # Only what a checkpoint covers: a group offset never runs ahead of durable state.
         owned = self._consumer.assignment()
-        self._consumer.commit({tp: o for tp, o in durable.items() if tp in owned})
+        committable = {tp: o for tp, o in durable.items() if tp in owned}
+        if committable:
+            self._consumer.commit(committable)
         self._stats.indexed += len(result.items)
         self._stats.deleted += sum(len(ids) for ids in result.deletes.values())
         self._stats.dead_lettered += len(result.rejected)

@@ -123,7 +123,7 @@ class Retrainer:
                 error=f"{type(error).__name__}: {error}",
             )
 
-    def _switch(self, record: ModelRecord, run_id: str | None = None) -> str:
+    def _switch(self, record: ModelRecord, run_id: str | None = None) -> None:
         low, high = REBUILD_SHARE
 
         def progress(fraction: float) -> None:
@@ -131,11 +131,10 @@ class Retrainer:
                 self._store.update_run(run_id, progress=low + (high - low) * fraction)
 
         model = EmbeddingModel.load(record.artifact_path, record.artifact_sha256)
-        previous, _ = rebuild_and_switch(
+        previous = rebuild_and_switch(
             self._settings, self._store, self._holders[record.modality], model, progress
         )
         log.info("%s switched from %s to %s", record.modality.value, previous, record.version)
-        return previous
 
     def activate(self, version: str) -> ModelRecord:
         """Switch to a stored version (a rollback is one): re-embed, then flip; blocks until

@@ -30,14 +30,13 @@ def rebuild_and_switch(
     holder: ActorHandle,
     model: EmbeddingModel,
     progress: Progress | None = None,
-) -> tuple[str, int]:
-    """(the version switched away from, items re-embedded)."""
+) -> str:
+    """The version switched away from."""
     modality = model.config.modality
     ray.get(holder.begin_build.remote(model.version, model.embedding_dim))
     try:
         payloads = PayloadStore(settings.payloads_dir)
         items = store.items_with_payload(modality)
-        embedded = 0
         for start in range(0, len(items), CHUNK):
             ids, labels, inputs = [], [], []
             for item in items[start : start + CHUNK]:
@@ -50,11 +49,11 @@ def rebuild_and_switch(
                 labels.append(item.label)
             if ids:
                 vectors = model.embed(np.stack(inputs))
-                embedded += ray.get(holder.backfill.remote(model.version, ids, vectors, labels))
+                ray.get(holder.backfill.remote(model.version, ids, vectors, labels))
             if progress:
                 progress(min(start + CHUNK, len(items)) / max(len(items), 1))
         store.activate_model(model.version)
-        return ray.get(holder.activate.remote(model.version)), embedded
+        return ray.get(holder.activate.remote(model.version))
     except BaseException:
         holder.abandon_build.remote(model.version)
         raise
