@@ -1,6 +1,8 @@
-"""The Ray Serve deployment that hosts the FastAPI app."""
+"""The Ray Serve deployment that hosts the FastAPI app, sized from the settings."""
 
+import torch
 from ray import serve
+from ray.serve.deployment import Application
 
 from pipeline.index.handles import holder_handles, load_holder_models
 from pipeline.settings import Settings
@@ -18,6 +20,8 @@ app = create_app()
 @serve.ingress(app)
 class QueryService:
     def __init__(self, settings: Settings) -> None:
+        # Ray pins a worker to one torch thread; a batched forward pass wants them all.
+        torch.set_num_threads(settings.embed_threads)
         store = MetadataStore.from_settings(settings)
         holders = holder_handles()
         install_context(
@@ -28,3 +32,21 @@ class QueryService:
                 probe=PipelineProbe(settings, holders),
             )
         )
+
+
+def replica_gpus(settings: Settings, free_gpus: float) -> float:
+    """GPUs per replica: the setting, else an equal share of what ingest leaves free (≤ 1)."""
+    if settings.api_num_gpus is not None:
+        return settings.api_num_gpus
+    if free_gpus <= 0:
+        return 0.0
+    return min(1.0, free_gpus / settings.api_replicas)
+
+
+def query_service(settings: Settings, free_gpus: float = 0.0) -> Application:
+    """The API application with replicas, concurrency and GPUs as the settings ask."""
+    return QueryService.options(
+        num_replicas=settings.api_replicas,
+        max_ongoing_requests=settings.api_max_ongoing_requests,
+        ray_actor_options={"num_cpus": 0, "num_gpus": replica_gpus(settings, free_gpus)},
+    ).bind(settings)

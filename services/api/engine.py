@@ -1,7 +1,8 @@
 """The query logic behind the routers: resolve item refs to vectors, search, compare.
 
-Embedding runs in a worker thread so a slow decode never stalls the event loop
-that the replica's other requests share.
+Decoding and embedding run in worker threads so a slow one never stalls the event
+loop that the replica's other requests share; the forward pass is shared with
+concurrent requests (services/api/batching.py).
 """
 
 import asyncio
@@ -25,6 +26,7 @@ from schemas.api import (
     SimilarityResponse,
 )
 from schemas.items import Modality
+from services.api.batching import EncoderBatches
 from services.api.problems import not_found, too_large, unprocessable
 
 KAFKA_PROBE_TIMEOUT_S = 1.0
@@ -40,12 +42,14 @@ class QueryEngine:
         self.settings = settings
         self._holders = holders
         self._models = models
+        self._batches = EncoderBatches(settings)
 
     def model_versions(self) -> dict[Modality, str]:
         return {modality: model.version for modality, model in self._models.items()}
 
-    def _embed(self, modality: Modality, payload: bytes) -> np.ndarray:
-        return self._models[modality].embed(decode(modality, payload)[np.newaxis])[0]
+    async def _embed(self, modality: Modality, payload: bytes) -> np.ndarray:
+        decoded = await asyncio.to_thread(decode, modality, payload)
+        return await self._batches.embed(self._models[modality], decoded)
 
     async def _vector(self, modality: Modality, ref: ItemRef) -> np.ndarray:
         if ref.id is not None:
@@ -62,7 +66,7 @@ class QueryEngine:
                 f"item is {len(payload)} bytes, over the limit of {self.settings.max_item_bytes}"
             )
         try:
-            return await asyncio.to_thread(self._embed, modality, payload)
+            return await self._embed(modality, payload)
         except DecodeError as error:
             raise unprocessable(str(error)) from error
 
