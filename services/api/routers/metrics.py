@@ -11,7 +11,15 @@ from services.api.metrics import PipelineProbe
 router = APIRouter(tags=["health"])
 
 
-@router.get("/metrics", response_class=Response)
+PROMETHEUS_TEXT = {
+    200: {
+        "description": "Prometheus text exposition format",
+        "content": {"text/plain": {"schema": {"type": "string"}}},
+    }
+}
+
+
+@router.get("/metrics", response_class=Response, responses=PROMETHEUS_TEXT)
 async def metrics(
     engine: Annotated[QueryEngine, Depends(get_engine)],
     probe: Annotated[PipelineProbe, Depends(get_probe)],
