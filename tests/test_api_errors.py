@@ -63,7 +63,12 @@ def test_invalid_similarity_requests_are_422_problems(api, body):
 
 @pytest.mark.parametrize(
     ("content", "content_type"),
-    [(b'{"modality": "face", ', "application/json"), (b"modality=face", "text/plain"), (b"", "")],
+    [
+        (b'{"modality": "face", ', "application/json"),
+        (b'{"modality": "\xff\xfe"}', "application/json"),  # not UTF-8
+        (b"modality=face", "text/plain"),
+        (b"", ""),
+    ],
 )
 def test_unparseable_bodies_are_422_problems(api, content, content_type):
     response = api.post("/v1/search", content=content, headers={"content-type": content_type})

@@ -99,9 +99,11 @@ def install_problem_handlers(app: FastAPI) -> None:
         return respond(problem(422, _validation_detail(error)))
 
     async def on_http(_: Request, error: HTTPException) -> JSONResponse:
-        # Starlette's own 404/405/413 and FastAPI's 400 for an unreadable body; a 405
-        # keeps its Allow header.
-        return respond(problem(error.status_code, str(error.detail)), error.headers)
+        # Starlette's own 404/405/413 (a 405 keeps its Allow header), and FastAPI's 400
+        # for a body it cannot read at all (not UTF-8, broken multipart): the contract
+        # calls every unusable request 422, as FastAPI itself does for malformed JSON.
+        status = 422 if error.status_code == 400 else error.status_code
+        return respond(problem(status, str(error.detail)), error.headers)
 
     async def on_crash(request: Request, error: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)

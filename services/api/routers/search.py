@@ -22,7 +22,7 @@ async def search(
     return await engine.search(request)
 
 
-@router.post("/search/upload", responses=error_responses(400, 401, 413, 422))
+@router.post("/search/upload", responses=error_responses(401, 413, 422))
 async def search_upload(
     modality: Annotated[Modality, Form()],
     item: Annotated[UploadFile, File(description="image or WAV file")],

@@ -22,7 +22,7 @@ async def similarity(
     return await engine.similarity(request)
 
 
-@router.post("/similarity/upload", responses=error_responses(400, 401, 413, 422))
+@router.post("/similarity/upload", responses=error_responses(401, 413, 422))
 async def similarity_upload(
     modality: Annotated[Modality, Form()],
     a: Annotated[UploadFile, File(description="image or WAV file")],
