@@ -8,7 +8,10 @@ from bench.report import Benchmark, BenchReport, write_report, write_summary
 
 # name -> "module:function"; imported only when run, so one benchmark's extras
 # never stop another from running.
-BENCHMARKS: dict[str, str] = {"serve": "bench.serve:run"}
+BENCHMARKS: dict[str, str] = {
+    "retrain": "bench.retrain:run",
+    "serve": "bench.serve:run",
+}
 
 RESULTS_DIR = Path("bench/results")
 

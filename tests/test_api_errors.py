@@ -118,8 +118,15 @@ def test_unknown_ids_are_404_problems(api, path):
     assert "no/such/item" in assert_problem(api.post(path, json=body), 404)["detail"]
 
 
-def test_deleting_an_unknown_item_is_a_404_problem(api):
+def test_unknown_items_versions_and_runs_are_404_problems(api):
     assert_problem(api.delete("/v1/items/audio/no/such/item"), 404)
+    assert_problem(api.post("/v1/models/face-v999/activate"), 404)
+    assert_problem(api.get("/v1/retrain/no-such-run"), 404)
+
+
+def test_an_invalid_retraining_request_is_a_422_problem(api):
+    assert_problem(api.post("/v1/retrain", json={"modality": "smell"}), 422)
+    assert_problem(api.post("/v1/retrain", json={}), 422)
 
 
 def test_an_item_over_the_limit_is_a_413_problem_in_a_similarity_pair(api):

@@ -38,6 +38,9 @@ V1_CALLS = [
     ("GET", "/v1/items/face/orl/s1/1", {}),
     ("DELETE", "/v1/items/face/orl/s1/1", {}),
     ("GET", "/v1/models", {}),
+    ("POST", "/v1/models/face-v1/activate", {}),
+    ("POST", "/v1/retrain", {"json": {"modality": "face"}}),
+    ("GET", "/v1/retrain/some-run", {}),
 ]
 
 

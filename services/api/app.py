@@ -8,7 +8,7 @@ from fastapi.openapi.utils import get_openapi
 from services.api.limits import BodyLimit
 from services.api.metrics import observe
 from services.api.problems import install_problem_handlers, problems_as_problem_json
-from services.api.routers import health, items, metrics, models, search, similarity
+from services.api.routers import health, items, metrics, models, retrain, search, similarity
 
 DESCRIPTION = """
 Pair similarity and nearest-match search over faces and audio, embedded by the
@@ -25,7 +25,7 @@ def create_app() -> FastAPI:
         description=DESCRIPTION,
         version="0.1.0",
     )
-    routers = (similarity, search, items, models, health, metrics)
+    routers = (similarity, search, items, models, retrain, health, metrics)
     for module in routers:
         app.include_router(module.router)
     # Inside the metrics middleware, whose own body handling would otherwise surface

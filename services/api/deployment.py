@@ -1,10 +1,12 @@
 """The Ray Serve deployment that hosts the FastAPI app, sized from the settings."""
 
+import ray
 import torch
 from ray import serve
 from ray.serve.deployment import Application
 
-from pipeline.index.handles import holder_handles, load_holder_models
+from pipeline.index.handles import NAMESPACE, ModelCache, holder_handles
+from pipeline.retrain.coordinator import COORDINATOR_NAME
 from pipeline.settings import Settings
 from pipeline.store.metadata import MetadataStore
 from services.api.app import create_app
@@ -12,6 +14,7 @@ from services.api.catalog import Catalog
 from services.api.dependencies import ApiContext, install_context
 from services.api.engine import QueryEngine
 from services.api.metrics import PipelineProbe
+from services.api.training import Training
 
 app = create_app()
 
@@ -27,9 +30,10 @@ class QueryService:
         install_context(
             ApiContext(
                 settings=settings,
-                engine=QueryEngine(settings, holders, load_holder_models(holders, store)),
+                engine=QueryEngine(settings, holders, ModelCache(store)),
                 catalog=Catalog(settings, store, holders),
                 probe=PipelineProbe(settings, holders),
+                training=Training(store, ray.get_actor(COORDINATOR_NAME, namespace=NAMESPACE)),
             )
         )
 

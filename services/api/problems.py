@@ -47,6 +47,10 @@ def unprocessable(detail: str) -> ProblemError:
     return ProblemError(422, detail)
 
 
+def conflict(detail: str) -> ProblemError:
+    return ProblemError(409, detail)
+
+
 def too_large(detail: str) -> ProblemError:
     return ProblemError(413, detail)
 
