@@ -78,3 +78,10 @@ def test_a_public_bind_without_a_key_is_refused(host):
 def test_loopback_binds_need_no_key(host):
     check_bind(Settings(http_host=host))
     check_bind(Settings(http_host="0.0.0.0", api_key=SecretStr(KEY)))
+
+
+def test_the_published_schema_requires_the_key_only_where_it_is_set(secured, api):
+    schema = secured.get("/openapi.json").json()
+    assert schema["components"]["securitySchemes"]["APIKeyHeader"]["name"] == "x-api-key"
+    assert schema["paths"]["/v1/search"]["post"]["security"] == [{"APIKeyHeader": []}]
+    assert "security" not in api.get("/openapi.json").json()["paths"]["/v1/search"]["post"]

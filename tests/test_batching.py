@@ -1,13 +1,16 @@
-"""Concurrent queries share forward passes, and a batch never mixes model versions.
+"""Concurrent queries share forward passes and searches; a batch never mixes model versions.
 
-`@serve.batch` only runs inside a Serve replica, so the check runs in one: a small
-deployment on the session's Serve instance embeds interleaved queries for two
-model versions at once and reports what each pass held.
+`@serve.batch` only runs inside a Serve replica, so the version check runs in one:
+a small deployment on the session's Serve instance embeds interleaved queries for
+two model versions at once and reports what each pass held.
 """
 
 import asyncio
+import base64
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
+import pytest
 import torch
 from ray import serve
 
@@ -75,3 +78,34 @@ def test_concurrent_queries_of_two_versions_share_passes_without_mixing(stack):
     assert items == QUERIES
     # 12 queries per version, at most 8 per pass: 8 + 4 for each of the two.
     assert passes == 4
+
+
+def test_concurrent_searches_answer_as_if_sent_alone(api, demo_data):
+    """Batched searches ask the holder for the largest k per label filter and cut it."""
+    probes = demo_data.held_out[Modality.FACE][:16]
+    bodies = [
+        {
+            "modality": "face",
+            "item": {"data": base64.b64encode(p.read_bytes()).decode()},
+            "k": 1 + i % 7,
+            "label": [None, "s3", p.label][i % 3],
+        }
+        for i, p in enumerate(probes)
+    ]
+
+    def ask(body):
+        response = api.post("/v1/search", json=body)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    alone = [ask(body) for body in bodies]
+    with ThreadPoolExecutor(len(bodies)) as pool:
+        together = list(pool.map(ask, bodies))
+    # Batched forward passes may round differently in the last float bits.
+    for batched, single, body in zip(together, alone, bodies, strict=True):
+        assert [m["id"] for m in batched["matches"]] == [m["id"] for m in single["matches"]]
+        assert [m["distance"] for m in batched["matches"]] == pytest.approx(
+            [m["distance"] for m in single["matches"]], abs=1e-4
+        )
+        assert len(single["matches"]) == body["k"]
+        assert body["label"] is None or {m["label"] for m in single["matches"]} == {body["label"]}

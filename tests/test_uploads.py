@@ -68,4 +68,5 @@ def test_docs_and_openapi_describe_every_route_with_examples(api):
     errors = schema["paths"]["/v1/search"]["post"]["responses"]
     assert set(errors) >= {"401", "404", "413", "422"}
     assert "application/problem+json" in errors["422"]["content"]
-    assert schema["components"]["securitySchemes"]["APIKeyHeader"]["name"] == "x-api-key"
+    # No key is set on this stack, so the schema requires none (see test_auth for one that is).
+    assert "securitySchemes" not in schema["components"]

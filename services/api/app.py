@@ -5,10 +5,12 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
+from services.api.dependencies import get_settings
 from services.api.limits import BodyLimit
 from services.api.metrics import observe
 from services.api.problems import install_problem_handlers, problems_as_problem_json
 from services.api.routers import health, items, metrics, models, retrain, search, similarity
+from services.api.security import published_security
 
 DESCRIPTION = """
 Pair similarity and nearest-match search over faces and audio, embedded by the
@@ -35,15 +37,17 @@ def create_app() -> FastAPI:
     install_problem_handlers(app)
 
     def openapi() -> dict[str, Any]:
+        # Built on first request, in the replica, where the settings are installed.
         if app.openapi_schema is None:
-            app.openapi_schema = problems_as_problem_json(
-                get_openapi(
-                    title=app.title,
-                    version=app.version,
-                    summary=app.summary,
-                    description=app.description,
-                    routes=app.routes,
-                )
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                summary=app.summary,
+                description=app.description,
+                routes=app.routes,
+            )
+            app.openapi_schema = published_security(
+                problems_as_problem_json(schema), get_settings()
             )
         return app.openapi_schema
 

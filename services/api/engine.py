@@ -1,8 +1,8 @@
 """The query logic behind the routers: resolve item refs to vectors, search, compare.
 
 Decoding and embedding run in worker threads so a slow one never stalls the event
-loop that the replica's other requests share; the forward pass is shared with
-concurrent requests (services/api/batching.py).
+loop that the replica's other requests share; forward passes and index searches
+are shared with concurrent requests (services/api/batching.py).
 """
 
 import asyncio
@@ -30,7 +30,7 @@ from schemas.api import (
     SimilarityResponse,
 )
 from schemas.items import Modality
-from services.api.batching import EncoderBatches
+from services.api.batching import EncoderBatches, SearchBatches
 from services.api.problems import not_found, too_large, unprocessable
 
 KAFKA_PROBE_TIMEOUT_S = 1.0
@@ -45,6 +45,7 @@ class QueryEngine:
         self._holders = holders
         self._models = models
         self._batches = EncoderBatches(settings)
+        self._searches = SearchBatches(settings, holders)
 
     async def model_versions(self) -> dict[Modality, str]:
         versions = await asyncio.gather(
@@ -105,11 +106,9 @@ class QueryEngine:
     async def _search(self, request: SearchRequest) -> SearchResponse:
         model = await self._active_model(request.modality)
         vector = await self._vector(model, request.modality, request.item)
-        hits = (
-            await self._holders[request.modality].search.remote(
-                model.version, vector[np.newaxis], request.k, request.label
-            )
-        )[0]
+        hits = await self._searches.search(
+            request.modality, model.version, vector, request.k, request.label
+        )
         distances = model.energy.from_squared_l2(
             np.asarray([h.squared_l2 for h in hits], dtype=np.float64)
         )

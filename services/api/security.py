@@ -1,7 +1,7 @@
 """API-key protection for `/v1/*` and the rule that a public bind must have one."""
 
 import hmac
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import Depends, Security
 from fastapi.security import APIKeyHeader
@@ -42,3 +42,14 @@ def require_api_key(
 
 
 API_KEY = Depends(require_api_key)
+
+
+def published_security(schema: dict[str, Any], settings: Settings) -> dict[str, Any]:
+    """The OpenAPI schema as this deployment enforces it: with no key set, nothing is
+    required, so clients and contract testers are not told to send one."""
+    if settings.api_key is None:
+        schema.get("components", {}).pop("securitySchemes", None)
+        for path in schema.get("paths", {}).values():
+            for operation in path.values():
+                operation.pop("security", None)
+    return schema
