@@ -56,6 +56,13 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "2 replicas": {"api_replicas": 2},
 }
 ENDPOINTS = ("search", "similarity")
+# Serve's HAProxy ingress replaces its Python proxy; a process-wide Ray switch, so it is
+# measured by a second run: `RAY_SERVE_ENABLE_HA_PROXY=1 make bench`.
+HAPROXY = os.environ.get("RAY_SERVE_ENABLE_HA_PROXY") == "1"
+
+
+def _name() -> str:
+    return "serve-haproxy" if HAPROXY else "serve"
 
 
 def _json(body: dict[str, Any]) -> Body:
@@ -144,7 +151,7 @@ def _markdown(
     sweeps: dict[str, dict[str, list[LoadResult]]], ratios: dict[str, dict[str, Any]]
 ) -> str:
     lines = [
-        "## serve: query API vs a no-op Serve app (a) and plain uvicorn + FastAPI (b)",
+        f"## {_name()}: query API vs a no-op Serve app (a) and plain uvicorn + FastAPI (b)",
         "",
         f"Face bytes as queries, closed loop, {CELL_S:.0f} s per cell; "
         "QPS (p50/p99 latency). Ratios are QPS over (a) and over (b); targets ≥ 0.8 and ≥ 1.0.",
@@ -200,6 +207,7 @@ def run(results_dir: Path) -> BenchReport:
         for name in CONFIGS
     }
     results = {
+        "haproxy_ingress": HAPROXY,
         "cell_s": CELL_S,
         "concurrency": list(CONCURRENCY),
         "configs": CONFIGS,
@@ -209,4 +217,4 @@ def run(results_dir: Path) -> BenchReport:
         },
         "ratios": ratios,
     }
-    return BenchReport(name="serve", results=results, markdown=_markdown(sweeps, ratios))
+    return BenchReport(name=_name(), results=results, markdown=_markdown(sweeps, ratios))
