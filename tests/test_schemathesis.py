@@ -10,6 +10,7 @@ invalid input refused. Bounded to a few hundred requests so it fits the suite.
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.checks import not_a_server_error
 from schemathesis.specs.openapi.checks import (
@@ -37,11 +38,6 @@ CHECKS = [
 POSITIVE_EXCLUDED = {"POST /v1/retrain"}
 
 
-def _has_inputs(operation) -> bool:
-    raw = operation.definition.raw
-    return bool(raw.get("parameters") or raw.get("requestBody"))
-
-
 @pytest.fixture(scope="module")
 def operations(stack):
     schema = schemathesis.openapi.from_url(f"{stack.url}/openapi.json")
@@ -58,8 +54,6 @@ def test_every_operation_conforms_to_the_published_schema(operations, mode):
     for label, operation in operations.items():
         if mode is GenerationMode.POSITIVE and label in POSITIVE_EXCLUDED:
             continue
-        if mode is GenerationMode.NEGATIVE and not _has_inputs(operation):
-            continue  # nothing to make invalid (GET /v1/models, the probes)
 
         @given(case=operation.as_strategy(generation_mode=mode))
         @settings(
@@ -72,4 +66,10 @@ def test_every_operation_conforms_to_the_published_schema(operations, mode):
         def conforms(case):
             case.call_and_validate(checks=CHECKS)
 
-        conforms()
+        try:
+            conforms()
+        except Unsatisfiable:
+            # No invalid request exists where every input is a free string or there
+            # is none (GET /v1/retrain/{run_id}, GET /v1/models, the probes).
+            if mode is GenerationMode.POSITIVE:
+                raise
