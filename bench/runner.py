@@ -11,6 +11,7 @@ from bench.report import Benchmark, BenchReport, write_report, write_summary
 BENCHMARKS: dict[str, str] = {
     "ingest": "bench.ingest:run",
     "retrain": "bench.retrain:run",
+    "serve": "bench.serve:run",
 }
 
 RESULTS_DIR = Path("bench/results")

@@ -9,7 +9,7 @@ from functools import cached_property
 from ipaddress import ip_address
 from pathlib import Path
 
-from pydantic import SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEFAULT_KAFKA_BOOTSTRAP = "127.0.0.1:9092"
@@ -66,6 +66,15 @@ class Settings(BaseSettings):
     retrain_min_improvement: float = 0.0
     # CPUs a retraining run reserves in the Ray cluster (it uses a GPU when there is one).
     retrain_num_cpus: float = 1.0
+    # Serve replicas of the query API, and the requests each one works on at once.
+    api_replicas: int = Field(default=1, ge=1)
+    api_max_ongoing_requests: int = Field(default=32, ge=1)
+    # GPUs per API replica; unset = a share of what the ingest actors leave free.
+    api_num_gpus: float | None = Field(default=None, ge=0)
+    # Concurrent queries of one replica share one encoder forward pass of up to this many
+    # items, waiting at most this long for the batch to fill.
+    api_batch_max_size: int = Field(default=16, ge=1)
+    api_batch_wait_s: float = Field(default=0.002, ge=0)
 
     @field_validator("state_dir")
     @classmethod

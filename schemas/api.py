@@ -9,13 +9,22 @@ from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.items import Modality
 
+# Bounds shared by the JSON and the multipart form of a search.
+MAX_K = 1000
+DEFAULT_K = 5
+# An 8×8 grey PGM: the smallest face the decoder accepts, so the examples in /docs run.
+EXAMPLE_FACE = (
+    "UDUKOCA4CjI1NQoABAgMEBQYHCAkKCwwNDg8QERITFBUW"
+    "FxgZGhscHR4fICEiIyQlJicoKSorLC0uLzAxMjM0NTY3ODk6Ozw9Pj8"
+)
+
 
 class ItemRef(BaseModel):
     """An item already in the index (`id`) or raw file bytes to embed now (`data`)."""
 
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"id": "orl/s7/3"}, {"data": "UDUKOTIgMTEyCjI1NQo..."}]},
+        json_schema_extra={"examples": [{"id": "orl/s7/3"}, {"data": EXAMPLE_FACE}]},
     )
 
     id: str | None = Field(default=None, min_length=1, max_length=1024)
@@ -39,7 +48,10 @@ class SimilarityRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
-            "examples": [{"modality": "face", "a": {"id": "orl/s1/1"}, "b": {"id": "orl/s1/2"}}]
+            "examples": [
+                {"modality": "face", "a": {"id": "orl/s1/1"}, "b": {"id": "orl/s1/2"}},
+                {"modality": "face", "a": {"id": "orl/s1/1"}, "b": {"data": EXAMPLE_FACE}},
+            ]
         },
     )
 
@@ -58,12 +70,17 @@ class SimilarityResponse(BaseModel):
 class SearchRequest(BaseModel):
     model_config = ConfigDict(
         extra="forbid",
-        json_schema_extra={"examples": [{"modality": "face", "item": {"id": "orl/s1/1"}, "k": 5}]},
+        json_schema_extra={
+            "examples": [
+                {"modality": "face", "item": {"id": "orl/s1/1"}, "k": 5},
+                {"modality": "face", "item": {"data": EXAMPLE_FACE}, "k": 3, "label": "s7"},
+            ]
+        },
     )
 
     modality: Modality
     item: ItemRef
-    k: int = Field(default=5, ge=1, le=1000)
+    k: int = Field(default=DEFAULT_K, ge=1, le=MAX_K)
     label: str | None = Field(default=None, description="only match items with this label")
 
 

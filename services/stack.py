@@ -23,7 +23,7 @@ from pipeline.retrain.schedule import parse_schedule
 from pipeline.settings import Settings
 from pipeline.store.metadata import MetadataStore
 from schemas.items import Modality
-from services.api.deployment import QueryService
+from services.api.deployment import query_service
 from services.api.security import check_bind
 
 SERVE_APP = "twinstream"
@@ -111,7 +111,8 @@ class Stack:
         ]
         ray.get([w.counts.remote() for w in self.workers])
         serve.start(http_options={"host": self.settings.http_host, "port": self.settings.http_port})
-        serve.run(QueryService.bind(self.settings), name=SERVE_APP, route_prefix="/")
+        free_gpus = ray.cluster_resources().get("GPU", 0) - gpu * len(self.workers)
+        serve.run(query_service(self.settings, free_gpus), name=SERVE_APP, route_prefix="/")
         self._log(f"api: {self.url}")
 
     def preflight(self) -> None:

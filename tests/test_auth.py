@@ -10,7 +10,8 @@ from services.api.deployment import QueryService
 from services.api.security import InsecureBind, check_bind
 
 KEY = "s3cret-key"
-SEARCH = {"modality": "face", "item": {"id": "orl/s1/1"}, "k": 1}
+ITEM = {"id": "orl/s1/1"}
+SEARCH = {"modality": "face", "item": ITEM, "k": 1}
 
 
 @pytest.fixture(scope="module")
@@ -28,9 +29,25 @@ def secured(stack, stack_settings):
     serve.delete("secured")
 
 
-@pytest.mark.parametrize("headers", [{}, {"x-api-key": "wrong"}])
-def test_v1_without_the_right_key_is_a_401_problem(secured, headers):
-    response = secured.post("/v1/search", json=SEARCH, headers=headers)
+# Every /v1 route: an anonymous caller learns nothing, not even whether an id exists.
+V1_CALLS = [
+    ("POST", "/v1/search", {"json": SEARCH}),
+    ("POST", "/v1/similarity", {"json": {"modality": "face", "a": ITEM, "b": ITEM}}),
+    ("POST", "/v1/search/upload", {"data": {"modality": "face"}, "files": {"item": b"x"}}),
+    ("POST", "/v1/similarity/upload", {"data": {"modality": "face"}, "files": {"a": b"x"}}),
+    ("GET", "/v1/items/face/orl/s1/1", {}),
+    ("DELETE", "/v1/items/face/orl/s1/1", {}),
+    ("GET", "/v1/models", {}),
+    ("POST", "/v1/models/face-v1/activate", {}),
+    ("POST", "/v1/retrain", {"json": {"modality": "face"}}),
+    ("GET", "/v1/retrain/some-run", {}),
+]
+
+
+@pytest.mark.parametrize("headers", [{}, {"x-api-key": "wrong"}, {"x-api-key": ""}])
+@pytest.mark.parametrize(("method", "path", "body"), V1_CALLS)
+def test_v1_without_the_right_key_is_a_401_problem(secured, headers, method, path, body):
+    response = secured.request(method, path, headers=headers, **body)
     assert response.status_code == 401
     assert response.headers["content-type"] == "application/problem+json"
     assert response.json()["status"] == 401
@@ -42,8 +59,9 @@ def test_v1_with_the_key_answers(secured):
     assert response.json()["matches"][0]["id"] == "orl/s1/1"
 
 
-def test_probes_need_no_key(secured):
-    assert secured.get("/healthz").status_code == 200
+@pytest.mark.parametrize("path", ["/healthz", "/readyz", "/metrics", "/docs", "/openapi.json"])
+def test_probes_and_docs_need_no_key(secured, path):
+    assert secured.get(path).status_code == 200
 
 
 def test_without_a_key_the_api_is_open_on_loopback(api):
@@ -60,3 +78,10 @@ def test_a_public_bind_without_a_key_is_refused(host):
 def test_loopback_binds_need_no_key(host):
     check_bind(Settings(http_host=host))
     check_bind(Settings(http_host="0.0.0.0", api_key=SecretStr(KEY)))
+
+
+def test_the_published_schema_requires_the_key_only_where_it_is_set(secured, api):
+    schema = secured.get("/openapi.json").json()
+    assert schema["components"]["securitySchemes"]["APIKeyHeader"]["name"] == "x-api-key"
+    assert schema["paths"]["/v1/search"]["post"]["security"] == [{"APIKeyHeader": []}]
+    assert "security" not in api.get("/openapi.json").json()["paths"]["/v1/search"]["post"]

@@ -1,21 +1,55 @@
-"""The FastAPI application: routers, problem handlers and OpenAPI metadata."""
+"""The FastAPI application: routers, problem handlers, limits and OpenAPI metadata."""
+
+from typing import Any
 
 from fastapi import FastAPI
+from fastapi.openapi.utils import get_openapi
 
+from services.api.dependencies import get_settings
+from services.api.limits import BodyLimit
 from services.api.metrics import observe
-from services.api.problems import install_problem_handlers
+from services.api.problems import install_problem_handlers, problems_as_problem_json
 from services.api.routers import health, items, metrics, models, retrain, search, similarity
+from services.api.security import published_security
+
+DESCRIPTION = """
+Pair similarity and nearest-match search over faces and audio, embedded by the
+active siamese encoder of each modality. Every answer names the model version
+that made it. Errors are `application/problem+json`. With `TWINSTREAM_API_KEY`
+set, every `/v1/*` call needs the `x-api-key` header.
+"""
 
 
 def create_app() -> FastAPI:
     app = FastAPI(
         title="twinstream",
         summary="Streaming similarity search for faces and audio with siamese encoders.",
+        description=DESCRIPTION,
         version="0.1.0",
     )
     routers = (similarity, search, items, models, retrain, health, metrics)
     for module in routers:
         app.include_router(module.router)
+    # Inside the metrics middleware, whose own body handling would otherwise surface
+    # Starlette's 413 as plain text instead of letting the problem handler answer it.
+    app.add_middleware(BodyLimit)
     app.middleware("http")(observe)
     install_problem_handlers(app)
+
+    def openapi() -> dict[str, Any]:
+        # Built on first request, in the replica, where the settings are installed.
+        if app.openapi_schema is None:
+            schema = get_openapi(
+                title=app.title,
+                version=app.version,
+                summary=app.summary,
+                description=app.description,
+                routes=app.routes,
+            )
+            app.openapi_schema = published_security(
+                problems_as_problem_json(schema), get_settings()
+            )
+        return app.openapi_schema
+
+    app.openapi = openapi  # type: ignore[method-assign]
     return app

@@ -1,7 +1,8 @@
 """The query logic behind the routers: resolve item refs to vectors, search, compare.
 
-Embedding runs in a worker thread so a slow decode never stalls the event loop
-that the replica's other requests share.
+Decoding and embedding run in worker threads so a slow one never stalls the event
+loop that the replica's other requests share; forward passes and index searches
+are shared with concurrent requests (services/api/batching.py).
 """
 
 import asyncio
@@ -29,6 +30,7 @@ from schemas.api import (
     SimilarityResponse,
 )
 from schemas.items import Modality
+from services.api.batching import EncoderBatches, SearchBatches
 from services.api.problems import not_found, too_large, unprocessable
 
 KAFKA_PROBE_TIMEOUT_S = 1.0
@@ -42,6 +44,8 @@ class QueryEngine:
         self.settings = settings
         self._holders = holders
         self._models = models
+        self._batches = EncoderBatches(settings)
+        self._searches = SearchBatches(settings, holders)
 
     async def model_versions(self) -> dict[Modality, str]:
         versions = await asyncio.gather(
@@ -55,8 +59,9 @@ class QueryEngine:
         version = await self._holders[modality].active_version.remote()
         return await asyncio.to_thread(self._models.get, version)
 
-    def _embed(self, model: EmbeddingModel, modality: Modality, payload: bytes) -> np.ndarray:
-        return model.embed(decode(modality, payload)[np.newaxis])[0]
+    async def _embed(self, model: EmbeddingModel, modality: Modality, payload: bytes) -> np.ndarray:
+        decoded = await asyncio.to_thread(decode, modality, payload)
+        return await self._batches.embed(model, decoded)
 
     async def _vector(self, model: EmbeddingModel, modality: Modality, ref: ItemRef) -> np.ndarray:
         if ref.id is not None:
@@ -73,7 +78,7 @@ class QueryEngine:
                 f"item is {len(payload)} bytes, over the limit of {self.settings.max_item_bytes}"
             )
         try:
-            return await asyncio.to_thread(self._embed, model, modality, payload)
+            return await self._embed(model, modality, payload)
         except DecodeError as error:
             raise unprocessable(str(error)) from error
 
@@ -101,11 +106,9 @@ class QueryEngine:
     async def _search(self, request: SearchRequest) -> SearchResponse:
         model = await self._active_model(request.modality)
         vector = await self._vector(model, request.modality, request.item)
-        hits = (
-            await self._holders[request.modality].search.remote(
-                model.version, vector[np.newaxis], request.k, request.label
-            )
-        )[0]
+        hits = await self._searches.search(
+            request.modality, model.version, vector, request.k, request.label
+        )
         distances = model.energy.from_squared_l2(
             np.asarray([h.squared_l2 for h in hits], dtype=np.float64)
         )

@@ -114,6 +114,13 @@ class ApiMetrics:
             ["modality"],
             registry=self.registry,
         )
+        self.batch_size = Histogram(
+            "twinstream_embed_batch_items",
+            "queries sharing one encoder forward pass",
+            ["modality"],
+            registry=self.registry,
+            buckets=(1, 2, 4, 8, 16, 32, 64),
+        )
         self.model = Gauge(
             "twinstream_model_info",
             "the model version serving each modality",

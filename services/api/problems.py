@@ -5,6 +5,9 @@ Handlers are registered once on the app so a router only ever raises
 """
 
 import logging
+from collections.abc import Mapping
+from http import HTTPStatus
+from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -18,30 +21,70 @@ log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
 
 
+# RFC 9110 renamed these two; Python 3.11's HTTPStatus still has the old phrases.
+_TITLES = {413: "Content Too Large", 422: "Unprocessable Content"}
+
+
+def title(status: int) -> str:
+    return _TITLES.get(status) or HTTPStatus(status).phrase
+
+
+def problem(status: int, detail: str) -> Problem:
+    return Problem(status=status, title=title(status), detail=detail)
+
+
 class ProblemError(Exception):
-    def __init__(self, status: int, title: str, detail: str) -> None:
+    def __init__(self, status: int, detail: str) -> None:
         super().__init__(detail)
-        self.problem = Problem(status=status, title=title, detail=detail)
+        self.problem = problem(status, detail)
 
 
 def not_found(detail: str) -> ProblemError:
-    return ProblemError(404, "Not Found", detail)
+    return ProblemError(404, detail)
 
 
 def unprocessable(detail: str) -> ProblemError:
-    return ProblemError(422, "Unprocessable Content", detail)
+    return ProblemError(422, detail)
 
 
 def conflict(detail: str) -> ProblemError:
-    return ProblemError(409, "Conflict", detail)
+    return ProblemError(409, detail)
 
 
 def too_large(detail: str) -> ProblemError:
-    return ProblemError(413, "Content Too Large", detail)
+    return ProblemError(413, detail)
 
 
-def _respond(problem: Problem) -> JSONResponse:
-    return JSONResponse(problem.model_dump(), status_code=problem.status, media_type=PROBLEM_JSON)
+def unauthorized(detail: str) -> ProblemError:
+    return ProblemError(401, detail)
+
+
+def error_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for a route's error statuses, all with the Problem body."""
+    return {status: {"model": Problem, "description": title(status)} for status in statuses}
+
+
+def problems_as_problem_json(schema: dict[str, Any]) -> dict[str, Any]:
+    """Document Problem bodies under the media type they are sent with.
+
+    FastAPI files every response model under the route's own media type
+    (application/json); the handlers below answer errors with problem+json, and a
+    client or contract tester checking the media type must find it documented.
+    """
+    for path in schema.get("paths", {}).values():
+        for operation in path.values():
+            for response in operation.get("responses", {}).values():
+                content = response.get("content", {})
+                ref = content.get("application/json", {}).get("schema", {}).get("$ref", "")
+                if ref.endswith("/Problem"):
+                    content[PROBLEM_JSON] = content.pop("application/json")
+    return schema
+
+
+def respond(body: Problem, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    return JSONResponse(
+        body.model_dump(), status_code=body.status, media_type=PROBLEM_JSON, headers=headers
+    )
 
 
 def _validation_detail(error: RequestValidationError) -> str:
@@ -54,23 +97,21 @@ def _validation_detail(error: RequestValidationError) -> str:
 
 def install_problem_handlers(app: FastAPI) -> None:
     async def on_problem(_: Request, error: ProblemError) -> JSONResponse:
-        return _respond(error.problem)
+        return respond(error.problem)
 
     async def on_validation(_: Request, error: RequestValidationError) -> JSONResponse:
-        return _respond(
-            Problem(status=422, title="Unprocessable Content", detail=_validation_detail(error))
-        )
+        return respond(problem(422, _validation_detail(error)))
 
     async def on_http(_: Request, error: HTTPException) -> JSONResponse:
-        return _respond(
-            Problem(status=error.status_code, title=str(error.detail), detail=str(error.detail))
-        )
+        # Starlette's own 404/405/413 (a 405 keeps its Allow header), and FastAPI's 400
+        # for a body it cannot read at all (not UTF-8, broken multipart): the contract
+        # calls every unusable request 422, as FastAPI itself does for malformed JSON.
+        status = 422 if error.status_code == 400 else error.status_code
+        return respond(problem(status, str(error.detail)), error.headers)
 
     async def on_crash(request: Request, error: Exception) -> JSONResponse:
         log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return _respond(
-            Problem(status=500, title="Internal Server Error", detail="see the service log")
-        )
+        return respond(problem(500, "see the service log"))
 
     app.add_exception_handler(ProblemError, on_problem)
     app.add_exception_handler(RequestValidationError, on_validation)

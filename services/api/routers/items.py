@@ -4,14 +4,15 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response
 
-from schemas.api import ItemMetadata, Problem
+from schemas.api import ItemMetadata
 from schemas.items import Modality
 from services.api.catalog import Catalog
 from services.api.dependencies import get_catalog
+from services.api.problems import error_responses
 from services.api.security import API_KEY
 
 router = APIRouter(prefix="/v1/items", tags=["items"], dependencies=[API_KEY])
-ERRORS = {401: {"model": Problem}, 404: {"model": Problem}, 422: {"model": Problem}}
+ERRORS = error_responses(401, 404, 422)
 
 
 @router.get("/{modality}/{item_id:path}", responses=ERRORS)

@@ -10,7 +10,15 @@ from services.api.metrics import PipelineProbe
 router = APIRouter(tags=["health"])
 
 
-@router.get("/metrics", response_class=Response)
+PROMETHEUS_TEXT = {
+    200: {
+        "description": "Prometheus text exposition format",
+        "content": {"text/plain": {"schema": {"type": "string"}}},
+    }
+}
+
+
+@router.get("/metrics", response_class=Response, responses=PROMETHEUS_TEXT)
 async def metrics(
     probe: Annotated[PipelineProbe, Depends(get_probe)],
 ) -> Response:

@@ -5,23 +5,24 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
-from schemas.api import ModelInfo, ModelList, Problem
+from schemas.api import ModelInfo, ModelList
 from services.api.catalog import Catalog
 from services.api.dependencies import get_catalog, get_training
+from services.api.problems import error_responses
 from services.api.security import API_KEY
 from services.api.training import Training
 
 router = APIRouter(prefix="/v1", tags=["models"], dependencies=[API_KEY])
 
 
-@router.get("/models", responses={401: {"model": Problem}})
+@router.get("/models", responses=error_responses(401))
 async def list_models(catalog: Annotated[Catalog, Depends(get_catalog)]) -> ModelList:
     return await catalog.models()
 
 
 @router.post(
     "/models/{version}/activate",
-    responses={401: {"model": Problem}, 404: {"model": Problem}, 409: {"model": Problem}},
+    responses=error_responses(401, 404, 409),
 )
 async def activate_model(
     version: str, training: Annotated[Training, Depends(get_training)]

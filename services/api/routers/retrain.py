@@ -4,8 +4,9 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends
 
-from schemas.api import Problem, RetrainAccepted, RetrainRequest, RetrainRun
+from schemas.api import RetrainAccepted, RetrainRequest, RetrainRun
 from services.api.dependencies import get_training
+from services.api.problems import error_responses
 from services.api.security import API_KEY
 from services.api.training import Training
 
@@ -15,7 +16,7 @@ router = APIRouter(prefix="/v1/retrain", tags=["retraining"], dependencies=[API_
 @router.post(
     "",
     status_code=202,
-    responses={401: {"model": Problem}, 409: {"model": Problem}, 422: {"model": Problem}},
+    responses=error_responses(401, 409, 422),
 )
 async def start_retraining(
     request: RetrainRequest, training: Annotated[Training, Depends(get_training)]
@@ -25,7 +26,7 @@ async def start_retraining(
     return await training.start(request)
 
 
-@router.get("/{run_id}", responses={401: {"model": Problem}, 404: {"model": Problem}})
+@router.get("/{run_id}", responses=error_responses(401, 404))
 async def retraining_run(
     run_id: str, training: Annotated[Training, Depends(get_training)]
 ) -> RetrainRun:

@@ -1,0 +1,235 @@
+"""Query API throughput and latency against a no-op Serve app and a plain uvicorn process.
+
+Starts its own stack (temp state dir, quick-trained models, its own ports), then
+drives `/v1/search` and `/v1/similarity` with face bytes at concurrency 1, 8
+and 32 against: the API under several Serve configurations, (a) a no-op Serve
+app on the same Serve instance, and (b) a plain uvicorn + FastAPI process doing
+the same decode + embed + FAISS search (bench/serve_baselines.py). All in one
+run, on the same machine, so only the ratios travel.
+"""
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import httpx
+from ray import serve
+
+from bench.load import Body, LoadResult, measure
+from bench.report import BenchReport
+from bench.serve_baselines import NoopService
+from pipeline.data.asterisk import common_words, iter_asterisk
+from pipeline.data.items import DataItem
+from pipeline.data.orl import iter_orl
+from pipeline.produce import produce_items
+from pipeline.settings import Settings
+from pipeline.store.metadata import MetadataStore
+from pipeline.train.job import item_samples, train_and_register
+from schemas.items import Modality
+from services.api.deployment import query_service
+from services.stack import SERVE_APP, Stack
+
+KAFKA_BOOTSTRAP = os.environ.get("TWINSTREAM_BENCH_BOOTSTRAP", "127.0.0.1:29592")
+HTTP_PORT = int(os.environ.get("TWINSTREAM_BENCH_HTTP_PORT", "28500"))
+PLAIN_PORT = HTTP_PORT + 1
+CONCURRENCY = (1, 8, 32)
+CELL_S = float(os.environ.get("TWINSTREAM_BENCH_CELL_S", "4"))
+# Speech is only indexed because the stack wants both modalities; queries are faces.
+AUDIO_WORDS = 12
+INDEX_TIMEOUT_S = 300
+PLAIN_START_TIMEOUT_S = 120
+QUERY_SHOT = "10"
+WARMUP_REQUESTS = 5
+# Serve configurations of the API tried in this run: name -> settings changed.
+CONFIGS: dict[str, dict[str, Any]] = {
+    "default": {},
+    "no batching": {"api_batch_max_size": 1},
+    "batch 32, wait 10 ms": {"api_batch_max_size": 32, "api_batch_wait_s": 0.01},
+    "max_ongoing 8": {"api_max_ongoing_requests": 8},
+    "2 replicas": {"api_replicas": 2},
+}
+ENDPOINTS = ("search", "similarity")
+# Serve's HAProxy ingress replaces its Python proxy; a process-wide Ray switch, so it is
+# measured by a second run: `RAY_SERVE_ENABLE_HA_PROXY=1 make bench`.
+HAPROXY = os.environ.get("RAY_SERVE_ENABLE_HA_PROXY") == "1"
+
+
+def _name() -> str:
+    return "serve-haproxy" if HAPROXY else "serve"
+
+
+def _json(body: dict[str, Any]) -> Body:
+    return Body(json.dumps(body).encode(), "application/json")
+
+
+def _bodies(faces: list[DataItem]) -> dict[str, list[Body]]:
+    data = [{"data": base64.b64encode(f.read_bytes()).decode()} for f in faces]
+    return {
+        "search": [_json({"modality": "face", "item": d, "k": 5}) for d in data],
+        "similarity": [
+            _json({"modality": "face", "a": a, "b": b})
+            for a, b in zip(data, data[1:] + data[:1], strict=True)
+        ],
+    }
+
+
+def _train_and_start(settings: Settings, log: Any) -> Stack:
+    store = MetadataStore.from_settings(settings)
+    items = {
+        Modality.FACE: list(iter_orl()),
+        Modality.AUDIO: list(iter_asterisk(words=common_words()[:AUDIO_WORDS])),
+    }
+    for modality, data in items.items():
+        log(f"bench serve: training a quick {modality.value} model")
+        train_and_register(settings, store, modality, item_samples(modality, data), activate=True)
+    stack = Stack(settings, log=log)
+    stack.start()
+    for data in items.values():
+        produce_items(settings, data)
+    stack.wait_indexed({m: [i.id for i in data] for m, data in items.items()}, INDEX_TIMEOUT_S)
+    return stack
+
+
+@contextmanager
+def _plain_process(settings: Settings) -> Iterator[str]:
+    env = os.environ | {"TWINSTREAM_STATE_DIR": str(settings.state_dir)}
+    process = subprocess.Popen(
+        [sys.executable, "-m", "bench.serve_baselines", "--port", str(PLAIN_PORT)], env=env
+    )
+    url = f"http://127.0.0.1:{PLAIN_PORT}"
+    try:
+        deadline = time.monotonic() + PLAIN_START_TIMEOUT_S
+        while True:
+            try:
+                if httpx.get(f"{url}/healthz").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError("the plain uvicorn baseline did not start")
+            time.sleep(0.5)
+        yield url
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def _warm(base_url: str, bodies: dict[str, list[Body]]) -> None:
+    """A replica loads its model on its first query; that must not land in a cell."""
+    for endpoint in ENDPOINTS:
+        for body in bodies[endpoint][:WARMUP_REQUESTS]:
+            httpx.post(
+                f"{base_url}/v1/{endpoint}",
+                content=body.content,
+                headers={"content-type": body.content_type},
+                timeout=120,
+            )
+
+
+def _sweep(base_url: str, bodies: dict[str, list[Body]]) -> dict[str, list[LoadResult]]:
+    _warm(base_url, bodies)
+    return {
+        endpoint: [
+            measure(f"{base_url}/v1/{endpoint}", bodies[endpoint], c, CELL_S) for c in CONCURRENCY
+        ]
+        for endpoint in ENDPOINTS
+    }
+
+
+def _ratios(
+    ours: dict[str, list[LoadResult]], baseline: dict[str, list[LoadResult]]
+) -> dict[str, list[float]]:
+    return {
+        endpoint: [
+            round(a.qps / b.qps, 3) if b.qps else float("nan")
+            for a, b in zip(ours[endpoint], baseline[endpoint], strict=True)
+        ]
+        for endpoint in ENDPOINTS
+    }
+
+
+def _cell(result: LoadResult) -> str:
+    errors = f", {result.errors} errors" if result.errors else ""
+    return f"{result.qps:.0f} ({result.p50_ms:.0f}/{result.p99_ms:.0f} ms{errors})"
+
+
+def _markdown(
+    sweeps: dict[str, dict[str, list[LoadResult]]], ratios: dict[str, dict[str, Any]]
+) -> str:
+    lines = [
+        f"## {_name()}: query API vs a no-op Serve app (a) and plain uvicorn + FastAPI (b)",
+        "",
+        f"Face bytes as queries, closed loop, {CELL_S:.0f} s per cell; "
+        "QPS (p50/p99 latency). Ratios are QPS over (a) and over (b); targets ≥ 0.8 and ≥ 1.0.",
+        "",
+    ]
+    header = " | ".join(f"c={c}" for c in CONCURRENCY)
+    levels = "/".join(str(c) for c in CONCURRENCY)
+    for endpoint in ENDPOINTS:
+        lines += [f"### /v1/{endpoint}", "", f"| target | {header} |", "|---|---|---|---|"]
+        for name, sweep in sweeps.items():
+            lines.append(f"| {name} | " + " | ".join(_cell(r) for r in sweep[endpoint]) + " |")
+        lines += ["", f"| config | ×(a) at c={levels} | ×(b) at c={levels} |", "|---|---|---|"]
+        for name, pair in ratios.items():
+            a = " / ".join(f"{x:.2f}" for x in pair["vs_noop_serve"][endpoint])
+            b = " / ".join(f"{x:.2f}" for x in pair["vs_plain_uvicorn"][endpoint])
+            lines.append(f"| {name} | {a} | {b} |")
+        lines.append("")
+    return "\n".join(lines)
+
+
+def run(results_dir: Path) -> BenchReport:
+    del results_dir  # the runner writes the report
+    with tempfile.TemporaryDirectory(prefix="twinstream-bench-serve-") as state_dir:
+        settings = Settings(
+            state_dir=Path(state_dir),
+            kafka_bootstrap=KAFKA_BOOTSTRAP,
+            http_port=HTTP_PORT,
+            train_preset="quick",
+        )
+        faces = [f for f in iter_orl() if f.id.endswith(f"/{QUERY_SHOT}")]
+        bodies = _bodies(faces)
+        stack = _train_and_start(settings, print)
+        try:
+            sweeps: dict[str, dict[str, list[LoadResult]]] = {}
+            with _plain_process(settings) as plain_url:
+                print("bench serve: (b) plain uvicorn + FastAPI")
+                sweeps["(b) plain uvicorn"] = _sweep(plain_url, bodies)
+            serve.run(NoopService.bind(), name="noop", route_prefix="/noop")
+            print("bench serve: (a) no-op Serve app")
+            sweeps["(a) no-op Serve"] = _sweep(f"{stack.url}/noop", bodies)
+            serve.delete("noop")
+            for name, changes in CONFIGS.items():
+                print(f"bench serve: API, {name}")
+                variant = settings.model_copy(update=changes)
+                serve.run(query_service(variant), name=SERVE_APP, route_prefix="/")
+                sweeps[f"API, {name}"] = _sweep(stack.url, bodies)
+        finally:
+            stack.stop()
+    ratios = {
+        name: {
+            "vs_noop_serve": _ratios(sweeps[f"API, {name}"], sweeps["(a) no-op Serve"]),
+            "vs_plain_uvicorn": _ratios(sweeps[f"API, {name}"], sweeps["(b) plain uvicorn"]),
+        }
+        for name in CONFIGS
+    }
+    results = {
+        "haproxy_ingress": HAPROXY,
+        "cell_s": CELL_S,
+        "concurrency": list(CONCURRENCY),
+        "configs": CONFIGS,
+        "targets": {
+            name: {e: [r.as_dict() for r in sweep[e]] for e in ENDPOINTS}
+            for name, sweep in sweeps.items()
+        },
+        "ratios": ratios,
+    }
+    return BenchReport(name=_name(), results=results, markdown=_markdown(sweeps, ratios))

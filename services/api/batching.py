@@ -1,0 +1,128 @@
+"""Concurrent queries of one replica share encoder forward passes and index searches.
+
+A CNN forward pass over 16 inputs costs little more than over one, and one call
+to an index holder carrying 16 query vectors costs about what one carrying a
+single vector does, so requests that arrive together are stacked by Ray Serve's
+`@serve.batch`. It keeps one queue per decorated function — not per instance —
+and runs a batch with the first request's `self`, so decorating a method would
+let one batch mix model versions during a switch. Each model version therefore
+gets its own decorated functions: a batch only ever holds work for one version,
+and a query is embedded and searched by the version it asked for.
+"""
+
+import asyncio
+from collections.abc import Awaitable, Callable, Hashable
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+import numpy as np
+from ray import serve
+from ray.actor import ActorHandle
+
+from pipeline.embed.model import EmbeddingModel
+from pipeline.index.vector_index import Hit
+from pipeline.settings import Settings
+from schemas.items import Modality
+from services.api.metrics import METRICS
+
+# Versions kept per replica: the serving one and the one being switched in or out.
+KEPT_VERSIONS = 4
+
+K = TypeVar("K", bound=Hashable)
+T = TypeVar("T")
+R = TypeVar("R")
+Batch = Callable[[list[T]], Awaitable[list[R]]]
+
+
+class _Queues(Generic[K, T, R]):
+    """One `@serve.batch` queue per key (a model, or a modality and version), made on first use."""
+
+    def __init__(self, settings: Settings, make: Callable[[K], Batch[T, R]]) -> None:
+        self._decorate = serve.batch(
+            max_batch_size=settings.api_batch_max_size,
+            batch_wait_timeout_s=settings.api_batch_wait_s,
+        )
+        self._make = make
+        self._queues: dict[K, Callable[[T], Awaitable[R]]] = {}
+
+    async def submit(self, key: K, item: T) -> R:
+        queue = self._queues.get(key)
+        if queue is None:
+            if len(self._queues) >= KEPT_VERSIONS:
+                # Oldest first (dicts keep insertion order); a retired version's queue
+                # is idle, and a straggler for it would only get a fresh one.
+                del self._queues[next(iter(self._queues))]
+            queue = self._queues[key] = self._decorate(self._make(key))
+        return await queue(item)
+
+
+class EncoderBatches:
+    """`embed` takes one decoded input and returns its vector, made in a shared pass."""
+
+    def __init__(self, settings: Settings) -> None:
+        self._queues: _Queues[EmbeddingModel, np.ndarray, np.ndarray] = _Queues(settings, _forward)
+
+    async def embed(self, model: EmbeddingModel, decoded: np.ndarray) -> np.ndarray:
+        return await self._queues.submit(model, decoded)
+
+
+def _forward(model: EmbeddingModel) -> Batch[np.ndarray, np.ndarray]:
+    async def forward(inputs: list[np.ndarray]) -> list[np.ndarray]:
+        METRICS.batch_size.labels(model.config.modality.value).observe(len(inputs))
+        # In a worker thread, so requests keep arriving (and queueing for the next
+        # batch) on the replica's event loop meanwhile.
+        return list(await asyncio.to_thread(model.embed, np.stack(inputs)))
+
+    return forward
+
+
+@dataclass(frozen=True)
+class _Search:
+    vector: np.ndarray
+    k: int
+    label: str | None
+
+
+class SearchBatches:
+    """`search` sends one query to the modality's holder, in one call with its neighbours.
+
+    Queries with the same label filter share a call that asks for the largest `k`
+    among them; each gets its own first `k` back, which is exactly its answer.
+    """
+
+    def __init__(self, settings: Settings, holders: dict[Modality, ActorHandle]) -> None:
+        self._holders = holders
+        self._queues: _Queues[tuple[Modality, str], _Search, list[Hit]] = _Queues(
+            settings, self._searcher
+        )
+
+    def _searcher(self, key: tuple[Modality, str]) -> Batch[_Search, list[Hit]]:
+        holder, version = self._holders[key[0]], key[1]
+
+        async def search(queries: list[_Search]) -> list[list[Hit]]:
+            by_label: dict[str | None, list[int]] = {}
+            for position, query in enumerate(queries):
+                by_label.setdefault(query.label, []).append(position)
+            answers = await asyncio.gather(
+                *(
+                    holder.search.remote(
+                        version,
+                        np.stack([queries[p].vector for p in positions]),
+                        max(queries[p].k for p in positions),
+                        label,
+                    )
+                    for label, positions in by_label.items()
+                )
+            )
+            hits: list[list[Hit]] = [[] for _ in queries]
+            for positions, rows in zip(by_label.values(), answers, strict=True):
+                for position, row in zip(positions, rows, strict=True):
+                    hits[position] = row[: queries[position].k]
+            return hits
+
+        return search
+
+    async def search(
+        self, modality: Modality, version: str, vector: np.ndarray, k: int, label: str | None
+    ) -> list[Hit]:
+        return await self._queues.submit((modality, version), _Search(vector, k, label))

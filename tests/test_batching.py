@@ -1,0 +1,111 @@
+"""Concurrent queries share forward passes and searches; a batch never mixes model versions.
+
+`@serve.batch` only runs inside a Serve replica, so the version check runs in one:
+a small deployment on the session's Serve instance embeds interleaved queries for
+two model versions at once and reports what each pass held.
+"""
+
+import asyncio
+import base64
+from concurrent.futures import ThreadPoolExecutor
+
+import numpy as np
+import pytest
+import torch
+from ray import serve
+
+from pipeline.data.orl import iter_orl
+from pipeline.decode.registry import decode
+from pipeline.embed.config import ENCODERS
+from pipeline.embed.encoders import build_encoder
+from pipeline.embed.model import EmbeddingModel
+from pipeline.settings import Settings
+from schemas.items import Modality
+from services.api.batching import EncoderBatches
+from services.api.metrics import METRICS
+
+QUERIES = 24
+MAX_BATCH = 8
+
+
+def _model(version: str, seed: int) -> EmbeddingModel:
+    torch.manual_seed(seed)
+    return EmbeddingModel(build_encoder(ENCODERS[Modality.FACE]), version, 0.5)
+
+
+def _passes_and_items() -> tuple[float, float]:
+    samples = {
+        s.name: s.value
+        for family in METRICS.registry.collect()
+        for s in family.samples
+        if family.name == "twinstream_embed_batch_items" and s.labels.get("modality") == "face"
+    }
+    return (
+        samples.get("twinstream_embed_batch_items_count", 0.0),
+        samples.get("twinstream_embed_batch_items_sum", 0.0),
+    )
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0})
+class TwoVersions:
+    def __init__(self, faces: list[bytes]) -> None:
+        self._inputs = [decode(Modality.FACE, face) for face in faces]
+        self._models = [_model("face-v1", 1), _model("face-v2", 2)]
+        self._batches = EncoderBatches(
+            Settings(api_batch_max_size=MAX_BATCH, api_batch_wait_s=0.05)
+        )
+
+    async def run(self) -> tuple[float, float, float]:
+        """Largest deviation from embedding each query alone, and passes/items run."""
+        models = [self._models[i % 2] for i in range(len(self._inputs))]
+        vectors = await asyncio.gather(
+            *(self._batches.embed(m, x) for m, x in zip(models, self._inputs, strict=True))
+        )
+        alone = [m.embed(x[np.newaxis])[0] for m, x in zip(models, self._inputs, strict=True)]
+        deviation = max(float(np.abs(v - a).max()) for v, a in zip(vectors, alone, strict=True))
+        return (deviation, *_passes_and_items())
+
+
+def test_concurrent_queries_of_two_versions_share_passes_without_mixing(stack):
+    faces = [item.read_bytes() for item in list(iter_orl())[:QUERIES]]
+    handle = serve.run(TwoVersions.bind(faces), name="batching", route_prefix=None)
+    try:
+        deviation, passes, items = handle.run.remote().result()
+    finally:
+        serve.delete("batching")
+    # Each query got the vector its own model makes: no pass mixed the two versions.
+    assert deviation < 1e-4
+    assert items == QUERIES
+    # 12 queries per version, at most 8 per pass: 8 + 4 for each of the two.
+    assert passes == 4
+
+
+def test_concurrent_searches_answer_as_if_sent_alone(api, demo_data):
+    """Batched searches ask the holder for the largest k per label filter and cut it."""
+    probes = demo_data.held_out[Modality.FACE][:16]
+    bodies = [
+        {
+            "modality": "face",
+            "item": {"data": base64.b64encode(p.read_bytes()).decode()},
+            "k": 1 + i % 7,
+            "label": [None, "s3", p.label][i % 3],
+        }
+        for i, p in enumerate(probes)
+    ]
+
+    def ask(body):
+        response = api.post("/v1/search", json=body)
+        assert response.status_code == 200, response.text
+        return response.json()
+
+    alone = [ask(body) for body in bodies]
+    with ThreadPoolExecutor(len(bodies)) as pool:
+        together = list(pool.map(ask, bodies))
+    # Batched forward passes may round differently in the last float bits.
+    for batched, single, body in zip(together, alone, bodies, strict=True):
+        assert [m["id"] for m in batched["matches"]] == [m["id"] for m in single["matches"]]
+        assert [m["distance"] for m in batched["matches"]] == pytest.approx(
+            [m["distance"] for m in single["matches"]], abs=1e-4
+        )
+        assert len(single["matches"]) == body["k"]
+        assert body["label"] is None or {m["label"] for m in single["matches"]} == {body["label"]}
