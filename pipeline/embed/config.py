@@ -49,8 +49,11 @@ class EncoderConfig(_JsonConfig):
     # Impostors closer than this are pushed apart. Unit embeddings put E in [0, 2] for both
     # energies, so one scale fits either.
     margin: float = 1.0
-    # Last, with a default: artifacts saved before it existed load as "conv".
+    # Last, with defaults: artifacts saved before these existed load as they were trained.
     architecture: str = "conv"
+    # Embed each face together with its mirror image and average the two (test-time
+    # augmentation): a mirrored face is the same person, so the average is the steadier point.
+    mirror_tta: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "modality", Modality(self.modality))

@@ -50,7 +50,10 @@ class ConvEncoder(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.normalize(self.head(self.trunk(self.stem(x))), dim=1)
+        embedding = self.head(self.trunk(self.stem(x)))
+        if self.config.mirror_tta and not self.training:
+            embedding = embedding + self.head(self.trunk(self.stem(x.flip(-1))))
+        return F.normalize(embedding, dim=1)
 
 
 class FaceEncoder(ConvEncoder):

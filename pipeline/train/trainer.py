@@ -203,8 +203,12 @@ def _fit(
     while fit.epochs < cfg.epochs and time.monotonic() - started < cfg.max_seconds:
         losses = []
         for batch in batches:
-            x = x_all[torch.from_numpy(batch.indices)]
-            emb = encoder((augment(x, gen) if augment else x).to(device))
+            # Random pairs repeat samples within a batch: each is encoded once, then its
+            # embedding is shared by every pair it is in.
+            unique, inverse = np.unique(batch.indices, return_inverse=True)
+            x = x_all[torch.from_numpy(unique)]
+            encoded = encoder((augment(x, gen) if augment else x).to(device))
+            emb = encoded.index_select(0, torch.from_numpy(inverse).to(device))
             loss = _pair_loss(criterion, emb, batch, cfg.hard_impostors)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
