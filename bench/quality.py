@@ -18,7 +18,7 @@ from bench.report import BenchReport, machine
 from pipeline.data.demo import demo_items
 from pipeline.embed.config import BASELINES, ENCODERS, PRESETS
 from pipeline.evaluation.harness import CandidateResult, Scorer, evaluate, pretrained, trained
-from pipeline.evaluation.protocols import FOLDS, SEED, TASKS
+from pipeline.evaluation.protocols import FOLDS, SEED, TASKS, describe
 from pipeline.evaluation.report import markdown_table, write_report
 from schemas.items import Modality
 
@@ -105,14 +105,16 @@ def _target_rows(results: list[CandidateResult]) -> tuple[list[dict[str, Any]], 
 def run(results_dir: Path, progress: Callable[[str], None] = print) -> BenchReport:
     results: list[CandidateResult] = []
     skipped: dict[str, str] = {}
+    tasks = []
     for task_name, make_task in TASKS.items():
         task = make_task()
+        tasks.append(describe(task))
         candidates = _trained_candidates(task.modality)
         candidates |= _peer_candidates(task_name, task.modality, skipped)
         for name, scorer in candidates.items():
             results.append(evaluate(task, name, scorer, progress))
     curves_dir = results_dir / "quality"
-    write_report(results, curves_dir, {"machine": machine()})
+    write_report(results, curves_dir, {"machine": machine(), "tasks": tasks})
     target_rows, target_table = _target_rows(results)
     skipped_lines = "".join(f"- {name} skipped: {why}\n" for name, why in skipped.items())
     markdown = (
@@ -129,6 +131,7 @@ def run(results_dir: Path, progress: Callable[[str], None] = print) -> BenchRepo
             "targets": target_rows,
             "candidates": [r.to_dict() for r in results],
             "skipped": skipped,
+            "tasks": tasks,
         },
         markdown=markdown,
     )

@@ -46,6 +46,17 @@ class Task:
     train_overrides: dict[str, Any] = dataclasses.field(default_factory=dict)
 
 
+def describe(task: Task) -> dict[str, Any]:
+    """What a report says about a task: enough to know what its numbers mean."""
+    return {
+        "name": task.name,
+        "same_means": task.same_means,
+        "split_by": task.split_by,
+        "test_items_per_fold": [len(fold.test) for fold in task.folds],
+        "test_groups_per_fold": [len({s.group for s in fold.test}) for fold in task.folds],
+    }
+
+
 def group_folds(samples: Sequence[Sample], folds: int, seed: int) -> list[Fold]:
     """`folds` folds over the sorted, seeded-shuffled groups; each group is tested once.
 

@@ -18,7 +18,7 @@ from typing import Any
 from pipeline.embed.config import ENCODERS, PRESETS
 from pipeline.embed.model import EmbeddingModel
 from pipeline.evaluation.harness import CandidateResult, Scorer, evaluate, stored, trained
-from pipeline.evaluation.protocols import FOLDS, MODALITY_TASKS, SEED, TASKS
+from pipeline.evaluation.protocols import FOLDS, MODALITY_TASKS, SEED, TASKS, describe
 from pipeline.evaluation.report import write_report
 from schemas.items import Modality
 
@@ -42,11 +42,12 @@ def run_eval(
 ) -> tuple[list[CandidateResult], list[Path]]:
     """Score `candidate` on every task of `modality`; write eval.json, eval.md and curves."""
     name, scorer, about = candidate
-    results = [evaluate(TASKS[task](), name, scorer, progress) for task in MODALITY_TASKS[modality]]
+    tasks = [TASKS[task]() for task in MODALITY_TASKS[modality]]
+    results = [evaluate(task, name, scorer, progress) for task in tasks]
     about = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),
         "modality": modality.value,
-        "protocol": {"folds": FOLDS, "seed": SEED, "tasks": list(MODALITY_TASKS[modality])},
+        "protocol": {"folds": FOLDS, "seed": SEED, "tasks": [describe(t) for t in tasks]},
         "candidate": {"name": name, **about},
     }
     return results, write_report(results, out_dir, about)
