@@ -4,11 +4,10 @@ each on the same unseen-identity / unseen-word test pairs, against the issue's t
 Baselines trained in this run: `book` (the book's ch. 2 network and recipe) for faces, the
 `quick` preset (a small CNN trained for seconds) for speech. The production config is what
 `make run` trains (ENCODERS + PRESETS "default"), trained epoch-bounded (see
-EPOCH_BOUND_SECONDS). A peer that is not installed is recorded as
+pipeline.evaluation.suite.epoch_bounded). A peer that is not installed is recorded as
 skipped with the reason, and the rest goes on.
 """
 
-import dataclasses
 import operator
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -18,10 +17,11 @@ from typing import Any
 from bench.peers import PEERS, cached
 from bench.report import BenchReport, machine
 from pipeline.data.demo import demo_items
-from pipeline.embed.config import BASELINES, ENCODERS, PRESETS, TrainConfig
+from pipeline.embed.config import BASELINES, ENCODERS, PRESETS
 from pipeline.evaluation.harness import CandidateResult, Scorer, evaluate, pretrained, trained
 from pipeline.evaluation.protocols import FOLDS, SEED, TASKS, describe
 from pipeline.evaluation.report import markdown_table, write_report
+from pipeline.evaluation.suite import epoch_bounded
 from schemas.items import Modality
 
 PRODUCTION = "production"
@@ -47,16 +47,6 @@ TARGETS = (
 )
 # The trained baseline the targets' "now" column is measured with, per task.
 BASELINE_OF = {"face": "book", "speaker": "quick", "italian-word": "quick"}
-
-
-# Folds train until their epochs are done, not until a wall clock runs out: on a busy shared
-# machine the presets' max_seconds would stop them after a share of their epochs, and the
-# numbers would measure the load instead of the config. `train s/fold` shows the cost.
-EPOCH_BOUND_SECONDS = 3600.0
-
-
-def epoch_bounded(config: TrainConfig) -> TrainConfig:
-    return dataclasses.replace(config, max_seconds=EPOCH_BOUND_SECONDS)
 
 
 def _trained_candidates(modality: Modality) -> dict[str, Scorer]:
