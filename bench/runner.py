@@ -8,7 +8,10 @@ from bench.report import Benchmark, BenchReport, write_report, write_summary
 
 # name -> "module:function"; imported only when run, so one benchmark's extras
 # never stop another from running.
-BENCHMARKS: dict[str, str] = {"quality": "bench.quality:run"}
+BENCHMARKS: dict[str, str] = {
+    "retrain": "bench.retrain:run",
+    "quality": "bench.quality:run",
+}
 
 RESULTS_DIR = Path("bench/results")
 

@@ -36,8 +36,9 @@ class Settings(BaseSettings):
     api_key: SecretStr | None = None
     retrain_schedule: str = "off"
     ray_address: str | None = None
-    # How many ingest actors share the consumer group.
-    ingest_actors: int = 1
+    # How many ingest actors share the consumer group; unset = one per GPU, or one per CPU
+    # but one (left for the API and the holders), never more than there are partitions.
+    ingest_actors: int | None = None
     # Items larger than this are rejected to the dead-letter topic / with 413.
     max_item_bytes: int = 10 * 1024 * 1024
     # Partitions per item topic: the ceiling on ingest parallelism.
@@ -50,6 +51,14 @@ class Settings(BaseSettings):
     embed_threads: int = os.cpu_count() or 1
     # Training preset the service uses for first models and retraining.
     train_preset: str = "default"
+    # An index checkpoint is written after this many seconds or index operations, whichever
+    # comes first: the most a crash can make the stack replay from Kafka.
+    snapshot_interval_s: float = 30.0
+    snapshot_every_updates: int = 5000
+    # The promotion gate: a candidate must beat the active model's held-out EER by this much.
+    retrain_min_improvement: float = 0.0
+    # CPUs a retraining run reserves in the Ray cluster (it uses a GPU when there is one).
+    retrain_num_cpus: float = 1.0
 
     @field_validator("state_dir")
     @classmethod

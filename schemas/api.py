@@ -128,3 +128,34 @@ class ModelList(BaseModel):
     """Newest first, per modality."""
 
     models: dict[Modality, list[ModelInfo]]
+
+
+class RetrainRequest(BaseModel):
+    modality: Modality
+    preset: str | None = Field(
+        default=None, description="training preset; the service's TRAIN_PRESET when omitted"
+    )
+
+
+class RetrainAccepted(BaseModel):
+    run_id: str
+
+
+class RetrainRun(BaseModel):
+    """A retraining run: `phase` and `progress` while it runs; the candidate's and the
+    active model's held-out metrics, and whether the candidate was promoted, once judged."""
+
+    run_id: str
+    modality: Modality
+    trigger: str
+    status: str
+    phase: str
+    progress: float
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    data_counts: dict[str, Any]
+    metrics: dict[str, Any]
+    candidate_version: str | None
+    promoted: bool | None
+    error: str | None

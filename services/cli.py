@@ -6,6 +6,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
+import httpx
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
@@ -23,7 +24,6 @@ from pipeline.settings import Settings
 from pipeline.store.metadata import MetadataStore
 from pipeline.train.job import demo_samples, stored_samples, train_and_register
 from schemas.items import Modality
-from services.api.security import check_bind
 from services.stack import Stack
 
 app = typer.Typer(help="Streaming similarity search for faces and audio.", no_args_is_help=True)
@@ -65,6 +65,31 @@ def _train(
     return record.version
 
 
+def _activate(settings: Settings, store: MetadataStore, version: str) -> None:
+    """Through the running service when there is one, so it re-embeds and switches without
+    a pause; otherwise in the store, for the next start."""
+    host = "127.0.0.1" if settings.http_host in ("0.0.0.0", "::") else settings.http_host
+    key = settings.api_key
+    try:
+        response = httpx.post(
+            f"http://{host}:{settings.http_port}/v1/models/{version}/activate",
+            headers={"x-api-key": key.get_secret_value()} if key else {},
+            timeout=None,
+        )
+    except httpx.ConnectError:
+        try:
+            store.activate_model(version)
+        except LookupError as error:
+            console.print(str(error))
+            raise typer.Exit(1) from error
+        console.print(f"{version} is active (no service running: the next start uses it)")
+        return
+    if not response.is_success:
+        console.print(f"the service refused: {response.json().get('detail', response.text)}")
+        raise typer.Exit(1)
+    console.print(f"{version} is active: the running service switched to it")
+
+
 def _dataset_items(dataset: str, path: Path | None) -> list[DataItem]:
     return list(demo_items(DATASETS[dataset], path))
 
@@ -90,7 +115,7 @@ def up(
     settings = Settings()
     store = MetadataStore.from_settings(settings)
     stack = Stack(settings, log=console.print)
-    check_bind(settings)
+    stack.preflight()
     try:
         stack.start_kafka()
         for modality in Modality:
@@ -176,7 +201,10 @@ def train(
     if not samples:
         console.print(f"no labelled {modality.value} items stored yet: produce some first")
         raise typer.Exit(1)
-    print(_train(settings, store, modality, samples, activate))
+    version = _train(settings, store, modality, samples, activate=False)
+    if activate:
+        _activate(settings, store, version)
+    print(version)
 
 
 @app.command()
@@ -205,16 +233,12 @@ def models(
     version: Annotated[str | None, typer.Argument(help="the version to activate")] = None,
 ) -> None:
     """List model versions with metrics, or `models activate VERSION`."""
-    store = MetadataStore.from_settings(Settings())
+    settings = Settings()
+    store = MetadataStore.from_settings(settings)
     if action is not None:
         if action != "activate" or version is None:
             raise typer.BadParameter("usage: twinstream models activate VERSION")
-        try:
-            store.activate_model(version)
-        except LookupError as error:
-            console.print(str(error))
-            raise typer.Exit(1) from error
-        console.print(f"{version} is active (a running stack picks it up on its next start)")
+        _activate(settings, store, version)
         return
     table = Table("version", "modality", "active", "EER", "AUC", "threshold", "created")
     for record in store.list_models():

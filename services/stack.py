@@ -18,6 +18,8 @@ from pipeline.index.holder import IndexHolder
 from pipeline.ingest.worker import IngestWorker
 from pipeline.kafka.launcher import EmbeddedKafka
 from pipeline.kafka.topics import ensure_topics
+from pipeline.retrain.coordinator import COORDINATOR_NAME, Retrainer
+from pipeline.retrain.schedule import parse_schedule
 from pipeline.settings import Settings
 from pipeline.store.metadata import MetadataStore
 from schemas.items import Modality
@@ -32,6 +34,11 @@ class NoActiveModel(RuntimeError):
     pass
 
 
+def default_ingest_actors(resources: Mapping[str, float], partitions: int) -> int:
+    gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 1))
+    return max(1, min(partitions, gpus if gpus else cpus - 1))
+
+
 class Stack:
     def __init__(self, settings: Settings, log: Log = print) -> None:
         self.settings = settings
@@ -40,6 +47,7 @@ class Stack:
         self._kafka_was_running = False
         self.holders: dict[Modality, ActorHandle] = {}
         self.workers: list[ActorHandle] = []
+        self.retrainer: ActorHandle | None = None
 
     @property
     def url(self) -> str:
@@ -74,29 +82,45 @@ class Stack:
         if gpu is None:
             gpu = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
         for modality in Modality:
-            model = store.active_model(modality)
-            if model is None:
+            if store.active_model(modality) is None:
                 raise NoActiveModel(f"no active {modality.value} model: run `twinstream train`")
-            dim = model.config["encoder"]["embedding_dim"]
+            # Restartable: a holder killed mid-stream comes back from its newest checkpoint
+            # (and the store's active version); writers notice the gap and replay.
             self.holders[modality] = (
                 ray.remote(IndexHolder)
-                .options(name=holder_name(modality), num_cpus=0, get_if_exists=True)
-                .remote(self.settings.index_dir / modality.value, model.version, dim)
+                .options(
+                    name=holder_name(modality), num_cpus=0, get_if_exists=True, max_restarts=-1
+                )
+                .remote(self.settings, modality)
             )
-        self._log(f"ingest: {self.settings.ingest_actors} actor(s), {'GPU' if gpu else 'CPU'}")
+        self.retrainer = (
+            ray.remote(Retrainer)
+            .options(name=COORDINATOR_NAME, num_cpus=0, get_if_exists=True, max_concurrency=8)
+            .remote(self.settings)
+        )
+        self._log(f"retraining: schedule {self.settings.retrain_schedule!r}")
+        actors = self.settings.ingest_actors or default_ingest_actors(
+            ray.cluster_resources(), self.settings.topic_partitions
+        )
+        self._log(f"ingest: {actors} actor(s), {'GPU' if gpu else 'CPU'}")
         self.workers = [
             ray.remote(IngestWorker)
             .options(num_cpus=1, num_gpus=gpu, max_restarts=-1)
             .remote(self.settings)
-            for _ in range(self.settings.ingest_actors)
+            for _ in range(actors)
         ]
         ray.get([w.counts.remote() for w in self.workers])
         serve.start(http_options={"host": self.settings.http_host, "port": self.settings.http_port})
         serve.run(QueryService.bind(self.settings), name=SERVE_APP, route_prefix="/")
         self._log(f"api: {self.url}")
 
-    def start(self) -> None:
+    def preflight(self) -> None:
+        """Refuse settings that cannot work before anything is started."""
         check_bind(self.settings)
+        parse_schedule(self.settings.retrain_schedule)
+
+    def start(self) -> None:
+        self.preflight()
         self.start_kafka()
         self.start_ray()
         self.start_services()
@@ -129,6 +153,8 @@ class Stack:
         try:
             if ray.is_initialized():
                 try:
+                    if self.retrainer is not None:
+                        ray.get(self.retrainer.stop.remote())
                     ray.get([w.stop.remote() for w in self.workers])
                     ray.get([h.snapshot.remote() for h in self.holders.values()])
                     serve.shutdown()

@@ -19,6 +19,7 @@ def twinstream(settings: Settings, *args: str) -> subprocess.CompletedProcess:
         "TWINSTREAM_STATE_DIR": str(settings.state_dir),
         "TWINSTREAM_KAFKA_BOOTSTRAP": settings.kafka_bootstrap,
         "TWINSTREAM_TRAIN_PRESET": settings.train_preset,
+        "TWINSTREAM_HTTP_PORT": str(settings.http_port),
     }
     return subprocess.run(
         [sys.executable, "-m", "services.cli", *args],
@@ -65,10 +66,12 @@ def test_embed_prints_one_unit_vector_per_file(stack, stack_settings, demo_data)
         assert abs(sum(v * v for v in line["vector"]) - 1) < 1e-3
 
 
-def test_models_activate_rejects_an_unknown_version(stack, stack_settings):
+def test_models_activate_asks_the_running_service_which_refuses_an_unknown_version(
+    stack, stack_settings
+):
     result = twinstream(stack_settings, "models", "activate", "face-v999")
     assert result.returncode == 1
-    assert "face-v999" in result.stderr
+    assert "the service refused" in result.stderr and "face-v999" in result.stderr
 
 
 def test_produce_publishes_a_data_set_from_a_path(stack, stack_settings, tmp_path):

@@ -1,9 +1,8 @@
-"""The FAISS index by item id, its snapshots and the holder's restore rules, on real FAISS."""
+"""The FAISS index by item id and its snapshots, on real FAISS."""
 
 import numpy as np
 import pytest
 
-from pipeline.index.holder import IndexHolder, IndexUpdate
 from pipeline.index.snapshot import Snapshot, read_latest_snapshot, write_snapshot
 from pipeline.index.vector_index import VectorIndex
 
@@ -84,24 +83,3 @@ def test_only_the_newest_snapshots_are_kept(tmp_path, rng):
         write_snapshot(tmp_path, Snapshot("face-v1", {0: offset}, index))
     assert len(list(tmp_path.glob("snapshot-*.tws"))) == 2
     assert read_latest_snapshot(tmp_path).offsets == {0: 4}
-
-
-def test_holder_resumes_its_snapshot_only_for_the_same_model(tmp_path, rng):
-    holder = IndexHolder(tmp_path, "face-v1", DIM, snapshot_interval_s=3600)
-    holder.apply(IndexUpdate(["a", "b"], unit(rng, 2), ["x", "y"], [], offsets={0: 7}))
-    holder.apply(IndexUpdate([], np.empty((0, DIM), np.float32), [], ["a"], offsets={0: 9}))
-    assert holder.snapshot() is not None
-
-    same = IndexHolder(tmp_path, "face-v1", DIM)
-    assert (
-        same.offsets() == {0: 9}
-        and same.size() == 1
-        and same.contains(["a", "b"])
-        == [
-            False,
-            True,
-        ]
-    )
-    # A new model makes every stored vector stale: start empty, replay from the beginning.
-    other = IndexHolder(tmp_path, "face-v2", DIM)
-    assert other.offsets() == {} and other.size() == 0

@@ -39,15 +39,20 @@ def faces() -> list[bytes]:
 
 
 @pytest.fixture(scope="module")
-def models():
-    return {Modality.FACE: EmbeddingModel(build_encoder(ENCODERS[Modality.FACE]), "face-v0", 0.5)}
+def model() -> EmbeddingModel:
+    return EmbeddingModel(build_encoder(ENCODERS[Modality.FACE]), "face-v0", 0.5)
 
 
-def run(records, models, tmp_path):
-    return process_records(records, models, PayloadStore(tmp_path), max_item_bytes=1 << 20)
+def run(records, model, tmp_path):
+    """Consumed from offset 0 of every partition, embedded for one model version."""
+    positions = {(FACE_TOPIC, p): 0 for p in range(2)}
+    result = process_records(records, positions, PayloadStore(tmp_path), 1 << 20)
+    for batch in result.batches.values():
+        batch.embed_for([model])
+    return result
 
 
-def test_last_operation_per_id_wins(faces, models, tmp_path):
+def test_last_operation_per_id_wins(faces, model, tmp_path):
     result = run(
         [
             record(0, b"a", faces[0], label="old"),
@@ -55,34 +60,36 @@ def test_last_operation_per_id_wins(faces, models, tmp_path):
             record(2, b"a", faces[2], label="new"),
             record(3, b"b", None),
         ],
-        models,
+        model,
         tmp_path,
     )
-    update = result.updates[Modality.FACE]
+    update = result.batches[Modality.FACE].update
     assert update.upsert_ids == ["a"] and update.labels == ["new"]
-    assert update.delete_ids == ["b"]
-    assert update.vectors.shape == (1, models[Modality.FACE].embedding_dim)
+    assert update.upsert_positions == [(0, 2)]
+    assert update.delete_ids == ["b"] and update.delete_positions == [(0, 3)]
+    assert update.vectors["face-v0"].shape == (1, model.embedding_dim)
     assert [item.item_id for item in result.items] == ["a"]
     assert PayloadStore(tmp_path).get(result.items[0].payload_sha256) == faces[2]
-    assert result.items[0].source_offset == 2 and result.items[0].model_version == "face-v0"
+    assert result.items[0].source_offset == 2
 
 
-def test_a_bad_version_is_rejected_and_the_good_one_before_it_stands(faces, models, tmp_path):
-    result = run([record(0, b"a", faces[0]), record(1, b"a", b"not an image")], models, tmp_path)
-    assert result.updates[Modality.FACE].upsert_ids == ["a"]
+def test_a_bad_version_is_rejected_and_the_good_one_before_it_stands(faces, model, tmp_path):
+    result = run([record(0, b"a", faces[0]), record(1, b"a", b"not an image")], model, tmp_path)
+    assert result.batches[Modality.FACE].update.upsert_ids == ["a"]
     [(rejected, reason)] = result.rejected
     assert rejected.offset == 1 and reason
 
 
-def test_offsets_move_past_every_record_including_rejected_ones(faces, models, tmp_path):
+def test_offsets_move_past_every_record_including_rejected_ones(faces, model, tmp_path):
     result = run(
         [
             record(4, b"a", faces[0], partition=0),
             record(9, b"b", b"", partition=1),
             record(5, b"c", faces[1], partition=0),
         ],
-        models,
+        model,
         tmp_path,
     )
-    assert result.updates[Modality.FACE].offsets == {0: 6, 1: 10}
+    update = result.batches[Modality.FACE].update
+    assert update.start_offsets == {0: 0, 1: 0} and update.offsets == {0: 6, 1: 10}
     assert [r.key for r, _ in result.rejected] == [b"b"]

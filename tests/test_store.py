@@ -63,7 +63,7 @@ def model(version, modality=FACE, created_at=T0, active=False):
 
 def test_upsert_replaces_the_item_with_the_newest_version(store):
     store.upsert_items([item("orl/s7/3", offset=10), item("orl/s7/4", offset=11)])
-    store.upsert_items([item("orl/s7/3", offset=42, label="s8", model_version="face-v2")])
+    store.upsert_items([item("orl/s7/3", offset=42, label="s8")])
 
     assert store.count_items(FACE) == 2
     replaced = store.get_item(FACE, "orl/s7/3")
@@ -72,7 +72,6 @@ def test_upsert_replaces_the_item_with_the_newest_version(store):
         "s8",
         "sha-orl/s7/3-42",
     )
-    assert replaced.model_version == "face-v2"
 
 
 def test_upsert_batch_with_a_repeated_key_keeps_the_last(store):
@@ -108,7 +107,7 @@ def test_delete_many_ids_at_once(store):
     assert store.count_items(FACE) == 100
 
 
-def test_labelled_items_need_a_label_and_a_payload(store):
+def test_training_needs_a_label_and_a_payload_rebuilding_a_payload(store):
     store.upsert_items(
         [
             item("orl/s2/1"),
@@ -119,9 +118,11 @@ def test_labelled_items_need_a_label_and_a_payload(store):
         ]
     )
 
-    labelled = store.labelled_items(FACE)
+    labelled = store.items_with_payload(FACE, labelled_only=True)
     assert [(r.item_id, r.label) for r in labelled] == [("orl/s1/1", "s1"), ("orl/s2/1", "s2")]
     assert all(isinstance(r, ItemRecord) for r in labelled)
+    retained = store.items_with_payload(FACE)
+    assert [r.item_id for r in retained] == ["orl/s1/1", "orl/s1/2", "orl/s2/1"]
 
 
 def test_version_numbers_count_up_per_modality(store):

@@ -117,10 +117,14 @@ ENCODERS: dict[Modality, EncoderConfig] = {
 # with max_seconds as the ceiling on a busy one. "quick" is for tests on a subset of the data:
 # bounded by epochs, never by the clock, so a seeded run gives the same model on a busy machine
 # (max_seconds is only a safety net there).
+# "step" stops after one optimisation step (the budget is spent by then): a model that is
+# certainly worse than a trained one, to show that the promotion gate refuses it.
+STEP_SECONDS = 1e-3
 PRESETS: dict[Modality, dict[str, TrainConfig]] = {
     Modality.FACE: {
         "default": TrainConfig(epochs=60, max_seconds=170.0),
         "quick": TrainConfig(epochs=10, max_seconds=300.0),
+        "step": TrainConfig(epochs=1, max_seconds=STEP_SECONDS),
     },
     Modality.AUDIO: {
         "default": TrainConfig(
@@ -128,6 +132,9 @@ PRESETS: dict[Modality, dict[str, TrainConfig]] = {
         ),
         "quick": TrainConfig(
             epochs=20, identities_per_batch=5, samples_per_identity=6, max_seconds=300.0
+        ),
+        "step": TrainConfig(
+            epochs=1, identities_per_batch=5, samples_per_identity=6, max_seconds=STEP_SECONDS
         ),
     },
 }

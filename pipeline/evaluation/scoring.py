@@ -29,15 +29,18 @@ REPORTED_FAR = 0.01
 class Scores:
     """Metrics over every pair of the samples; `threshold` is their EER operating point.
 
-    `distances` and `same` are the pairs themselves, kept for curves.
+    `distances` and `same` are the pairs themselves, kept for curves (empty when a caller
+    builds Scores by hand).
     """
 
     metrics: dict[str, Any]
     threshold: float
     pairs: int
     genuine_pairs: int
-    distances: np.ndarray = field(repr=False, compare=False)
-    same: np.ndarray = field(repr=False, compare=False)
+    distances: np.ndarray = field(default_factory=lambda: np.empty(0), repr=False, compare=False)
+    same: np.ndarray = field(
+        default_factory=lambda: np.empty(0, dtype=bool), repr=False, compare=False
+    )
 
 
 def score_model(

@@ -1,9 +1,11 @@
-"""How the actors of one stack find each other and agree on a model version.
+"""How the actors of one stack find each other and the models their indexes were built with.
 
-Index holders are named Ray actors; whoever embeds for a modality (ingest
-actors, API replicas) loads exactly the model version its holder's vectors
-were made with, so a query and the index it searches never disagree.
+Index holders are named Ray actors; whoever embeds for a modality (ingest actors, API
+replicas) asks its holder which model versions it holds and embeds with exactly those, so
+a query and the index it searches never disagree.
 """
+
+from collections import OrderedDict
 
 import ray
 from ray.actor import ActorHandle
@@ -13,6 +15,8 @@ from pipeline.store.metadata import MetadataStore
 from schemas.items import Modality
 
 NAMESPACE = "twinstream"
+# The active version, one being built and the one just replaced: more is never in use.
+CACHED_MODELS = 3
 
 
 def holder_name(modality: Modality) -> str:
@@ -23,14 +27,23 @@ def holder_handles() -> dict[Modality, ActorHandle]:
     return {m: ray.get_actor(holder_name(m), namespace=NAMESPACE) for m in Modality}
 
 
-def load_holder_models(
-    holders: dict[Modality, ActorHandle], store: MetadataStore
-) -> dict[Modality, EmbeddingModel]:
-    versions = ray.get([h.model_version.remote() for h in holders.values()])
-    models = {}
-    for modality, version in zip(holders, versions, strict=True):
-        record = store.get_model(version)
-        if record is None:
-            raise LookupError(f"index {modality} uses model {version}, which the store lacks")
-        models[modality] = EmbeddingModel.load(record.artifact_path, record.artifact_sha256)
-    return models
+class ModelCache:
+    """Model versions loaded on first use and kept while recently used."""
+
+    def __init__(self, store: MetadataStore, size: int = CACHED_MODELS) -> None:
+        self._store = store
+        self._size = size
+        self._models: OrderedDict[str, EmbeddingModel] = OrderedDict()
+
+    def get(self, version: str) -> EmbeddingModel:
+        model = self._models.get(version)
+        if model is None:
+            record = self._store.get_model(version)
+            if record is None:
+                raise LookupError(f"model {version} is not in the store")
+            model = EmbeddingModel.load(record.artifact_path, record.artifact_sha256)
+            self._models[version] = model
+            while len(self._models) > self._size:
+                self._models.popitem(last=False)
+        self._models.move_to_end(version)
+        return model

@@ -1,9 +1,10 @@
 """The Ray actor that owns one modality's index: the single writer and the query target.
 
-Ingest actors send it decoded-and-embedded batches together with the Kafka
-offsets those batches end at; it applies both in one step, so the offsets it
-reports always describe exactly what the index contains. Snapshots carry that
-pair to disk, and a restarted stack resumes consuming from there.
+Ingest actors send it embedded batches together with the Kafka offsets each operation came
+from; it applies both in one step, so the offsets it reports always describe exactly what
+the index contains. Being the one place every write passes through also makes it the place
+where a model switch happens: while a new version is being built it keeps one index per
+version, asks every writer for vectors of each, and flips the active version in one step.
 """
 
 import time
@@ -14,86 +15,209 @@ import numpy as np
 
 from pipeline.index.snapshot import Snapshot, read_latest_snapshot, write_snapshot
 from pipeline.index.vector_index import Hit, VectorIndex
+from pipeline.settings import Settings
+from pipeline.store.metadata import MetadataStore
+from schemas.items import Modality
+
+
+class StaleVersionError(LookupError):
+    """The caller embedded with a model version this holder no longer searches."""
 
 
 @dataclass
 class IndexUpdate:
-    """One ingest batch for one modality, already reduced to the last operation per id."""
+    """One ingest batch for one modality, already reduced to the last operation per id.
+
+    Every operation carries the partition and offset it came from, so a batch replayed
+    after a rebalance or a crash applies only what the index has not seen yet.
+    """
 
     upsert_ids: list[str]
-    vectors: np.ndarray
+    # model version -> one row per upsert id
+    vectors: dict[str, np.ndarray]
     labels: list[str | None]
+    upsert_positions: list[tuple[int, int]]
     delete_ids: list[str]
-    # partition -> next offset to consume once this update is applied
+    delete_positions: list[tuple[int, int]]
+    # partition -> first offset in the batch, and the next offset to consume after it
+    start_offsets: dict[int, int] = field(default_factory=dict)
     offsets: dict[int, int] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class ApplyResult:
+    """`applied` is false when the update must be redone: with vectors for `versions`
+    (a build started), or from the holder's offsets (`rewind`: it has not seen the records
+    before this batch, e.g. because it restarted from a checkpoint)."""
+
+    applied: bool
+    versions: list[str]
+    rewind: bool
+    # What the newest durable checkpoint covers: the most a consumer group may commit.
+    durable_offsets: dict[int, int]
+
+
 class IndexHolder:
-    def __init__(
-        self, index_dir: Path, model_version: str, dim: int, snapshot_interval_s: float = 30.0
-    ) -> None:
-        self._dir = index_dir
-        self._interval = snapshot_interval_s
-        snapshot = read_latest_snapshot(index_dir)
-        if snapshot is not None and snapshot.model_version == model_version:
-            self._index, self._offsets = snapshot.index, snapshot.offsets
+    def __init__(self, settings: Settings, modality: Modality) -> None:
+        store = MetadataStore.from_settings(settings)
+        model = store.active_model(modality)
+        if model is None:
+            raise LookupError(f"no active {modality.value} model to index with")
+        store.close()
+        self._dir: Path = settings.index_dir / modality.value
+        self._interval = settings.snapshot_interval_s
+        self._every = settings.snapshot_every_updates
+        snapshot = read_latest_snapshot(self._dir)
+        if snapshot is not None and snapshot.model_version == model.version:
+            index, self._offsets = snapshot.index, snapshot.offsets
         else:
             # A new model means every stored vector is stale: start empty and let
             # the consumers replay the (compacted) topic from the beginning.
-            self._index, self._offsets = VectorIndex(dim), {}
-        self._model_version = model_version
+            index, self._offsets = VectorIndex(model.config["encoder"]["embedding_dim"]), {}
+        self._durable = dict(self._offsets)
+        self._active = model.version
+        self._indexes: dict[str, VectorIndex] = {model.version: index}
+        # Per version being built: ids the live stream touched since the build began, which
+        # a backfill from older stored payloads must not overwrite or bring back.
+        self._touched: dict[str, set[str]] = {}
         # Upserts applied by this process: the ingest rate is its derivative.
         self._applied = 0
-        self._dirty = False
+        self._pending = 0
         self._last_snapshot = time.monotonic()
 
-    def model_version(self) -> str:
-        return self._model_version
+    # --- versions -------------------------------------------------------------------------
+
+    def active_version(self) -> str:
+        return self._active
+
+    def versions(self) -> list[str]:
+        """Every version writers must embed for: the active one first, then any being built."""
+        return [self._active, *(v for v in self._indexes if v != self._active)]
+
+    def begin_build(self, version: str, dim: int) -> None:
+        if version not in self._indexes:
+            self._indexes[version] = VectorIndex(dim)
+            self._touched[version] = set()
+
+    def backfill(
+        self, version: str, item_ids: list[str], vectors: np.ndarray, labels: list[str | None]
+    ) -> int:
+        """Add stored items to a version being built, unless the stream got there first."""
+        touched = self._touched[version]
+        keep = [i for i, item_id in enumerate(item_ids) if item_id not in touched]
+        if keep:
+            self._indexes[version].upsert(
+                [item_ids[i] for i in keep], vectors[keep], [labels[i] for i in keep]
+            )
+        return len(keep)
+
+    def abandon_build(self, version: str) -> None:
+        if version != self._active:
+            self._indexes.pop(version, None)
+            self._touched.pop(version, None)
+
+    def activate(self, version: str) -> str:
+        """Switch searches to a built version at once; the previous index is dropped (a
+        rollback rebuilds it the same way). Returns the previous version."""
+        if version not in self._indexes:
+            raise LookupError(f"version {version} has not been built here")
+        previous, self._active = self._active, version
+        self._touched.pop(version, None)
+        if previous != version:
+            del self._indexes[previous]
+        self._pending += 1
+        self.snapshot()
+        return previous
+
+    def _index(self, version: str) -> VectorIndex:
+        if version != self._active:
+            raise StaleVersionError(f"the index now holds {self._active}, not {version}")
+        return self._indexes[version]
+
+    # --- writes ---------------------------------------------------------------------------
 
     def offsets(self) -> dict[int, int]:
         return dict(self._offsets)
 
-    def size(self) -> int:
-        return len(self._index)
-
-    def stats(self) -> dict[str, int | dict[int, int]]:
-        """One call for a metrics scrape: size, upserts applied, offsets reflected."""
-        return {"size": len(self._index), "applied": self._applied, "offsets": self.offsets()}
-
-    def contains(self, item_ids: list[str]) -> list[bool]:
-        return [item_id in self._index for item_id in item_ids]
-
-    def apply(self, update: IndexUpdate) -> int:
-        self._index.delete(update.delete_ids)
-        if update.upsert_ids:
-            self._index.upsert(update.upsert_ids, update.vectors, update.labels)
+    def apply(self, update: IndexUpdate) -> ApplyResult:
+        versions = self.versions()
+        if update.upsert_ids and not set(versions) <= set(update.vectors):
+            return ApplyResult(False, versions, False, dict(self._durable))
+        if any(start > self._offsets.get(p, 0) for p, start in update.start_offsets.items()):
+            return ApplyResult(False, versions, True, dict(self._durable))
+        fresh_deletes = [
+            item_id
+            for item_id, (p, o) in zip(update.delete_ids, update.delete_positions, strict=True)
+            if o >= self._offsets.get(p, 0)
+        ]
+        fresh = [
+            i for i, (p, o) in enumerate(update.upsert_positions) if o >= self._offsets.get(p, 0)
+        ]
+        fresh_ids = [update.upsert_ids[i] for i in fresh]
+        for version, index in self._indexes.items():
+            index.delete(fresh_deletes)
+            if fresh:
+                index.upsert(
+                    fresh_ids, update.vectors[version][fresh], [update.labels[i] for i in fresh]
+                )
+        for touched in self._touched.values():
+            touched.update(fresh_ids, fresh_deletes)
         for partition, offset in update.offsets.items():
             self._offsets[partition] = max(offset, self._offsets.get(partition, 0))
-        self._applied += len(update.upsert_ids)
-        self._dirty = True
-        if time.monotonic() - self._last_snapshot >= self._interval:
+        self._applied += len(fresh)
+        self._pending += len(fresh) + len(fresh_deletes) + 1
+        if self._pending >= self._every or time.monotonic() - self._last_snapshot >= self._interval:
             self.snapshot()
-        return len(self._index)
+        return ApplyResult(True, versions, False, dict(self._durable))
 
     def delete(self, item_ids: list[str]) -> int:
         """An API delete: gone from search at once; its tombstone follows through the log."""
-        removed = self._index.delete(item_ids)
-        self._dirty = self._dirty or bool(removed)
-        return removed
+        removed = [index.delete(item_ids) for index in self._indexes.values()]
+        for touched in self._touched.values():
+            touched.update(item_ids)
+        self._pending += 1
+        return removed[list(self._indexes).index(self._active)]
 
-    def search(self, queries: np.ndarray, k: int, label: str | None = None) -> list[list[Hit]]:
-        return self._index.search(queries, k, label)
+    # --- reads ----------------------------------------------------------------------------
 
-    def vector(self, item_id: str) -> tuple[np.ndarray, str | None] | None:
-        vector = self._index.vector(item_id)
-        return None if vector is None else (vector, self._index.label(item_id))
+    def size(self) -> int:
+        return len(self._indexes[self._active])
+
+    def stats(self) -> dict[str, object]:
+        """One call for a metrics scrape."""
+        return {
+            "size": self.size(),
+            "applied": self._applied,
+            "offsets": self.offsets(),
+            "model_version": self._active,
+        }
+
+    def contains(self, item_ids: list[str]) -> list[bool]:
+        index = self._indexes[self._active]
+        return [item_id in index for item_id in item_ids]
+
+    def search(
+        self, version: str, queries: np.ndarray, k: int, label: str | None = None
+    ) -> list[list[Hit]]:
+        return self._index(version).search(queries, k, label)
+
+    def vector(self, version: str, item_id: str) -> tuple[np.ndarray, str | None] | None:
+        index = self._index(version)
+        vector = index.vector(item_id)
+        return None if vector is None else (vector, index.label(item_id))
+
+    # --- checkpoints ----------------------------------------------------------------------
 
     def snapshot(self) -> Path | None:
+        """Write the active index and its offsets as one checkpoint; consumers may commit
+        up to these offsets once this returns."""
         self._last_snapshot = time.monotonic()
-        if not self._dirty:
+        if not self._pending:
             return None
         path = write_snapshot(
-            self._dir, Snapshot(self._model_version, dict(self._offsets), self._index)
+            self._dir,
+            Snapshot(self._active, dict(self._offsets), self._indexes[self._active]),
         )
-        self._dirty = False
+        self._durable = dict(self._offsets)
+        self._pending = 0
         return path

@@ -6,7 +6,7 @@ the last surviving operation per item id is kept, so an upsert followed by a
 tombstone in the same batch deletes, and two versions of an item leave one entry.
 """
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -14,32 +14,42 @@ import numpy as np
 from kafka.consumer.fetcher import ConsumerRecord
 
 from pipeline.decode.errors import DecodeError
-from pipeline.decode.registry import decode
+from pipeline.decode.registry import INPUT_SHAPES, decode
 from pipeline.embed.model import EmbeddingModel
 from pipeline.index.holder import IndexUpdate
 from pipeline.ingest.message import ItemMessage, Rejected, parse_item
 from pipeline.store.payloads import PayloadStore
 from pipeline.store.records import ItemRecord
-from schemas.items import Modality, topic_modality
+from schemas.items import ITEM_TOPICS, Modality, topic_modality
+
+
+@dataclass
+class ModalityBatch:
+    """One modality's share of a poll: the index update and the decoded inputs behind its
+    upserts, kept so the update can be embedded for each model version the holder wants."""
+
+    update: IndexUpdate
+    features: np.ndarray
+
+    def embed_for(self, models: Iterable[EmbeddingModel]) -> None:
+        for model in models:
+            if model.version not in self.update.vectors:
+                self.update.vectors[model.version] = (
+                    model.embed(self.features)
+                    if len(self.features)
+                    else np.empty((0, model.embedding_dim), dtype=np.float32)
+                )
 
 
 @dataclass
 class BatchResult:
-    updates: dict[Modality, IndexUpdate] = field(default_factory=dict)
+    batches: dict[Modality, ModalityBatch] = field(default_factory=dict)
     items: list[ItemRecord] = field(default_factory=list)
     deletes: dict[Modality, list[str]] = field(default_factory=dict)
     rejected: list[tuple[ConsumerRecord, str]] = field(default_factory=list)
 
 
-def _next_offsets(records: Sequence[ConsumerRecord]) -> dict[Modality, dict[int, int]]:
-    offsets: dict[Modality, dict[int, int]] = {}
-    for record in records:
-        per_topic = offsets.setdefault(topic_modality(record.topic), {})
-        per_topic[record.partition] = max(per_topic.get(record.partition, 0), record.offset + 1)
-    return offsets
-
-
-def _item_record(message: ItemMessage, sha256: str, model_version: str) -> ItemRecord:
+def _item_record(message: ItemMessage, sha256: str) -> ItemRecord:
     produced_at = (
         None
         if message.produced_at_ms is None
@@ -55,17 +65,18 @@ def _item_record(message: ItemMessage, sha256: str, model_version: str) -> ItemR
         source_partition=message.partition,
         source_offset=message.offset,
         produced_at=produced_at,
-        model_version=model_version,
     )
 
 
 def process_records(
     records: Sequence[ConsumerRecord],
-    models: Mapping[Modality, EmbeddingModel],
+    positions: Mapping[tuple[str, int], int],
     payloads: PayloadStore,
     max_item_bytes: int,
 ) -> BatchResult:
-    """Records must be in log order within each partition (as a poll returns them)."""
+    """Records must be in log order within each partition (as a poll returns them);
+    `positions` are the offsets each (topic, partition) was consumed from for this batch.
+    Vectors are left to `ModalityBatch.embed_for`."""
     result = BatchResult()
     latest: dict[tuple[Modality, str], tuple[ItemMessage, np.ndarray | None]] = {}
     for record in records:
@@ -79,34 +90,30 @@ def process_records(
             continue
         latest[(message.modality, message.item_id)] = (message, features)
 
-    for modality, offsets in _next_offsets(records).items():
-        model = models[modality]
-        upserts = [
-            (message, features)
-            for (mod, _), (message, features) in latest.items()
-            if mod == modality and features is not None
-        ]
-        deletes = [
-            item_id
-            for (mod, item_id), (_, features) in latest.items()
-            if mod == modality and features is None
-        ]
-        vectors = (
-            model.embed(np.stack([features for _, features in upserts]))
-            if upserts
-            else np.empty((0, model.embedding_dim), dtype=np.float32)
+    for modality in {topic_modality(r.topic) for r in records}:
+        topic = ITEM_TOPICS[modality]
+        ops = [op for (mod, _), op in latest.items() if mod == modality]
+        upserts = [(m, f) for m, f in ops if f is not None]
+        deletes = [m for m, f in ops if f is None]
+        ends: dict[int, int] = {}
+        for record in records:
+            if record.topic == topic:
+                ends[record.partition] = max(ends.get(record.partition, 0), record.offset + 1)
+        update = IndexUpdate(
+            upsert_ids=[m.item_id for m, _ in upserts],
+            vectors={},
+            labels=[m.label for m, _ in upserts],
+            upsert_positions=[(m.partition, m.offset) for m, _ in upserts],
+            delete_ids=[m.item_id for m in deletes],
+            delete_positions=[(m.partition, m.offset) for m in deletes],
+            start_offsets={p: positions[(topic, p)] for p in ends},
+            offsets=ends,
         )
-        result.updates[modality] = IndexUpdate(
-            upsert_ids=[message.item_id for message, _ in upserts],
-            vectors=vectors,
-            labels=[message.label for message, _ in upserts],
-            delete_ids=deletes,
-            offsets=offsets,
-        )
-        result.deletes[modality] = deletes
+        shape = (0, *INPUT_SHAPES[modality])
+        features = np.stack([f for _, f in upserts]) if upserts else np.empty(shape, np.float32)
+        result.batches[modality] = ModalityBatch(update, features)
+        result.deletes[modality] = update.delete_ids
         result.items.extend(
-            _item_record(message, payloads.put(message.payload), model.version)
-            for message, _ in upserts
-            if message.payload is not None
+            _item_record(m, payloads.put(m.payload)) for m, _ in upserts if m.payload is not None
         )
     return result

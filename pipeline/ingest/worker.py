@@ -1,9 +1,10 @@
 """The ingest actor: a Kafka consumer-group member that feeds the index holders.
 
-Kafka's committed group offsets are informational (lag); the source of truth
-for "what has been indexed" is the offsets each index holder applied together
-with its vectors. On every partition assignment the consumer seeks to those,
-so a restarted actor or stack resumes exactly where the index is.
+The source of truth for "what has been indexed" is the offsets each index holder
+applied together with its vectors. On every partition assignment the consumer seeks
+to those, so a restarted actor or stack resumes exactly where the index is; the
+group's committed offsets (what lag is measured against) only ever advance to
+what a durable checkpoint covers.
 """
 
 import logging
@@ -11,17 +12,18 @@ import threading
 
 import ray
 import torch
-from kafka import ConsumerRebalanceListener, TopicPartition
+from kafka import ConsumerRebalanceListener, OffsetAndMetadata, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
-from pipeline.index.handles import holder_handles, load_holder_models
-from pipeline.ingest.batch import BatchResult, process_records
+from pipeline.index.handles import ModelCache, holder_handles
+from pipeline.index.holder import ApplyResult
+from pipeline.ingest.batch import BatchResult, ModalityBatch, process_records
 from pipeline.ingest.dead_letter import dead_letter
 from pipeline.kafka.clients import make_consumer, make_producer
 from pipeline.settings import Settings
 from pipeline.store.metadata import MetadataStore
 from pipeline.store.payloads import PayloadStore
-from schemas.items import ITEM_TOPICS, topic_modality
+from schemas.items import ITEM_TOPICS, Modality, topic_modality
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +50,17 @@ class IngestWorker:
         self._holders = holder_handles()
         self._store = MetadataStore.from_settings(settings)
         self._payloads = PayloadStore(settings.payloads_dir)
-        self._models = load_holder_models(self._holders, self._store)
+        self._models = ModelCache(self._store)
+        self._versions = dict(
+            zip(
+                self._holders,
+                ray.get([h.versions.remote() for h in self._holders.values()]),
+                strict=True,
+            )
+        )
+        # Where each partition was consumed from for the next batch: the holder checks it
+        # against its own offsets, so a holder restored from an older checkpoint is noticed.
+        self._positions: dict[tuple[str, int], int] = {}
         self._consumer = make_consumer(settings, CONSUMER_GROUP)
         self._producer = make_producer(settings)
         self._consumer.subscribe(
@@ -62,11 +74,9 @@ class IngestWorker:
     def seek_to_index(self, partitions: list[TopicPartition]) -> None:
         offsets = {m: ray.get(h.offsets.remote()) for m, h in self._holders.items()}
         for tp in partitions:
-            offset = offsets[topic_modality(tp.topic)].get(tp.partition)
-            if offset is None:
-                self._consumer.seek_to_beginning(tp)
-            else:
-                self._consumer.seek(tp, offset)
+            offset = offsets[topic_modality(tp.topic)].get(tp.partition, 0)
+            self._consumer.seek(tp, offset)
+            self._positions[(tp.topic, tp.partition)] = offset
 
     def _run(self) -> None:
         rewind = False
@@ -80,7 +90,7 @@ class IngestWorker:
                 )
                 records = [r for batch in polled.values() for r in batch]
                 if records:
-                    self._ingest(records)
+                    rewind = not self._ingest(records)
             except Exception:
                 # Whatever part of the batch did not reach a holder is replayed from
                 # the offsets the holders report; the steps before that are idempotent.
@@ -88,11 +98,12 @@ class IngestWorker:
                 rewind = True
                 self._stop.wait(RETRY_PAUSE_S)
 
-    def _ingest(self, records: list[ConsumerRecord]) -> None:
+    def _ingest(self, records: list[ConsumerRecord]) -> bool:
         """Dead letters, then metadata, then the index: each step may be repeated on replay,
-        and the last one moves the offsets, so nothing is skipped if a step fails."""
+        and the last one moves the offsets, so nothing is skipped if a step fails.
+        False when a holder asks for a replay from its offsets."""
         result: BatchResult = process_records(
-            records, self._models, self._payloads, self._settings.max_item_bytes
+            records, self._positions, self._payloads, self._settings.max_item_bytes
         )
         for record, reason in result.rejected:
             dead_letter(self._producer, record, reason)
@@ -100,13 +111,38 @@ class IngestWorker:
         self._store.upsert_items(result.items)
         for modality, item_ids in result.deletes.items():
             self._store.delete_items(modality, item_ids)
-        ray.get([self._holders[m].apply.remote(u) for m, u in result.updates.items()])
-        # Informational (lag); the holders' offsets are what a restart resumes from.
-        self._consumer.commit()
+        durable: dict[TopicPartition, OffsetAndMetadata] = {}
+        for modality, batch in result.batches.items():
+            applied = self._apply(modality, batch)
+            if applied is None:
+                return False
+            topic = ITEM_TOPICS[modality]
+            for partition, offset in applied.durable_offsets.items():
+                durable[TopicPartition(topic, partition)] = OffsetAndMetadata(offset, "", -1)
+            for partition, offset in batch.update.offsets.items():
+                self._positions[(topic, partition)] = offset
+        # Only what a checkpoint covers: a group offset never runs ahead of durable state.
+        owned = self._consumer.assignment()
+        committable = {tp: o for tp, o in durable.items() if tp in owned}
+        if committable:
+            self._consumer.commit(committable)
         self._counts["indexed"] += len(result.items)
         self._counts["deleted"] += sum(len(ids) for ids in result.deletes.values())
         self._counts["dead_lettered"] += len(result.rejected)
         self._counts["batches"] += 1
+        return True
+
+    def _apply(self, modality: Modality, batch: ModalityBatch) -> ApplyResult | None:
+        """Embed for every version the holder wants (a build may start meanwhile: then embed
+        again for the new one) and apply; None when the holder wants a replay."""
+        while True:
+            batch.embed_for(self._models.get(v) for v in self._versions[modality])
+            result: ApplyResult = ray.get(self._holders[modality].apply.remote(batch.update))
+            self._versions[modality] = result.versions
+            if result.applied:
+                return result
+            if result.rewind:
+                return None
 
     def counts(self) -> dict[str, int]:
         return dict(self._counts)

@@ -130,17 +130,18 @@ class MetadataStore:
             row = session.get(Item, (modality, item_id))
             return None if row is None else _record(row, ItemRecord)
 
-    def labelled_items(self, modality: Modality) -> list[ItemRecord]:
-        """The training set: items with both a label and stored raw bytes."""
+    def items_with_payload(
+        self, modality: Modality, *, labelled_only: bool = False
+    ) -> list[ItemRecord]:
+        """Items whose raw bytes are retained: what an index is rebuilt from, and (labelled
+        only) the training set."""
         statement = (
             select(Item)
-            .where(
-                Item.modality == modality,
-                Item.label.is_not(None),
-                Item.payload_sha256.is_not(None),
-            )
+            .where(Item.modality == modality, Item.payload_sha256.is_not(None))
             .order_by(Item.item_id)
         )
+        if labelled_only:
+            statement = statement.where(Item.label.is_not(None))
         with self._reads.begin() as session:
             return [_record(row, ItemRecord) for row in session.scalars(statement)]
 

@@ -47,7 +47,6 @@ class ItemRecord:
     source_partition: int
     source_offset: int
     produced_at: datetime | None = None
-    model_version: str | None = None
     indexed_at: datetime = field(default_factory=utc_now)
 
 

@@ -76,7 +76,6 @@ class Item(Base):
     source_partition: Mapped[int]
     source_offset: Mapped[int]
     produced_at: Mapped[datetime | None]
-    model_version: Mapped[str | None]
     indexed_at: Mapped[datetime]
 
 

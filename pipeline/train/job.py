@@ -59,7 +59,7 @@ def stored_samples(
         modality,
         (
             (item.item_id, item.label, payloads.get(item.payload_sha256))
-            for item in store.labelled_items(modality)
+            for item in store.items_with_payload(modality, labelled_only=True)
             if item.label is not None and item.payload_sha256 is not None
         ),
         exclude,
@@ -85,10 +85,14 @@ def train_and_register(
     *,
     activate: bool,
     progress: Progress | None = None,
+    pairs: Sequence[tuple[int, int, bool]] = (),
+    preset: str | None = None,
 ) -> ModelRecord:
+    """`pairs` are explicit labelled pairs as positions into `samples`; `preset` overrides
+    the service's TRAIN_PRESET."""
     encoder_config = ENCODERS[modality]
-    train_config = PRESETS[modality][settings.train_preset]
-    result = train_model(samples, encoder_config, train_config, progress)
+    train_config = PRESETS[modality][preset or settings.train_preset]
+    result = train_model(samples, encoder_config, train_config, progress, pairs)
     while True:
         # Two trainers of one modality may race for the next number; the loser renumbers.
         result.model.version = store.next_version(modality)

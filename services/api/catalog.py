@@ -19,12 +19,12 @@ from schemas.items import ITEM_TOPICS, Modality
 from services.api.problems import not_found
 
 
-def _metadata(record: ItemRecord) -> ItemMetadata:
+def _metadata(record: ItemRecord, model_version: str | None) -> ItemMetadata:
     return ItemMetadata(
         id=record.item_id,
         modality=record.modality,
         label=record.label,
-        model_version=record.model_version,
+        model_version=model_version,
         indexed_at=record.indexed_at,
         source=SourcePosition(
             topic=record.source_topic,
@@ -34,7 +34,7 @@ def _metadata(record: ItemRecord) -> ItemMetadata:
     )
 
 
-def _model_info(record: ModelRecord) -> ModelInfo:
+def model_info(record: ModelRecord) -> ModelInfo:
     return ModelInfo(
         version=record.version,
         modality=record.modality,
@@ -59,7 +59,13 @@ class Catalog:
         record = await asyncio.to_thread(self._store.get_item, modality, item_id)
         if record is None:
             raise not_found(f"no {modality.value} item with id {item_id!r}")
-        return _metadata(record)
+        # The version of the vector searched now, which a switch changes for every item at
+        # once; none while the item is stored but not (yet) indexed.
+        holder = self._holders[modality]
+        version, [indexed] = await asyncio.gather(
+            holder.active_version.remote(), holder.contains.remote([item_id])
+        )
+        return _metadata(record, version if indexed else None)
 
     def _tombstone(self, modality: Modality, item_id: str) -> None:
         if self._producer is None:
@@ -77,5 +83,5 @@ class Catalog:
     async def models(self) -> ModelList:
         records = await asyncio.to_thread(self._store.list_models)
         return ModelList(
-            models={m: [_model_info(r) for r in records if r.modality is m] for m in Modality}
+            models={m: [model_info(r) for r in records if r.modality is m] for m in Modality}
         )

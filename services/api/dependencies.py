@@ -11,6 +11,7 @@ from pipeline.settings import Settings
 from services.api.catalog import Catalog
 from services.api.engine import QueryEngine
 from services.api.metrics import PipelineProbe
+from services.api.training import Training
 
 
 @dataclass(frozen=True)
@@ -19,6 +20,7 @@ class ApiContext:
     engine: QueryEngine
     catalog: Catalog
     probe: PipelineProbe
+    training: Training
 
 
 _context: ApiContext | None = None
@@ -49,3 +51,7 @@ def get_catalog() -> Catalog:
 
 def get_probe() -> PipelineProbe:
     return _installed().probe
+
+
+def get_training() -> Training:
+    return _installed().training

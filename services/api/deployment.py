@@ -1,8 +1,10 @@
 """The Ray Serve deployment that hosts the FastAPI app."""
 
+import ray
 from ray import serve
 
-from pipeline.index.handles import holder_handles, load_holder_models
+from pipeline.index.handles import NAMESPACE, ModelCache, holder_handles
+from pipeline.retrain.coordinator import COORDINATOR_NAME
 from pipeline.settings import Settings
 from pipeline.store.metadata import MetadataStore
 from services.api.app import create_app
@@ -10,6 +12,7 @@ from services.api.catalog import Catalog
 from services.api.dependencies import ApiContext, install_context
 from services.api.engine import QueryEngine
 from services.api.metrics import PipelineProbe
+from services.api.training import Training
 
 app = create_app()
 
@@ -23,8 +26,9 @@ class QueryService:
         install_context(
             ApiContext(
                 settings=settings,
-                engine=QueryEngine(settings, holders, load_holder_models(holders, store)),
+                engine=QueryEngine(settings, holders, ModelCache(store)),
                 catalog=Catalog(settings, store, holders),
                 probe=PipelineProbe(settings, holders),
+                training=Training(store, ray.get_actor(COORDINATOR_NAME, namespace=NAMESPACE)),
             )
         )

@@ -6,6 +6,8 @@ that the replica's other requests share.
 
 import asyncio
 import socket
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 
 import numpy as np
 from ray.actor import ActorHandle
@@ -13,6 +15,8 @@ from ray.actor import ActorHandle
 from pipeline.decode.errors import DecodeError
 from pipeline.decode.registry import decode
 from pipeline.embed.model import EmbeddingModel
+from pipeline.index.handles import ModelCache
+from pipeline.index.holder import StaleVersionError
 from pipeline.kafka.clients import bootstrap_servers
 from pipeline.settings import Settings
 from schemas.api import (
@@ -28,28 +32,35 @@ from schemas.items import Modality
 from services.api.problems import not_found, too_large, unprocessable
 
 KAFKA_PROBE_TIMEOUT_S = 1.0
+T = TypeVar("T")
 
 
 class QueryEngine:
     def __init__(
-        self,
-        settings: Settings,
-        holders: dict[Modality, ActorHandle],
-        models: dict[Modality, EmbeddingModel],
+        self, settings: Settings, holders: dict[Modality, ActorHandle], models: ModelCache
     ) -> None:
         self.settings = settings
         self._holders = holders
         self._models = models
 
-    def model_versions(self) -> dict[Modality, str]:
-        return {modality: model.version for modality, model in self._models.items()}
+    async def model_versions(self) -> dict[Modality, str]:
+        versions = await asyncio.gather(
+            *(h.active_version.remote() for h in self._holders.values())
+        )
+        return dict(zip(self._holders, versions, strict=True))
 
-    def _embed(self, modality: Modality, payload: bytes) -> np.ndarray:
-        return self._models[modality].embed(decode(modality, payload)[np.newaxis])[0]
+    async def _active_model(self, modality: Modality) -> EmbeddingModel:
+        """The model of the version the holder searches now; each query asks, so every
+        replica switches at the instant the holder does."""
+        version = await self._holders[modality].active_version.remote()
+        return await asyncio.to_thread(self._models.get, version)
 
-    async def _vector(self, modality: Modality, ref: ItemRef) -> np.ndarray:
+    def _embed(self, model: EmbeddingModel, modality: Modality, payload: bytes) -> np.ndarray:
+        return model.embed(decode(modality, payload)[np.newaxis])[0]
+
+    async def _vector(self, model: EmbeddingModel, modality: Modality, ref: ItemRef) -> np.ndarray:
         if ref.id is not None:
-            found = await self._holders[modality].vector.remote(ref.id)
+            found = await self._holders[modality].vector.remote(model.version, ref.id)
             if found is None:
                 raise not_found(f"no {modality.value} item with id {ref.id!r} is indexed")
             return found[0]
@@ -62,20 +73,21 @@ class QueryEngine:
                 f"item is {len(payload)} bytes, over the limit of {self.settings.max_item_bytes}"
             )
         try:
-            return await asyncio.to_thread(self._embed, modality, payload)
+            return await asyncio.to_thread(self._embed, model, modality, payload)
         except DecodeError as error:
             raise unprocessable(str(error)) from error
 
-    def _energy(self, modality: Modality, squared_l2: np.ndarray) -> np.ndarray:
-        return self._models[modality].energy.from_squared_l2(squared_l2)
-
     async def similarity(self, request: SimilarityRequest) -> SimilarityResponse:
-        model = self._models[request.modality]
+        return await _retrying_switches(lambda: self._similarity(request))
+
+    async def _similarity(self, request: SimilarityRequest) -> SimilarityResponse:
+        model = await self._active_model(request.modality)
         a, b = await asyncio.gather(
-            self._vector(request.modality, request.a), self._vector(request.modality, request.b)
+            self._vector(model, request.modality, request.a),
+            self._vector(model, request.modality, request.b),
         )
         squared = np.asarray([np.sum((a - b) ** 2)], dtype=np.float64)
-        distance = float(self._energy(request.modality, squared)[0])
+        distance = float(model.energy.from_squared_l2(squared)[0])
         return SimilarityResponse(
             distance=distance,
             same=distance <= model.threshold,
@@ -84,15 +96,18 @@ class QueryEngine:
         )
 
     async def search(self, request: SearchRequest) -> SearchResponse:
-        model = self._models[request.modality]
-        vector = await self._vector(request.modality, request.item)
+        return await _retrying_switches(lambda: self._search(request))
+
+    async def _search(self, request: SearchRequest) -> SearchResponse:
+        model = await self._active_model(request.modality)
+        vector = await self._vector(model, request.modality, request.item)
         hits = (
             await self._holders[request.modality].search.remote(
-                vector[np.newaxis], request.k, request.label
+                model.version, vector[np.newaxis], request.k, request.label
             )
         )[0]
-        distances = self._energy(
-            request.modality, np.asarray([h.squared_l2 for h in hits], dtype=np.float64)
+        distances = model.energy.from_squared_l2(
+            np.asarray([h.squared_l2 for h in hits], dtype=np.float64)
         )
         return SearchResponse(
             matches=[
@@ -120,14 +135,27 @@ class QueryEngine:
                 strict=True,
             )
         )
+        versions = await self.model_versions()
+        loaded = await asyncio.gather(
+            *(asyncio.to_thread(self._models.get, v) for v in versions.values()),
+            return_exceptions=True,
+        )
         checks = {
-            "models_loaded": set(self._models) == set(Modality),
+            "models_loaded": not any(isinstance(m, Exception) for m in loaded),
             "indexes_loaded": set(sizes) == set(Modality),
             "kafka_reachable": await asyncio.to_thread(self._kafka_reachable),
         }
         return Readiness(
             ready=all(checks.values()),
             checks=checks,
-            model_versions=self.model_versions(),
+            model_versions=versions,
             index_sizes=sizes,
         )
+
+
+async def _retrying_switches(query: Callable[[], Awaitable[T]]) -> T:
+    """A query that raced a model switch is answered again, wholly with the new version."""
+    try:
+        return await query()
+    except StaleVersionError:
+        return await query()

@@ -102,7 +102,7 @@ class PipelineProbe:
         ]
         return self._consumer.end_offsets(partitions)
 
-    async def render(self, versions: dict[Modality, str]) -> Response:
+    async def render(self) -> Response:
         metrics = METRICS
         stats = dict(
             zip(
@@ -112,10 +112,12 @@ class PipelineProbe:
             )
         )
         ends = await asyncio.to_thread(self._end_offsets)
+        # One series per modality: the version switched away from must not linger at 1.
+        metrics.model.clear()
         for modality, held in stats.items():
             metrics.index_size.labels(modality.value).set(held["size"])
             metrics.indexed.labels(modality.value).set(held["applied"])
-            metrics.model.labels(modality.value, versions[modality]).set(1)
+            metrics.model.labels(modality.value, held["model_version"]).set(1)
         for tp, end in ends.items():
             reflected = stats[topic_modality(tp.topic)]["offsets"].get(tp.partition, 0)
             metrics.lag.labels(tp.topic, str(tp.partition)).set(max(end - reflected, 0))

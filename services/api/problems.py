@@ -32,6 +32,10 @@ def unprocessable(detail: str) -> ProblemError:
     return ProblemError(422, "Unprocessable Content", detail)
 
 
+def conflict(detail: str) -> ProblemError:
+    return ProblemError(409, "Conflict", detail)
+
+
 def too_large(detail: str) -> ProblemError:
     return ProblemError(413, "Content Too Large", detail)
 

@@ -4,8 +4,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Response
 
-from services.api.dependencies import get_engine, get_probe
-from services.api.engine import QueryEngine
+from services.api.dependencies import get_probe
 from services.api.metrics import PipelineProbe
 
 router = APIRouter(tags=["health"])
@@ -13,7 +12,6 @@ router = APIRouter(tags=["health"])
 
 @router.get("/metrics", response_class=Response)
 async def metrics(
-    engine: Annotated[QueryEngine, Depends(get_engine)],
     probe: Annotated[PipelineProbe, Depends(get_probe)],
 ) -> Response:
-    return await probe.render(engine.model_versions())
+    return await probe.render()

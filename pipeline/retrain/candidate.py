@@ -1,0 +1,96 @@
+"""One candidate, trained and judged: the part of a retraining run that needs compute.
+
+It runs as a Ray task (on a GPU when the cluster has one) and reports progress through the
+run's row in the store, so `GET /v1/retrain/{run_id}` and the CLI see it wherever it runs.
+"""
+
+from dataclasses import dataclass
+from typing import Any
+
+from pipeline.embed.config import PRESETS
+from pipeline.embed.model import EmbeddingModel
+from pipeline.evaluation.scoring import Scores, score_model
+from pipeline.retrain.feedback import read_pairs
+from pipeline.retrain.gate import Decision, judge
+from pipeline.settings import Settings
+from pipeline.store.metadata import MetadataStore
+from pipeline.store.records import ModelRecord, RunStatus
+from pipeline.train.job import stored_samples, train_and_register
+from pipeline.train.split import split_by_group
+from schemas.items import Modality
+
+# Shares of a run's progress bar: most of it is training.
+TRAINING_SHARE = (0.05, 0.75)
+
+
+@dataclass(frozen=True)
+class Candidate:
+    record: ModelRecord
+    decision: Decision
+
+
+def _load(record: ModelRecord) -> EmbeddingModel:
+    return EmbeddingModel.load(record.artifact_path, record.artifact_sha256)
+
+
+def _summary(scores: Scores) -> dict[str, Any]:
+    return scores.metrics | {"pairs": scores.pairs, "genuine_pairs": scores.genuine_pairs}
+
+
+def train_candidate(
+    settings: Settings, modality: Modality, run_id: str, preset: str | None
+) -> Candidate:
+    store = MetadataStore.from_settings(settings)
+    store.update_run(run_id, status=RunStatus.RUNNING, phase="collecting", progress=0.01)
+    samples = stored_samples(settings, store, modality)
+    feedback, skipped = read_pairs(settings, modality)
+    position = {s.id: i for i, s in enumerate(samples)}
+    pairs = [
+        (position[p.a], position[p.b], p.same)
+        for p in feedback
+        if p.a in position and p.b in position
+    ]
+    counts = {
+        "items": len(samples),
+        "identities": len({s.label for s in samples}),
+        "feedback_pairs": len(feedback),
+        "feedback_pairs_used": len(pairs),
+        "feedback_messages_skipped": skipped,
+    }
+    store.update_run(run_id, phase="training", progress=TRAINING_SHARE[0], data_counts=counts)
+
+    low, high = TRAINING_SHARE
+
+    def progress(fraction: float, _message: str) -> None:
+        store.update_run(run_id, progress=low + (high - low) * fraction)
+
+    record = train_and_register(
+        settings,
+        store,
+        modality,
+        samples,
+        activate=False,
+        progress=progress,
+        pairs=pairs,
+        preset=preset,
+    )
+    store.update_run(run_id, phase="evaluating", progress=high, candidate_version=record.version)
+    # The trainer's own held-out split (same function, fraction and seed): both models are
+    # scored on identities the candidate never saw.
+    train_config = PRESETS[modality][preset or settings.train_preset]
+    _, held_out = split_by_group(samples, train_config.held_out_fraction, train_config.seed)
+    candidate = score_model(_load(record), held_out)
+    active_record = store.active_model(modality)
+    active = None if active_record is None else score_model(_load(active_record), held_out)
+    decision = judge(candidate, active, settings.retrain_min_improvement)
+    store.update_run(
+        run_id,
+        metrics={
+            "candidate": _summary(candidate),
+            "active": None if active is None else _summary(active),
+            "active_version": None if active_record is None else active_record.version,
+            "decision": decision.reason,
+        },
+        progress=0.8,
+    )
+    return Candidate(record, decision)

@@ -1,0 +1,59 @@
+"""Re-embed every retained item for a model version and switch the index to it.
+
+The holder starts a second index and, from that moment, asks every ingest actor for vectors
+of both versions; this module fills in everything that was indexed before, from the payloads
+the store retains. Whatever the stream upserts or deletes meanwhile wins over the backfill.
+When the backfill is done the store and the holder switch, and every query after that
+instant is answered by the new version.
+"""
+
+from collections.abc import Callable
+
+import numpy as np
+import ray
+from ray.actor import ActorHandle
+
+from pipeline.decode.errors import DecodeError
+from pipeline.decode.registry import decode
+from pipeline.embed.model import EmbeddingModel
+from pipeline.settings import Settings
+from pipeline.store.metadata import MetadataStore
+from pipeline.store.payloads import PayloadStore
+
+CHUNK = 128
+Progress = Callable[[float], None]
+
+
+def rebuild_and_switch(
+    settings: Settings,
+    store: MetadataStore,
+    holder: ActorHandle,
+    model: EmbeddingModel,
+    progress: Progress | None = None,
+) -> str:
+    """The version switched away from."""
+    modality = model.config.modality
+    ray.get(holder.begin_build.remote(model.version, model.embedding_dim))
+    try:
+        payloads = PayloadStore(settings.payloads_dir)
+        items = store.items_with_payload(modality)
+        for start in range(0, len(items), CHUNK):
+            ids, labels, inputs = [], [], []
+            for item in items[start : start + CHUNK]:
+                try:
+                    inputs.append(decode(modality, payloads.get(item.payload_sha256 or "")))
+                except (OSError, DecodeError):
+                    # Deleted since the listing: its tombstone reaches the new index live.
+                    continue
+                ids.append(item.item_id)
+                labels.append(item.label)
+            if ids:
+                vectors = model.embed(np.stack(inputs))
+                ray.get(holder.backfill.remote(model.version, ids, vectors, labels))
+            if progress:
+                progress(min(start + CHUNK, len(items)) / max(len(items), 1))
+        store.activate_model(model.version)
+        return ray.get(holder.activate.remote(model.version))
+    except BaseException:
+        holder.abandon_build.remote(model.version)
+        raise

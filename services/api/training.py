@@ -1,0 +1,49 @@
+"""Retraining and model switches as the API sees them: the coordinator actor does the work,
+the store answers questions about runs."""
+
+import asyncio
+from dataclasses import asdict
+
+from ray.actor import ActorHandle
+
+from pipeline.embed.config import PRESETS
+from pipeline.retrain.coordinator import BusyError
+from pipeline.store.metadata import MetadataStore
+from pipeline.store.records import RunTrigger
+from schemas.api import ModelInfo, RetrainAccepted, RetrainRequest, RetrainRun
+from services.api.catalog import model_info
+from services.api.problems import conflict, not_found, unprocessable
+
+
+class Training:
+    def __init__(self, store: MetadataStore, coordinator: ActorHandle) -> None:
+        self._store = store
+        self._coordinator = coordinator
+
+    async def start(self, request: RetrainRequest) -> RetrainAccepted:
+        presets = PRESETS[request.modality]
+        if request.preset is not None and request.preset not in presets:
+            raise unprocessable(
+                f"unknown preset {request.preset!r}; known: {', '.join(sorted(presets))}"
+            )
+        try:
+            run_id = await self._coordinator.start.remote(
+                request.modality, RunTrigger.API, request.preset
+            )
+        except BusyError as error:
+            raise conflict(str(error)) from error
+        return RetrainAccepted(run_id=run_id)
+
+    async def run(self, run_id: str) -> RetrainRun:
+        record = await asyncio.to_thread(self._store.get_run, run_id)
+        if record is None:
+            raise not_found(f"no retraining run {run_id!r}")
+        return RetrainRun(**asdict(record))
+
+    async def activate(self, version: str) -> ModelInfo:
+        try:
+            return model_info(await self._coordinator.activate.remote(version))
+        except LookupError as error:
+            raise not_found(str(error)) from error
+        except BusyError as error:
+            raise conflict(str(error)) from error

@@ -1,0 +1,147 @@
+"""The index holder's rules, on real FAISS and a real SQLite store: what it resumes, which
+replayed operations it applies, and how it switches model versions."""
+
+import numpy as np
+import pytest
+
+from pipeline.index.holder import IndexHolder, IndexUpdate, StaleVersionError
+from pipeline.settings import Settings
+from pipeline.store.metadata import MetadataStore
+from pipeline.store.records import ModelRecord
+from schemas.items import Modality
+
+DIM = 8
+
+
+def unit(rng: np.random.Generator, n: int) -> np.ndarray:
+    x = rng.normal(size=(n, DIM)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    return np.random.default_rng(0)
+
+
+@pytest.fixture
+def settings(tmp_path) -> Settings:
+    return Settings(state_dir=tmp_path, snapshot_interval_s=3600)
+
+
+@pytest.fixture
+def store(settings: Settings) -> MetadataStore:
+    store = MetadataStore.from_settings(settings)
+    for version in ("face-v1", "face-v2"):
+        # The holder reads only the version and the embedding size; no artifact is loaded.
+        store.register_model(
+            ModelRecord(
+                version=version,
+                modality=Modality.FACE,
+                config={"encoder": {"embedding_dim": DIM}},
+                threshold=0.5,
+                energy="euclidean",
+                artifact_path="unused",
+                artifact_sha256="unused",
+                active=version == "face-v1",
+            )
+        )
+    return store
+
+
+def upserts(
+    ids: list[str], vectors: dict[str, np.ndarray], offset: int, start: int | None = None
+) -> IndexUpdate:
+    """Upserts from partition 0 at consecutive offsets from `offset`."""
+    return IndexUpdate(
+        upsert_ids=ids,
+        vectors=vectors,
+        labels=[f"label-{i}" for i in ids],
+        upsert_positions=[(0, offset + n) for n in range(len(ids))],
+        delete_ids=[],
+        delete_positions=[],
+        start_offsets={0: offset if start is None else start},
+        offsets={0: offset + len(ids)},
+    )
+
+
+def deletes(ids: list[str], offset: int) -> IndexUpdate:
+    return IndexUpdate(
+        upsert_ids=[],
+        vectors={},
+        labels=[],
+        upsert_positions=[],
+        delete_ids=ids,
+        delete_positions=[(0, offset + n) for n in range(len(ids))],
+        start_offsets={0: offset},
+        offsets={0: offset + len(ids)},
+    )
+
+
+def test_a_holder_resumes_its_checkpoint_only_for_the_active_model(settings, store, rng):
+    holder = IndexHolder(settings, Modality.FACE)
+    assert holder.apply(upserts(["a", "b"], {"face-v1": unit(rng, 2)}, 0)).applied
+    assert holder.apply(deletes(["a"], 2)).applied
+    assert holder.snapshot() is not None
+
+    same = IndexHolder(settings, Modality.FACE)
+    assert same.offsets() == {0: 3} and same.contains(["a", "b"]) == [False, True]
+    # A new active model makes every stored vector stale: start empty, replay from the start.
+    store.activate_model("face-v2")
+    other = IndexHolder(settings, Modality.FACE)
+    assert other.offsets() == {} and other.size() == 0
+
+
+def test_commits_may_only_follow_a_durable_checkpoint(settings, store, rng):
+    holder = IndexHolder(settings, Modality.FACE)
+    result = holder.apply(upserts(["a"], {"face-v1": unit(rng, 1)}, 0))
+    assert result.applied and result.durable_offsets == {}
+    holder.snapshot()
+    assert holder.apply(upserts(["b"], {"face-v1": unit(rng, 1)}, 1)).durable_offsets == {0: 1}
+
+
+def test_a_batch_after_a_gap_is_refused_so_the_writer_replays(settings, store, rng):
+    holder = IndexHolder(settings, Modality.FACE)
+    result = holder.apply(upserts(["a"], {"face-v1": unit(rng, 1)}, 5))
+    assert not result.applied and result.rewind and holder.size() == 0
+
+
+def test_a_stale_replay_never_reverts_newer_state(settings, store, rng):
+    """A writer that lost its partition may still send a batch the new owner already
+    applied (and went past): only operations at or after the holder's offsets count."""
+    holder = IndexHolder(settings, Modality.FACE)
+    old, new = unit(rng, 2)
+    holder.apply(upserts(["a"], {"face-v1": old[None]}, 0))
+    holder.apply(upserts(["a"], {"face-v1": new[None]}, 1))
+    holder.apply(deletes(["gone"], 2))
+    late = holder.apply(upserts(["a", "gone"], {"face-v1": unit(rng, 2)}, 0))
+    assert late.applied and holder.size() == 1 and holder.offsets() == {0: 3}
+    np.testing.assert_allclose(holder.vector("face-v1", "a")[0], new)
+
+
+def test_a_build_asks_for_every_version_and_switches_at_once(settings, store, rng):
+    holder = IndexHolder(settings, Modality.FACE)
+    holder.apply(upserts(["a", "b", "c"], {"face-v1": unit(rng, 3)}, 0))
+    holder.begin_build("face-v2", DIM)
+
+    # Writers that only embedded for the active version are told to embed for both.
+    refused = holder.apply(upserts(["d"], {"face-v1": unit(rng, 1)}, 3))
+    assert not refused.applied and not refused.rewind
+    assert refused.versions == ["face-v1", "face-v2"]
+    live = unit(rng, 1)
+    assert holder.apply(upserts(["b"], {"face-v1": unit(rng, 1), "face-v2": live}, 3)).applied
+    holder.delete(["c"])
+
+    # The backfill from stored payloads loses to whatever the stream did meanwhile.
+    added = holder.backfill("face-v2", ["a", "b", "c"], unit(rng, 3), ["x", "y", "z"])
+    assert added == 1
+    assert holder.search("face-v1", unit(rng, 1), 5)  # still v1 until the switch
+
+    assert holder.activate("face-v2") == "face-v1"
+    assert holder.active_version() == "face-v2" and holder.versions() == ["face-v2"]
+    assert holder.contains(["a", "b", "c"]) == [True, True, False]
+    np.testing.assert_allclose(holder.vector("face-v2", "b")[0], live[0])
+    with pytest.raises(StaleVersionError):
+        holder.search("face-v1", unit(rng, 1), 5)
+    # The switch is checkpointed with the new version.
+    store.activate_model("face-v2")
+    assert IndexHolder(settings, Modality.FACE).size() == 2

@@ -1,0 +1,41 @@
+"""The rules of retraining that need no running stack: schedules and the promotion gate."""
+
+import pytest
+from apscheduler.triggers.cron import CronTrigger
+from apscheduler.triggers.interval import IntervalTrigger
+
+from pipeline.evaluation.scoring import Scores
+from pipeline.retrain.gate import judge
+from pipeline.retrain.schedule import parse_schedule
+
+
+def scores(eer: float) -> Scores:
+    return Scores(metrics={"eer": eer}, threshold=0.5, pairs=10, genuine_pairs=2)
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"), [("every 6h", 6 * 3600), ("every 30m", 1800), ("EVERY 1d", 86400)]
+)
+def test_intervals(text, seconds):
+    trigger = parse_schedule(text)
+    assert isinstance(trigger, IntervalTrigger)
+    assert trigger.interval.total_seconds() == seconds
+
+
+def test_cron_and_off():
+    assert isinstance(parse_schedule("0 3 * * *"), CronTrigger)
+    assert parse_schedule("off") is None and parse_schedule(" OFF ") is None
+
+
+@pytest.mark.parametrize("text", ["every 6 weeks", "sometimes", "61 * * * *", "every 0h"])
+def test_unreadable_schedules_are_refused_with_the_accepted_forms(text):
+    with pytest.raises(ValueError, match=r"retrain|at least"):
+        parse_schedule(text)
+
+
+def test_the_gate_promotes_only_a_better_candidate():
+    assert judge(scores(0.05), scores(0.10), 0.0).promote
+    assert not judge(scores(0.10), scores(0.10), 0.0).promote
+    assert not judge(scores(0.12), scores(0.10), 0.0).promote
+    assert not judge(scores(0.09), scores(0.10), 0.02).promote
+    assert judge(scores(0.05), None, 0.0).promote
