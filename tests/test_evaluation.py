@@ -16,7 +16,7 @@ import torch
 from pipeline.embed.config import BASELINES, ENCODERS, PRESETS, EncoderConfig, TrainConfig
 from pipeline.embed.encoders import BookEncoder, ConvEncoder, build_encoder
 from pipeline.embed.energy import EuclideanEnergy
-from pipeline.evaluation.harness import evaluate, pretrained
+from pipeline.evaluation.harness import CandidateResult, evaluate, pretrained
 from pipeline.evaluation.protocols import (
     ITALIAN_VOICES,
     Task,
@@ -270,3 +270,30 @@ def test_eval_cli_scores_a_stored_model_on_every_face_fold(tmp_path):
         [*command, "--model", "face-v9"], env=env, capture_output=True, text=True, check=False
     )
     assert missing.returncode == 1 and "face-v9" in missing.stderr
+
+
+# --- the quality benchmark's target table ---------------------------------------------------
+
+
+def test_quality_targets_compare_production_with_the_baseline_of_each_task():
+    from bench.quality import PRODUCTION, TARGETS, _target_rows
+
+    def result(task: str, candidate: str, eer: float, one_shot: float) -> CandidateResult:
+        summary = {
+            "eer": {"mean": eer, "std": 0.0},
+            "one_shot_accuracy": {"mean": one_shot, "std": 0.0},
+        }
+        return CandidateResult(candidate, task, [], summary, np.empty(0), np.empty(0))
+
+    results = [
+        result("face", "book", 0.17, 0.62),
+        result("face", PRODUCTION, 0.01, 0.95),
+        result("speaker", "quick", 0.07, 0.9),
+        result("speaker", PRODUCTION, 0.005, 1.0),
+        result("italian-word", "quick", 0.18, 0.5),
+        result("italian-word", PRODUCTION, 0.09, 0.6),
+    ]
+    rows, table = _target_rows(results)
+    assert [row["met"] for row in rows] == [True, False, True, False]
+    assert [row["baseline_mean"] for row in rows] == [0.17, 0.62, 0.07, 0.18]
+    assert len(rows) == len(TARGETS) and table.count("| no |") == 2
