@@ -73,7 +73,10 @@ def plot_curves(results: Sequence[CandidateResult], task: str, out_dir: Path) ->
         )
     roc_ax.set(xscale="log", xlabel="FAR", ylabel="TAR", title=f"ROC: {task} (folds pooled)")
     ticks = np.array([0.001, 0.01, 0.05, 0.2, 0.5])
+    shown = deviate(np.array([_DET_FLOOR, 0.6]))
     det_ax.set(
+        xlim=shown,
+        ylim=shown,
         xticks=deviate(ticks),
         xticklabels=[f"{t:g}" for t in ticks],
         yticks=deviate(ticks),
