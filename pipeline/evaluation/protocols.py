@@ -7,7 +7,7 @@ it trained on; its figure measures memory, these measure recognition of the unse
 
 import dataclasses
 import random
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -91,10 +91,13 @@ def face_task(folds: int = FOLDS, seed: int = SEED) -> Task:
     )
 
 
-def speaker_task(folds: int = FOLDS, seed: int = SEED) -> Task:
+def speaker_task(
+    folds: int = FOLDS, seed: int = SEED, words: Collection[str] | None = None
+) -> Task:
     """Asterisk speech, identity = speaker (Allison's two languages are one speaker), split by
-    spoken word: test words are never heard in training, in any voice."""
-    samples = item_samples(Modality.AUDIO, iter_asterisk())
+    spoken word: test words are never heard in training, in any voice. `words` narrows the
+    set (tests); by default every usable prompt is in."""
+    samples = item_samples(Modality.AUDIO, iter_asterisk(words=words))
     return Task(
         "speaker",
         Modality.AUDIO,
@@ -104,13 +107,17 @@ def speaker_task(folds: int = FOLDS, seed: int = SEED) -> Task:
     )
 
 
-def italian_word_task(folds: int = FOLDS, seed: int = SEED) -> Task:
+def italian_word_task(
+    folds: int = FOLDS, seed: int = SEED, words: Collection[str] | None = None
+) -> Task:
     """ "Same word?" between the two Italian voices, identity = word, split by word.
 
-    Every word has exactly one recording per voice, so a genuine pair is always Carlo against
-    Menardi, and batches hold two samples of many words.
+    Only words every voice has are used (`words` narrows them further), so every word has
+    exactly one recording per Italian voice: a genuine pair is always Carlo against Menardi,
+    and batches hold two samples of many words.
     """
-    words = set(common_words())
+    common = set(common_words())
+    words = common if words is None else common & set(words)
     items = [item for item in iter_asterisk(words=words) if item.id.split("/")[1] in ITALIAN_VOICES]
     samples = [
         dataclasses.replace(sample, label=sample.group)
