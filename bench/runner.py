@@ -12,6 +12,7 @@ BENCHMARKS: dict[str, str] = {
     "ingest": "bench.ingest:run",
     "retrain": "bench.retrain:run",
     "serve": "bench.serve:run",
+    "quality": "bench.quality:run",
 }
 
 RESULTS_DIR = Path("bench/results")

@@ -2,6 +2,7 @@
 
 import json
 import signal
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated
 
@@ -15,6 +16,7 @@ from pipeline.data.demo import demo_items
 from pipeline.data.items import DataItem
 from pipeline.decode.registry import decode
 from pipeline.embed.model import EmbeddingModel
+from pipeline.evaluation.report import markdown_table
 from pipeline.kafka.launcher import EmbeddedKafka
 from pipeline.kafka.topics import ensure_topics
 from pipeline.produce import produce_items
@@ -250,6 +252,42 @@ def models(
             f"{record.created_at:%Y-%m-%d %H:%M}",
         )
     Console().print(table)
+
+
+@app.command("eval")
+def evaluate(
+    modality: Annotated[Modality, typer.Option(help="face | audio")],
+    model: Annotated[
+        str | None,
+        typer.Option(
+            help="score this stored version as it is (its numbers are an upper bound if it "
+            "was trained on the demo data); default: train the production config per fold"
+        ),
+    ] = None,
+    out: Annotated[
+        Path | None, typer.Option(help="report folder (default: <STATE_DIR>/eval/<time>)")
+    ] = None,
+) -> None:
+    """Evaluate on unseen people (faces) or unseen words (speech): JSON, markdown, ROC/DET."""
+    from pipeline.evaluation.suite import model_candidate, production_candidate, run_eval
+
+    settings = Settings()
+    if model is None:
+        candidate = production_candidate(modality, settings.train_preset)
+    else:
+        record = MetadataStore.from_settings(settings).get_model(model)
+        if record is None or record.modality is not modality:
+            console.print(f"no {modality.value} model {model}")
+            raise typer.Exit(1)
+        candidate = model_candidate(
+            EmbeddingModel.load(record.artifact_path, record.artifact_sha256)
+        )
+    stamp = f"{modality.value}-{datetime.now(UTC):%Y%m%dT%H%M%S}"
+    folder = out or settings.state_dir / "eval" / stamp
+    results, paths = run_eval(modality, candidate, folder, console.print)
+    print(markdown_table(results), end="")
+    for path in paths:
+        console.print(f"wrote {path}")
 
 
 @app.command()

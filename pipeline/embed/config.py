@@ -32,6 +32,12 @@ def _plain(value: Any) -> Any:
     return value
 
 
+# "conv": BatchNorm conv blocks, global pooling, unit embeddings (what the service trains).
+# "book": the siamese network of the book's chapter 2 (two valid 3×3 convs, Dense 128–D, ReLU
+# output, no normalisation), kept as the measured baseline.
+ARCHITECTURES = ("conv", "book")
+
+
 @dataclass(frozen=True)
 class EncoderConfig(_JsonConfig):
     modality: Modality
@@ -43,6 +49,11 @@ class EncoderConfig(_JsonConfig):
     # Impostors closer than this are pushed apart. Unit embeddings put E in [0, 2] for both
     # energies, so one scale fits either.
     margin: float = 1.0
+    # Last, with defaults: artifacts saved before these existed load as they were trained.
+    architecture: str = "conv"
+    # Embed each face together with its mirror image and average the two (test-time
+    # augmentation): a mirrored face is the same person, so the average is the steadier point.
+    mirror_tta: bool = False
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "modality", Modality(self.modality))
@@ -53,6 +64,11 @@ class EncoderConfig(_JsonConfig):
             raise ValueError(f"unknown energy {self.energy!r}; known: {sorted(ENERGIES)}")
         if self.margin <= 0 or not 0 <= self.dropout < 1:
             raise ValueError("margin must be positive and dropout in [0, 1)")
+        if self.architecture not in ARCHITECTURES:
+            raise ValueError(f"unknown architecture {self.architecture!r}; known: {ARCHITECTURES}")
+
+
+OPTIMIZERS = ("adamw", "rmsprop")
 
 
 @dataclass(frozen=True)
@@ -72,10 +88,20 @@ class TrainConfig(_JsonConfig):
     held_out_fraction: float = 0.2
     # Wall-clock budget for the optimisation loop; training stops early when it is spent.
     max_seconds: float = 180.0
+    # "adamw" with a one-cycle schedule, or "rmsprop" at a constant rate (the book's recipe).
+    optimizer: str = "adamw"
+    # > 0: train on this many random labelled pairs (half genuine), pairs_per_batch at a time,
+    # instead of P×K identity batches: how the book draws its (X1, X2, Y) pairs.
+    random_pairs: int = 0
+    pairs_per_batch: int = 128
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.max_seconds <= 0:
             raise ValueError("epochs and max_seconds must be positive")
+        if self.optimizer not in OPTIMIZERS:
+            raise ValueError(f"unknown optimizer {self.optimizer!r}; known: {OPTIMIZERS}")
+        if self.random_pairs < 0 or self.pairs_per_batch < 1:
+            raise ValueError("random_pairs must be >= 0 and pairs_per_batch positive")
         if self.identities_per_batch < 2 or self.samples_per_identity < 2:
             raise ValueError("a batch needs at least 2 identities with at least 2 samples each")
         if not 0 < self.held_out_fraction < 1:
@@ -111,4 +137,32 @@ PRESETS: dict[Modality, dict[str, TrainConfig]] = {
             epochs=1, identities_per_batch=5, samples_per_identity=6, max_seconds=STEP_SECONDS
         ),
     },
+}
+
+# Named baselines the evaluation harness scores beside the service's config. "book" is the
+# siamese network of the book's chapter 2 with its recipe: 56×46 faces, Conv6–Conv12, Dense
+# 128–50, margin 1, RMSprop at Keras' default rate, 13 epochs of 128 random pairs (the book
+# draws 20 000 pairs and trains on 75 % of them), no augmentation, no mining.
+BASELINES: dict[str, tuple[EncoderConfig, TrainConfig]] = {
+    "book": (
+        EncoderConfig(
+            modality=Modality.FACE,
+            architecture="book",
+            channels=(6, 12),
+            embedding_dim=50,
+            dropout=0.25,
+            margin=1.0,
+        ),
+        TrainConfig(
+            epochs=13,
+            lr=1e-3,
+            weight_decay=0.0,
+            optimizer="rmsprop",
+            augment=False,
+            hard_impostors=False,
+            random_pairs=15_000,
+            pairs_per_batch=128,
+            max_seconds=600.0,
+        ),
+    ),
 }

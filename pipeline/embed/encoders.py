@@ -5,11 +5,13 @@ Both modalities share one conv trunk and differ only in how the input is shrunk 
 so the two encoders cannot drift apart in anything but what their inputs demand.
 """
 
+import math
 from itertools import pairwise
 
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from pipeline.decode.registry import INPUT_SHAPES
 from pipeline.embed.config import EncoderConfig
 from pipeline.embed.energy import Energy
 from schemas.items import Modality
@@ -48,7 +50,10 @@ class ConvEncoder(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        return F.normalize(self.head(self.trunk(self.stem(x))), dim=1)
+        embedding = self.head(self.trunk(self.stem(x)))
+        if self.config.mirror_tta and not self.training:
+            embedding = embedding + self.head(self.trunk(self.stem(x.flip(-1))))
+        return F.normalize(embedding, dim=1)
 
 
 class FaceEncoder(ConvEncoder):
@@ -69,7 +74,52 @@ ENCODER_CLASSES: dict[Modality, type[ConvEncoder]] = {
 }
 
 
-def build_encoder(config: EncoderConfig) -> ConvEncoder:
+class BookEncoder(nn.Module):
+    """The book's chapter 2 twin, layer for layer: valid 3×3 convs with ReLU, 2×2 max pooling
+    and dropout, then Dense 128 (ReLU, dropout 0.1) and Dense `embedding_dim` with ReLU.
+
+    Its output is not normalised (the book measures plain Euclidean distance), so it is kept
+    as the evaluated baseline, not as something the cosine energy could serve. The input is
+    shrunk by the same factors as the service's encoder (faces to 56×46, as the book does by
+    striding).
+    """
+
+    hidden = 128
+
+    def __init__(self, config: EncoderConfig) -> None:
+        super().__init__()
+        self.config = config
+        pool = ENCODER_CLASSES[config.modality].input_pool
+        layers: list[nn.Module] = [nn.AvgPool2d(pool)]
+        _, height, width = INPUT_SHAPES[config.modality]
+        height, width = height // pool[0], width // pool[1]
+        for c_in, c_out in pairwise((1, *config.channels)):
+            layers += [
+                nn.Conv2d(c_in, c_out, kernel_size=3),
+                nn.ReLU(inplace=True),
+                nn.MaxPool2d(2),
+                nn.Dropout(config.dropout),
+            ]
+            height, width = (height - 2) // 2, (width - 2) // 2
+        self.features = nn.Sequential(*layers, nn.Flatten())
+        self.head = nn.Sequential(
+            nn.Linear(config.channels[-1] * math.prod((height, width)), self.hidden),
+            nn.ReLU(inplace=True),
+            nn.Dropout(0.1),
+            nn.Linear(self.hidden, config.embedding_dim),
+            nn.ReLU(inplace=True),
+        )
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.head(self.features(x))
+
+
+Encoder = ConvEncoder | BookEncoder
+
+
+def build_encoder(config: EncoderConfig) -> Encoder:
+    if config.architecture == "book":
+        return BookEncoder(config)
     return ENCODER_CLASSES[config.modality](config)
 
 

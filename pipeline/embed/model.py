@@ -17,7 +17,7 @@ import torch
 
 from pipeline.decode.registry import INPUT_SHAPES
 from pipeline.embed.config import EncoderConfig
-from pipeline.embed.encoders import ConvEncoder, build_encoder
+from pipeline.embed.encoders import Encoder, build_encoder
 from pipeline.embed.energy import Energy, energy_by_name
 
 ARTIFACT_FORMAT = 1
@@ -41,7 +41,7 @@ def pick_device(device: str | torch.device | None = None) -> torch.device:
 class EmbeddingModel:
     def __init__(
         self,
-        encoder: ConvEncoder,
+        encoder: Encoder,
         version: str,
         threshold: float,
         device: str | torch.device | None = None,

@@ -96,3 +96,58 @@ def balanced_hard_pairs(energies: np.ndarray, batch: Batch) -> np.ndarray:
     candidates = np.flatnonzero(mineable)
     hardest = candidates[np.argsort(energies[candidates], kind="stable")[:n_genuine]]
     return np.sort(np.concatenate([np.flatnonzero(~mineable), hardest]))
+
+
+def random_pairs(labels: Sequence[str], n_pairs: int, seed: int) -> list[tuple[int, int, bool]]:
+    """`n_pairs` labelled pairs drawn as the book does: half genuine (two different shots of a
+    random identity), half impostor (one shot each of two random identities)."""
+    labels_array = np.asarray(labels)
+    names, codes = np.unique(labels_array, return_inverse=True)
+    members = [np.flatnonzero(codes == c) for c in range(len(names))]
+    with_pairs = [m for m in members if len(m) >= 2]
+    if not with_pairs or len(names) < 2:
+        raise ValueError("random pairs need two identities and one with two samples")
+    rng = np.random.default_rng(seed)
+    pairs = []
+    for n in range(n_pairs):
+        if n % 2 == 0:
+            a, b = rng.choice(with_pairs[rng.integers(len(with_pairs))], size=2, replace=False)
+            pairs.append((int(a), int(b), True))
+        else:
+            x, y = rng.choice(len(members), size=2, replace=False)
+            pairs.append((int(rng.choice(members[x])), int(rng.choice(members[y])), False))
+    return pairs
+
+
+class RandomPairBatches:
+    """The book's batches: a fixed set of random labelled pairs (plus any explicit ones),
+    reshuffled every epoch and fed `pairs_per_batch` at a time. Seeded like PairBatches."""
+
+    def __init__(
+        self,
+        labels: Sequence[str],
+        n_pairs: int,
+        pairs_per_batch: int,
+        seed: int,
+        pairs: Sequence[tuple[int, int, bool]] = (),
+    ) -> None:
+        drawn = random_pairs(labels, n_pairs, seed)
+        self.pairs = np.asarray([*drawn, *pairs], dtype=np.int64).reshape(-1, 3)
+        self.n_batches = max(math.ceil(len(self.pairs) / pairs_per_batch), 1)
+        self.rng = np.random.default_rng(seed + 1)
+
+    def __len__(self) -> int:
+        return self.n_batches
+
+    def __iter__(self) -> Iterator[Batch]:
+        order = self.rng.permutation(len(self.pairs))
+        for chunk in np.array_split(order, self.n_batches):
+            pairs = self.pairs[chunk]
+            m = len(pairs)
+            yield Batch(
+                indices=np.concatenate([pairs[:, 0], pairs[:, 1]]),
+                first=np.arange(m),
+                second=np.arange(m, 2 * m),
+                same=pairs[:, 2].astype(bool),
+                explicit=np.ones(m, dtype=bool),
+            )

@@ -56,6 +56,31 @@ def eer(distances: np.ndarray, same: np.ndarray) -> tuple[float, float]:
     return float((far[best] + frr[best]) / 2.0), float((cuts[best] + upper) / 2.0)
 
 
+def tar_at_far(distances: np.ndarray, same: np.ndarray, far: float) -> float:
+    """Share of genuine pairs accepted at the loosest threshold whose FAR stays <= `far`.
+
+    At most floor(far · impostors) impostors may be accepted, so the cut sits just below the
+    next impostor distance; a genuine pair tied with that impostor counts as rejected.
+    """
+    distances = np.asarray(distances, dtype=np.float64)
+    same = np.asarray(same, dtype=bool)
+    impostors = np.sort(distances[~same])
+    allowed = int(np.floor(far * len(impostors)))
+    if allowed >= len(impostors):
+        return 1.0
+    return float((distances[same] < impostors[allowed]).mean())
+
+
+def roc_points(distances: np.ndarray, same: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(FAR, FRR) at every observed distance as the threshold, loosening from the tightest."""
+    distances = np.asarray(distances, dtype=np.float64)
+    same = np.asarray(same, dtype=bool)
+    cuts = np.unique(distances)
+    far = np.searchsorted(np.sort(distances[~same]), cuts, side="right") / (~same).sum()
+    frr = 1.0 - np.searchsorted(np.sort(distances[same]), cuts, side="right") / same.sum()
+    return far, frr
+
+
 def pair_distances(
     embeddings: np.ndarray, labels: np.ndarray, energy: Energy
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -79,6 +104,33 @@ def nearest_neighbour_accuracy(embeddings: np.ndarray, labels: np.ndarray) -> fl
     np.fill_diagonal(d2, np.inf)
     labels = np.asarray(labels)
     return float((labels[d2.argmin(axis=1)] == labels).mean())
+
+
+def one_shot_accuracy(embeddings: np.ndarray, labels: np.ndarray) -> float:
+    """1-shot N-way identification: enrol one sample per identity, name every other sample by
+    its nearest enrolment, averaged over enrolment rounds (round r enrols each identity's r-th
+    sample) so the score does not hinge on one lucky or unlucky enrolment shot.
+
+    N is the number of identities with at least two samples (a single sample could be
+    enrolled but never queried); rounds run while each of them has an r-th sample. NaN when
+    fewer than two identities qualify.
+    """
+    labels = np.asarray(labels)
+    names, counts = np.unique(labels, return_counts=True)
+    names = names[counts >= 2]
+    if len(names) < 2:
+        return float("nan")
+    members = [np.flatnonzero(labels == name) for name in names]
+    kept = np.concatenate(members)
+    d2 = _squared_l2_matrix(embeddings)
+    correct = total = 0
+    for r in range(min(len(m) for m in members)):
+        enrolled = np.array([m[r] for m in members])
+        queries = np.setdiff1d(kept, enrolled)
+        guesses = names[d2[np.ix_(queries, enrolled)].argmin(axis=1)]
+        correct += int((guesses == labels[queries]).sum())
+        total += len(queries)
+    return correct / total
 
 
 def _squared_l2_matrix(embeddings: np.ndarray) -> np.ndarray:

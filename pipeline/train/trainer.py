@@ -18,17 +18,18 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from pipeline.embed.config import EncoderConfig, TrainConfig
-from pipeline.embed.encoders import ConvEncoder, build_encoder
+from pipeline.embed.encoders import Encoder, build_encoder
 from pipeline.embed.energy import energy_by_name
 from pipeline.embed.loss import ContrastiveLoss
 from pipeline.embed.model import EmbeddingModel, new_version, pick_device
 from pipeline.evaluation.scoring import score_model
-from pipeline.train.batches import Batch, PairBatches, balanced_hard_pairs
+from pipeline.train.batches import Batch, PairBatches, RandomPairBatches, balanced_hard_pairs
 from pipeline.train.sample import Sample
 from pipeline.train.split import split_by_group
 from schemas.items import Modality
 
 Progress = Callable[[float, str], None]
+Batches = PairBatches | RandomPairBatches
 
 
 @dataclass(frozen=True)
@@ -133,12 +134,17 @@ def _train(
 ) -> TrainResult:
     train, held_out = split_by_group(samples, cfg.held_out_fraction, cfg.seed)
     train_pairs = _pairs_within_train(samples, {s.group for s in held_out}, pairs)
-    batches = PairBatches(
-        [s.label for s in train],
-        cfg.identities_per_batch,
-        cfg.samples_per_identity,
-        seed=cfg.seed,
-        pairs=train_pairs,
+    labels = [s.label for s in train]
+    batches: Batches = (
+        RandomPairBatches(labels, cfg.random_pairs, cfg.pairs_per_batch, cfg.seed, train_pairs)
+        if cfg.random_pairs
+        else PairBatches(
+            labels,
+            cfg.identities_per_batch,
+            cfg.samples_per_identity,
+            seed=cfg.seed,
+            pairs=train_pairs,
+        )
     )
     encoder = build_encoder(encoder_config)
     fit = _fit(encoder, np.stack([s.x for s in train]), batches, cfg, report, device)
@@ -173,9 +179,9 @@ def _train(
 
 
 def _fit(
-    encoder: ConvEncoder,
+    encoder: Encoder,
     x_train: np.ndarray,
-    batches: PairBatches,
+    batches: Batches,
     cfg: TrainConfig,
     report: Progress,
     device: torch.device,
@@ -188,9 +194,8 @@ def _fit(
     x_all = torch.from_numpy(x_train.astype(np.float32, copy=False))
     encoder.to(device).train()
     criterion = ContrastiveLoss(energy_by_name(encoder.config.energy), encoder.config.margin)
-    optimizer = torch.optim.AdamW(encoder.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     fit = _Fit(total_steps=cfg.epochs * len(batches))
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, cfg.lr, total_steps=fit.total_steps)
+    optimizer, schedule = _optimizer(encoder, cfg, fit.total_steps)
     augment = AUGMENTATIONS[encoder.config.modality] if cfg.augment else None
     gen = torch.Generator().manual_seed(cfg.seed)
 
@@ -198,8 +203,12 @@ def _fit(
     while fit.epochs < cfg.epochs and time.monotonic() - started < cfg.max_seconds:
         losses = []
         for batch in batches:
-            x = x_all[torch.from_numpy(batch.indices)]
-            emb = encoder((augment(x, gen) if augment else x).to(device))
+            # Random pairs repeat samples within a batch: each is encoded once, then its
+            # embedding is shared by every pair it is in.
+            unique, inverse = np.unique(batch.indices, return_inverse=True)
+            x = x_all[torch.from_numpy(unique)]
+            encoded = encoder((augment(x, gen) if augment else x).to(device))
+            emb = encoded.index_select(0, torch.from_numpy(inverse).to(device))
             loss = _pair_loss(criterion, emb, batch, cfg.hard_impostors)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
@@ -215,6 +224,20 @@ def _fit(
         done = max(fit.steps / fit.total_steps, min(fit.seconds / cfg.max_seconds, 1.0))
         report(0.95 * done, f"epoch {fit.epochs}/{cfg.epochs} loss {fit.final_loss:.4f}")
     return fit
+
+
+def _optimizer(
+    encoder: Encoder, cfg: TrainConfig, total_steps: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """AdamW on a one-cycle schedule, or the book's RMSprop (Keras' rho and epsilon) at a
+    constant rate."""
+    if cfg.optimizer == "rmsprop":
+        rmsprop = torch.optim.RMSprop(
+            encoder.parameters(), lr=cfg.lr, alpha=0.9, eps=1e-7, weight_decay=cfg.weight_decay
+        )
+        return rmsprop, torch.optim.lr_scheduler.ConstantLR(rmsprop, factor=1.0)
+    adamw = torch.optim.AdamW(encoder.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+    return adamw, torch.optim.lr_scheduler.OneCycleLR(adamw, cfg.lr, total_steps=total_steps)
 
 
 def _pair_loss(criterion: ContrastiveLoss, emb: Tensor, batch: Batch, mine: bool) -> Tensor:

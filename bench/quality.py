@@ -1,0 +1,141 @@
+"""The `quality` benchmark: the book's network, the production config and pretrained peers,
+each on the same unseen-identity / unseen-word test pairs, against the issue's targets.
+
+Baselines trained in this run: `book` (the book's ch. 2 network and recipe) for faces, the
+`quick` preset (a small CNN trained for seconds) for speech. The production config is what
+`make run` trains (ENCODERS + PRESETS "default"), trained epoch-bounded (see
+pipeline.evaluation.suite.epoch_bounded). A peer that is not installed is recorded as
+skipped with the reason, and the rest goes on.
+"""
+
+import operator
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from bench.peers import PEERS, cached
+from bench.report import BenchReport, machine
+from pipeline.data.demo import demo_items
+from pipeline.embed.config import BASELINES, ENCODERS, PRESETS
+from pipeline.evaluation.harness import CandidateResult, Scorer, evaluate, pretrained, trained
+from pipeline.evaluation.protocols import FOLDS, SEED, TASKS, describe
+from pipeline.evaluation.report import markdown_table, write_report
+from pipeline.evaluation.suite import epoch_bounded
+from schemas.items import Modality
+
+PRODUCTION = "production"
+
+
+@dataclass(frozen=True)
+class Target:
+    task: str
+    metric: str
+    better: str  # "<=" or ">="
+    value: float
+    title: str
+
+    def met(self, measured: float) -> bool:
+        return {"<=": operator.le, ">=": operator.ge}[self.better](measured, self.value)
+
+
+TARGETS = (
+    Target("face", "eer", "<=", 0.015, "ORL face EER, unseen people, mean of 4 folds"),
+    Target("face", "one_shot_accuracy", ">=", 0.97, "ORL 1-shot 10-way, unseen people"),
+    Target("speaker", "eer", "<=", 0.01, "speaker EER, unseen words"),
+    Target("italian-word", "eer", "<=", 0.08, "Italian same-word EER, unseen words"),
+)
+# The trained baseline the targets' "now" column is measured with, per task.
+BASELINE_OF = {"face": "book", "speaker": "quick", "italian-word": "quick"}
+
+
+def _trained_candidates(modality: Modality) -> dict[str, Scorer]:
+    presets = PRESETS[modality]
+    candidates = {PRODUCTION: trained(ENCODERS[modality], epoch_bounded(presets["default"]))}
+    if modality is Modality.FACE:
+        book_encoder, book_train = BASELINES["book"]
+        candidates["book"] = trained(book_encoder, epoch_bounded(book_train))
+    else:
+        candidates["quick"] = trained(ENCODERS[modality], epoch_bounded(presets["quick"]))
+    return candidates
+
+
+def _peer_candidates(task: str, modality: Modality, skipped: dict[str, str]) -> dict[str, Scorer]:
+    """The installed peers for `task`; the others go to `skipped` with the reason."""
+    candidates = {}
+    for name, load in PEERS.get(task, {}).items():
+        try:
+            embed_file = load()
+        except ImportError as error:
+            skipped[name] = f"not installed ({error}); `make bench` installs the bench extras"
+            continue
+        candidates[name] = pretrained(cached(demo_items(modality), embed_file))
+    return candidates
+
+
+def _target_rows(results: list[CandidateResult]) -> tuple[list[dict[str, Any]], str]:
+    by_key = {(r.task, r.candidate): r for r in results}
+    rows = []
+    lines = [
+        "| target | now (baseline) | production | target | met |",
+        "|---|---|---|---|---|",
+    ]
+    for target in TARGETS:
+        baseline = BASELINE_OF[target.task]
+        now = by_key[(target.task, baseline)].summary[target.metric]["mean"]
+        measured = by_key[(target.task, PRODUCTION)].summary[target.metric]
+        met = target.met(measured["mean"])
+        rows.append(
+            {
+                "target": target.title,
+                "metric": target.metric,
+                "baseline": baseline,
+                "baseline_mean": now,
+                "production_mean": measured["mean"],
+                "production_std": measured["std"],
+                "target_value": target.value,
+                "better": target.better,
+                "met": met,
+            }
+        )
+        lines.append(
+            f"| {target.title} | {100 * now:.1f} % ({baseline}) "
+            f"| {100 * measured['mean']:.1f} ± {100 * measured['std']:.1f} % "
+            f"| {target.better} {100 * target.value:g} % | {'yes' if met else 'no'} |"
+        )
+    return rows, "\n".join(lines) + "\n"
+
+
+def run(results_dir: Path, progress: Callable[[str], None] = print) -> BenchReport:
+    results: list[CandidateResult] = []
+    skipped: dict[str, str] = {}
+    tasks = []
+    for task_name, make_task in TASKS.items():
+        task = make_task()
+        tasks.append(describe(task))
+        candidates = _trained_candidates(task.modality)
+        candidates |= _peer_candidates(task_name, task.modality, skipped)
+        for name, scorer in candidates.items():
+            results.append(evaluate(task, name, scorer, progress))
+    curves_dir = results_dir / "quality"
+    write_report(results, curves_dir, {"machine": machine(), "tasks": tasks})
+    target_rows, target_table = _target_rows(results)
+    skipped_lines = "".join(f"- {name} skipped: {why}\n" for name, why in skipped.items())
+    markdown = (
+        "## quality\n\n"
+        f"Unseen people (ORL, {FOLDS} folds of 30/10 people) and unseen words (asterisk speech, "
+        f"{FOLDS} folds by word), seed {SEED}; mean ± std over folds; accuracy, FAR and FRR "
+        "at the threshold each candidate calibrated on its training side; curves in "
+        f"`{curves_dir}`.\n\n"
+        f"{target_table}\n{markdown_table(results)}\n{skipped_lines}"
+    )
+    return BenchReport(
+        name="quality",
+        results={
+            "targets": target_rows,
+            "candidates": [r.to_dict() for r in results],
+            "skipped": skipped,
+            "tasks": tasks,
+        },
+        markdown=markdown,
+    )
