@@ -25,13 +25,13 @@ from pipeline.settings import Settings
 from pipeline.store.metadata import MetadataStore
 from schemas.api import (
     ItemRef,
-    Match,
     SearchRequest,
     SearchResponse,
     SimilarityRequest,
     SimilarityResponse,
 )
 from schemas.items import Modality
+from services.api.engine import search_response
 
 noop_app = FastAPI()
 NOOP_SEARCH: dict[str, Any] = {"matches": [], "model_version": "noop"}
@@ -80,16 +80,7 @@ def plain_app(settings: Settings) -> FastAPI:
     async def search(request: SearchRequest) -> SearchResponse:
         vector = await asyncio.to_thread(embed, request.item)
         hits = index.search(vector[np.newaxis], request.k, request.label)[0]
-        distances = model.energy.from_squared_l2(np.asarray([h.squared_l2 for h in hits]))
-        return SearchResponse(
-            matches=[
-                Match(
-                    id=h.item_id, label=h.label, distance=float(d), same=bool(d <= model.threshold)
-                )
-                for h, d in zip(hits, distances, strict=True)
-            ],
-            model_version=model.version,
-        )
+        return search_response(model, hits)
 
     @app.post("/v1/similarity")
     async def similarity(request: SimilarityRequest) -> SimilarityResponse:

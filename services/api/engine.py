@@ -7,7 +7,7 @@ are shared with concurrent requests (services/api/batching.py).
 
 import asyncio
 import socket
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
 
 import numpy as np
@@ -18,6 +18,7 @@ from pipeline.decode.registry import decode
 from pipeline.embed.model import EmbeddingModel
 from pipeline.index.handles import ModelCache
 from pipeline.index.holder import StaleVersionError
+from pipeline.index.vector_index import Hit
 from pipeline.kafka.clients import bootstrap_servers
 from pipeline.settings import Settings
 from schemas.api import (
@@ -109,18 +110,7 @@ class QueryEngine:
         hits = await self._searches.search(
             request.modality, model.version, vector, request.k, request.label
         )
-        distances = model.energy.from_squared_l2(
-            np.asarray([h.squared_l2 for h in hits], dtype=np.float64)
-        )
-        return SearchResponse(
-            matches=[
-                Match(
-                    id=h.item_id, label=h.label, distance=float(d), same=bool(d <= model.threshold)
-                )
-                for h, d in zip(hits, distances, strict=True)
-            ],
-            model_version=model.version,
-        )
+        return search_response(model, hits)
 
     def _kafka_reachable(self) -> bool:
         host, _, port = bootstrap_servers(self.settings)[0].rpartition(":")
@@ -154,6 +144,21 @@ class QueryEngine:
             model_versions=versions,
             index_sizes=sizes,
         )
+
+
+def search_response(model: EmbeddingModel, hits: Sequence[Hit]) -> SearchResponse:
+    """Index hits (squared L2) as the API answers them: in the model's energy, judged by its
+    calibrated threshold, named by its version."""
+    distances = model.energy.from_squared_l2(
+        np.asarray([h.squared_l2 for h in hits], dtype=np.float64)
+    )
+    return SearchResponse(
+        matches=[
+            Match(id=h.item_id, label=h.label, distance=float(d), same=bool(d <= model.threshold))
+            for h, d in zip(hits, distances, strict=True)
+        ],
+        model_version=model.version,
+    )
 
 
 async def _retrying_switches(query: Callable[[], Awaitable[T]]) -> T:
