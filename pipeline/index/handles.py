@@ -51,8 +51,16 @@ class ModelCache:
         self._size = size
         self._models: OrderedDict[str, EmbeddingModel] = OrderedDict()
 
-    def get(self, version: str) -> EmbeddingModel:
+    def loaded(self, version: str) -> EmbeddingModel | None:
+        """The model if it is in memory already: no I/O, so callers on an event loop can try
+        this before handing `get` to a thread."""
         model = self._models.get(version)
+        if model is not None:
+            self._models.move_to_end(version)
+        return model
+
+    def get(self, version: str) -> EmbeddingModel:
+        model = self.loaded(version)
         if model is None:
             record = self._store.get_model(version)
             if record is None:
@@ -61,5 +69,4 @@ class ModelCache:
             self._models[version] = model
             while len(self._models) > self._size:
                 self._models.popitem(last=False)
-        self._models.move_to_end(version)
         return model

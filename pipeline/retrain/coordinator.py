@@ -70,10 +70,6 @@ class Retrainer:
         finally:
             self._release(modality)
 
-    def busy(self) -> dict[Modality, str]:
-        with self._lock:
-            return dict(self._busy)
-
     def start(self, modality: Modality, trigger: RunTrigger, preset: str | None = None) -> str:
         """Record a run and return its id at once; BusyError (and no run) if this modality
         is already retraining or switching."""

@@ -58,7 +58,11 @@ class QueryEngine:
         """The model of the version the holder searches now; each query asks, so every
         replica switches at the instant the holder does."""
         version = await self._holders[modality].active_version.remote()
-        return await asyncio.to_thread(self._models.get, version)
+        return await self._model(version)
+
+    async def _model(self, version: str) -> EmbeddingModel:
+        """Off the event loop only when the artifact must be read from disk."""
+        return self._models.loaded(version) or await asyncio.to_thread(self._models.get, version)
 
     async def _embed(self, model: EmbeddingModel, modality: Modality, payload: bytes) -> np.ndarray:
         decoded = await asyncio.to_thread(decode, modality, payload)
@@ -130,7 +134,7 @@ class QueryEngine:
         )
         versions = await self.model_versions()
         loaded = await asyncio.gather(
-            *(asyncio.to_thread(self._models.get, v) for v in versions.values()),
+            *(self._model(v) for v in versions.values()),
             return_exceptions=True,
         )
         checks = {
