@@ -32,6 +32,7 @@ import ray
 import torch
 
 from bench.report import BenchReport
+from bench.stack import BENCH_BOOTSTRAP, BENCH_HTTP_PORT
 from pipeline.data.asterisk import common_words, iter_asterisk
 from pipeline.data.items import DataItem
 from pipeline.data.orl import iter_orl
@@ -44,8 +45,6 @@ from pipeline.train.job import item_samples, train_and_register
 from schemas.items import ITEM_TOPICS, Modality
 from services.stack import Stack
 
-BOOTSTRAP = os.environ.get("TWINSTREAM_BENCH_BOOTSTRAP", "127.0.0.1:29092")
-HTTP_PORT = int(os.environ.get("TWINSTREAM_BENCH_HTTP_PORT", "28000"))
 # Ids per ORL image in the throughput run: 400 images → 1,600 items.
 COPIES = 4
 TRAIN_WORDS = 12
@@ -94,8 +93,8 @@ def _stack(models: Settings, work: Path, actors: int) -> Iterator[Stack]:
     state = work / f"actors-{actors}"
     settings = Settings(
         state_dir=state,
-        kafka_bootstrap=BOOTSTRAP,
-        http_port=HTTP_PORT,
+        kafka_bootstrap=BENCH_BOOTSTRAP,
+        http_port=BENCH_HTTP_PORT,
         ingest_actors=actors,
         embed_threads=max(1, (os.cpu_count() or 1) // actors),
     )
@@ -246,7 +245,7 @@ def run(results_dir: Path) -> BenchReport:
     work = Path(tempfile.mkdtemp(prefix="twinstream-bench-ingest-"))
     try:
         models = Settings(
-            state_dir=work / "models", kafka_bootstrap=BOOTSTRAP, train_preset="quick"
+            state_dir=work / "models", kafka_bootstrap=BENCH_BOOTSTRAP, train_preset="quick"
         )
         _train(models)
         faces = [face.read_bytes() for face in _faces()]

@@ -13,7 +13,6 @@ import json
 import os
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -26,25 +25,20 @@ from ray import serve
 from bench.load import Body, LoadResult, measure
 from bench.report import BenchReport
 from bench.serve_baselines import NoopService
+from bench.stack import BENCH_HTTP_PORT, bench_stack
 from pipeline.data.asterisk import common_words, iter_asterisk
 from pipeline.data.items import DataItem
 from pipeline.data.orl import iter_orl
-from pipeline.produce import produce_items
 from pipeline.settings import Settings
-from pipeline.store.metadata import MetadataStore
-from pipeline.train.job import item_samples, train_and_register
 from schemas.items import Modality
 from services.api.deployment import query_service
-from services.stack import SERVE_APP, Stack
+from services.stack import SERVE_APP
 
-KAFKA_BOOTSTRAP = os.environ.get("TWINSTREAM_BENCH_BOOTSTRAP", "127.0.0.1:29592")
-HTTP_PORT = int(os.environ.get("TWINSTREAM_BENCH_HTTP_PORT", "28500"))
-PLAIN_PORT = HTTP_PORT + 1
+PLAIN_PORT = BENCH_HTTP_PORT + 1
 CONCURRENCY = (1, 8, 32)
 CELL_S = float(os.environ.get("TWINSTREAM_BENCH_CELL_S", "4"))
 # Speech is only indexed because the stack wants both modalities; queries are faces.
 AUDIO_WORDS = 12
-INDEX_TIMEOUT_S = 300
 PLAIN_START_TIMEOUT_S = 120
 QUERY_SHOT = "10"
 WARMUP_REQUESTS = 5
@@ -79,23 +73,6 @@ def _bodies(faces: list[DataItem]) -> dict[str, list[Body]]:
             for a, b in zip(data, data[1:] + data[:1], strict=True)
         ],
     }
-
-
-def _train_and_start(settings: Settings, log: Any) -> Stack:
-    store = MetadataStore.from_settings(settings)
-    items = {
-        Modality.FACE: list(iter_orl()),
-        Modality.AUDIO: list(iter_asterisk(words=common_words()[:AUDIO_WORDS])),
-    }
-    for modality, data in items.items():
-        log(f"bench serve: training a quick {modality.value} model")
-        train_and_register(settings, store, modality, item_samples(modality, data), activate=True)
-    stack = Stack(settings, log=log)
-    stack.start()
-    for data in items.values():
-        produce_items(settings, data)
-    stack.wait_indexed({m: [i.id for i in data] for m, data in items.items()}, INDEX_TIMEOUT_S)
-    return stack
 
 
 @contextmanager
@@ -188,32 +165,26 @@ def _markdown(
 
 def run(results_dir: Path) -> BenchReport:
     del results_dir  # the runner writes the report
-    with tempfile.TemporaryDirectory(prefix="twinstream-bench-serve-") as state_dir:
-        settings = Settings(
-            state_dir=Path(state_dir),
-            kafka_bootstrap=KAFKA_BOOTSTRAP,
-            http_port=HTTP_PORT,
-            train_preset="quick",
-        )
-        faces = [f for f in iter_orl() if f.id.endswith(f"/{QUERY_SHOT}")]
-        bodies = _bodies(faces)
-        stack = _train_and_start(settings, print)
-        try:
-            sweeps: dict[str, dict[str, list[LoadResult]]] = {}
-            with _plain_process(settings) as plain_url:
-                print("bench serve: (b) plain uvicorn + FastAPI")
-                sweeps["(b) plain uvicorn"] = _sweep(plain_url, bodies)
-            serve.run(NoopService.bind(), name="noop", route_prefix="/noop")
-            print("bench serve: (a) no-op Serve app")
-            sweeps["(a) no-op Serve"] = _sweep(f"{stack.url}/noop", bodies)
-            serve.delete("noop")
-            for name, changes in CONFIGS.items():
-                print(f"bench serve: API, {name}")
-                variant = settings.model_copy(update=changes)
-                serve.run(query_service(variant), name=SERVE_APP, route_prefix="/")
-                sweeps[f"API, {name}"] = _sweep(stack.url, bodies)
-        finally:
-            stack.stop()
+    faces = [f for f in iter_orl() if f.id.endswith(f"/{QUERY_SHOT}")]
+    bodies = _bodies(faces)
+    items = {
+        Modality.FACE: list(iter_orl()),
+        Modality.AUDIO: list(iter_asterisk(words=common_words()[:AUDIO_WORDS])),
+    }
+    sweeps: dict[str, dict[str, list[LoadResult]]] = {}
+    with bench_stack(items, log=True) as stack:
+        with _plain_process(stack.settings) as plain_url:
+            print("bench serve: (b) plain uvicorn + FastAPI")
+            sweeps["(b) plain uvicorn"] = _sweep(plain_url, bodies)
+        serve.run(NoopService.bind(), name="noop", route_prefix="/noop")
+        print("bench serve: (a) no-op Serve app")
+        sweeps["(a) no-op Serve"] = _sweep(f"{stack.url}/noop", bodies)
+        serve.delete("noop")
+        for name, changes in CONFIGS.items():
+            print(f"bench serve: API, {name}")
+            variant = stack.settings.model_copy(update=changes)
+            serve.run(query_service(variant), name=SERVE_APP, route_prefix="/")
+            sweeps[f"API, {name}"] = _sweep(stack.url, bodies)
     ratios = {
         name: {
             "vs_noop_serve": _ratios(sweeps[f"API, {name}"], sweeps["(a) no-op Serve"]),

@@ -1,6 +1,7 @@
 """A throwaway stack for a benchmark: its own state dir and ports, first models trained with
 the quick preset, the demo data (or part of it) streamed through Kafka and indexed."""
 
+import os
 import tempfile
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -14,9 +15,10 @@ from pipeline.train.job import item_samples, train_and_register
 from schemas.items import Modality
 from services.stack import Stack
 
-# Clear of `make run` (9092/8000) and of the test suite (19092/18000).
-BENCH_BOOTSTRAP = "127.0.0.1:29492"
-BENCH_HTTP_PORT = 28400
+# Clear of `make run` (9092/8000) and of the test suite (19092/18000); overridable so a
+# benchmark can run beside another checkout's. One at a time: the runner is sequential.
+BENCH_BOOTSTRAP = os.environ.get("TWINSTREAM_BENCH_BOOTSTRAP", "127.0.0.1:29092")
+BENCH_HTTP_PORT = int(os.environ.get("TWINSTREAM_BENCH_HTTP_PORT", "28000"))
 INGEST_TIMEOUT_S = 1800.0
 
 
