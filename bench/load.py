@@ -8,7 +8,7 @@ CPUs on sending, not on JSON.
 
 import asyncio
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from itertools import cycle
 
@@ -16,6 +16,7 @@ import httpx
 import numpy as np
 
 WARMUP_S = 0.5
+Headers = Mapping[str, str] | None
 
 
 @dataclass(frozen=True)
@@ -38,10 +39,10 @@ class LoadResult:
 
 
 async def _run(
-    url: str, bodies: Sequence[Body], concurrency: int, duration_s: float
+    url: str, bodies: Sequence[Body], concurrency: int, duration_s: float, headers: Headers
 ) -> tuple[list[float], int, float]:
     limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-    async with httpx.AsyncClient(limits=limits, timeout=60) as client:
+    async with httpx.AsyncClient(limits=limits, timeout=60, headers=headers) as client:
         latencies: list[float] = []
         errors = 0
         ring = cycle(bodies)
@@ -64,8 +65,13 @@ async def _run(
         return latencies, errors, time.perf_counter() - measuring_from
 
 
-def measure(url: str, bodies: Sequence[Body], concurrency: int, duration_s: float) -> LoadResult:
-    latencies, errors, elapsed = asyncio.run(_run(url, bodies, concurrency, duration_s))
+def measure(
+    url: str, bodies: Sequence[Body], concurrency: int, duration_s: float, headers: Headers = None
+) -> LoadResult:
+    """`headers` go with every request (an API key)."""
+    latencies, errors, elapsed = asyncio.run(
+        _run(url, bodies, concurrency, duration_s, headers or {})
+    )
     ms = np.asarray(latencies) * 1000
     return LoadResult(
         concurrency=concurrency,

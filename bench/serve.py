@@ -1,11 +1,12 @@
 """Query API throughput and latency against a no-op Serve app and a plain uvicorn process.
 
-Starts its own stack (temp state dir, quick-trained models, its own ports), then
-drives `/v1/search` and `/v1/similarity` with face bytes at concurrency 1, 8
-and 32 against: the API under several Serve configurations, (a) a no-op Serve
-app on the same Serve instance, and (b) a plain uvicorn + FastAPI process doing
-the same decode + embed + FAISS search (bench/serve_baselines.py). All in one
-run, on the same machine, so only the ratios travel.
+For each ingress (Serve's Python proxy, then HAProxy) it starts its own stack (temp
+state dir, quick-trained models, its own ports) and drives `/v1/search` and
+`/v1/similarity` with face bytes at concurrency 1, 8 and 32 against: the API under
+several Serve configurations, (a) a no-op Serve app on the same Serve instance, with
+the same ingress and admission limit, and (b) a plain uvicorn + FastAPI process doing
+the same decode + embed + FAISS search (bench/serve_baselines.py). All in one run, on
+the same machine, so only the ratios travel.
 """
 
 import base64
@@ -45,19 +46,18 @@ WARMUP_REQUESTS = 5
 # Serve configurations of the API tried in this run: name -> settings changed.
 CONFIGS: dict[str, dict[str, Any]] = {
     "default": {},
-    "no batching": {"api_batch_max_size": 1},
+    "batch 16": {"api_batch_max_size": 16},
     "batch 32, wait 10 ms": {"api_batch_max_size": 32, "api_batch_wait_s": 0.01},
+    "2 torch threads": {"api_embed_threads": 2},
     "max_ongoing 8": {"api_max_ongoing_requests": 8},
     "2 replicas": {"api_replicas": 2},
 }
 ENDPOINTS = ("search", "similarity")
-# Serve's HAProxy ingress replaces its Python proxy; a process-wide Ray switch, so it is
-# measured by a second run: `RAY_SERVE_ENABLE_HA_PROXY=1 make bench`.
-HAPROXY = os.environ.get("RAY_SERVE_ENABLE_HA_PROXY") == "1"
-
-
-def _name() -> str:
-    return "serve-haproxy" if HAPROXY else "serve"
+# A stack-wide choice (it is made when Ray starts), so each gets its own stack.
+INGRESSES = ("proxy", "haproxy")
+# HAProxy ingress is refused without a key (its replicas listen on every interface).
+BENCH_API_KEY = "twinstream-bench"
+Sweeps = dict[str, dict[str, list[LoadResult]]]
 
 
 def _json(body: dict[str, Any]) -> Body:
@@ -99,23 +99,27 @@ def _plain_process(settings: Settings) -> Iterator[str]:
         process.wait(timeout=30)
 
 
-def _warm(base_url: str, bodies: dict[str, list[Body]]) -> None:
+def _warm(base_url: str, bodies: dict[str, list[Body]], headers: dict[str, str]) -> None:
     """A replica loads its model on its first query; that must not land in a cell."""
     for endpoint in ENDPOINTS:
         for body in bodies[endpoint][:WARMUP_REQUESTS]:
             httpx.post(
                 f"{base_url}/v1/{endpoint}",
                 content=body.content,
-                headers={"content-type": body.content_type},
+                headers={"content-type": body.content_type} | headers,
                 timeout=120,
             )
 
 
-def _sweep(base_url: str, bodies: dict[str, list[Body]]) -> dict[str, list[LoadResult]]:
-    _warm(base_url, bodies)
+def _sweep(
+    base_url: str, bodies: dict[str, list[Body]], headers: dict[str, str] | None = None
+) -> dict[str, list[LoadResult]]:
+    headers = headers or {}
+    _warm(base_url, bodies, headers)
     return {
         endpoint: [
-            measure(f"{base_url}/v1/{endpoint}", bodies[endpoint], c, CELL_S) for c in CONCURRENCY
+            measure(f"{base_url}/v1/{endpoint}", bodies[endpoint], c, CELL_S, headers)
+            for c in CONCURRENCY
         ]
         for endpoint in ENDPOINTS
     }
@@ -138,11 +142,10 @@ def _cell(result: LoadResult) -> str:
     return f"{result.qps:.0f} ({result.p50_ms:.0f}/{result.p99_ms:.0f} ms{errors})"
 
 
-def _markdown(
-    sweeps: dict[str, dict[str, list[LoadResult]]], ratios: dict[str, dict[str, Any]]
-) -> str:
+def _markdown(ingress: str, sweeps: Sweeps, ratios: dict[str, dict[str, Any]]) -> str:
     lines = [
-        f"## {_name()}: query API vs a no-op Serve app (a) and plain uvicorn + FastAPI (b)",
+        f"## serve, {ingress} ingress: query API vs a no-op Serve app (a) and plain uvicorn + "
+        "FastAPI (b)",
         "",
         f"Face bytes as queries, closed loop, {CELL_S:.0f} s per cell; "
         "QPS (p50/p99 latency). Ratios are QPS over (a) and over (b); targets ≥ 0.8 and ≥ 1.0.",
@@ -163,6 +166,31 @@ def _markdown(
     return "\n".join(lines)
 
 
+def _pass(
+    ingress: str, items: dict[Modality, list[DataItem]], bodies: dict[str, list[Body]]
+) -> Sweeps:
+    key = BENCH_API_KEY if ingress == "haproxy" else None
+    headers = {"x-api-key": key} if key else {}
+    sweeps: Sweeps = {}
+    with bench_stack(items, log=True, api_ingress=ingress, api_key=key) as stack:
+        with _plain_process(stack.settings) as plain_url:
+            print(f"bench serve ({ingress}): (b) plain uvicorn + FastAPI")
+            sweeps["(b) plain uvicorn"] = _sweep(plain_url, bodies)
+        # With the API's admission limit: Serve's default (5) would queue a c=32 load in
+        # the proxy and make the floor look lower than it is.
+        noop = NoopService.options(max_ongoing_requests=stack.settings.api_max_ongoing_requests)
+        serve.run(noop.bind(), name="noop", route_prefix="/noop")
+        print(f"bench serve ({ingress}): (a) no-op Serve app")
+        sweeps["(a) no-op Serve"] = _sweep(f"{stack.url}/noop", bodies)
+        serve.delete("noop")
+        for name, changes in CONFIGS.items():
+            print(f"bench serve ({ingress}): API, {name}")
+            variant = stack.settings.model_copy(update=changes)
+            serve.run(query_service(variant), name=SERVE_APP, route_prefix="/")
+            sweeps[f"API, {name}"] = _sweep(stack.url, bodies, headers)
+    return sweeps
+
+
 def run(results_dir: Path) -> BenchReport:
     del results_dir  # the runner writes the report
     faces = [f for f in iter_orl() if f.id.endswith(f"/{QUERY_SHOT}")]
@@ -171,36 +199,27 @@ def run(results_dir: Path) -> BenchReport:
         Modality.FACE: list(iter_orl()),
         Modality.AUDIO: list(iter_asterisk(words=common_words()[:AUDIO_WORDS])),
     }
-    sweeps: dict[str, dict[str, list[LoadResult]]] = {}
-    with bench_stack(items, log=True) as stack:
-        with _plain_process(stack.settings) as plain_url:
-            print("bench serve: (b) plain uvicorn + FastAPI")
-            sweeps["(b) plain uvicorn"] = _sweep(plain_url, bodies)
-        serve.run(NoopService.bind(), name="noop", route_prefix="/noop")
-        print("bench serve: (a) no-op Serve app")
-        sweeps["(a) no-op Serve"] = _sweep(f"{stack.url}/noop", bodies)
-        serve.delete("noop")
-        for name, changes in CONFIGS.items():
-            print(f"bench serve: API, {name}")
-            variant = stack.settings.model_copy(update=changes)
-            serve.run(query_service(variant), name=SERVE_APP, route_prefix="/")
-            sweeps[f"API, {name}"] = _sweep(stack.url, bodies)
-    ratios = {
-        name: {
-            "vs_noop_serve": _ratios(sweeps[f"API, {name}"], sweeps["(a) no-op Serve"]),
-            "vs_plain_uvicorn": _ratios(sweeps[f"API, {name}"], sweeps["(b) plain uvicorn"]),
-        }
-        for name in CONFIGS
-    }
-    results = {
-        "haproxy_ingress": HAPROXY,
+    results: dict[str, Any] = {
         "cell_s": CELL_S,
         "concurrency": list(CONCURRENCY),
         "configs": CONFIGS,
-        "targets": {
-            name: {e: [r.as_dict() for r in sweep[e]] for e in ENDPOINTS}
-            for name, sweep in sweeps.items()
-        },
-        "ratios": ratios,
     }
-    return BenchReport(name=_name(), results=results, markdown=_markdown(sweeps, ratios))
+    sections = []
+    for ingress in INGRESSES:
+        sweeps = _pass(ingress, items, bodies)
+        ratios = {
+            name: {
+                "vs_noop_serve": _ratios(sweeps[f"API, {name}"], sweeps["(a) no-op Serve"]),
+                "vs_plain_uvicorn": _ratios(sweeps[f"API, {name}"], sweeps["(b) plain uvicorn"]),
+            }
+            for name in CONFIGS
+        }
+        results[ingress] = {
+            "targets": {
+                name: {e: [r.as_dict() for r in sweep[e]] for e in ENDPOINTS}
+                for name, sweep in sweeps.items()
+            },
+            "ratios": ratios,
+        }
+        sections.append(_markdown(ingress, sweeps, ratios))
+    return BenchReport(name="serve", results=results, markdown="\n".join(sections))

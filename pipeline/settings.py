@@ -8,6 +8,7 @@ import os
 from functools import cached_property
 from ipaddress import ip_address
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -49,7 +50,7 @@ class Settings(BaseSettings):
     ingest_num_gpus: float | None = None
     # Records per ingest poll: the micro-batch the encoder sees.
     ingest_batch_size: int = 64
-    # torch threads per process that embeds; Ray would otherwise pin actors to one.
+    # torch threads of an ingest actor or a training run; Ray would otherwise pin actors to one.
     embed_threads: int = os.cpu_count() or 1
     # Training preset the service uses for first models and retraining.
     train_preset: str = "default"
@@ -72,9 +73,21 @@ class Settings(BaseSettings):
     # GPUs per API replica; unset = a share of what the ingest actors leave free.
     api_num_gpus: float | None = Field(default=None, ge=0)
     # Concurrent queries of one replica share one encoder forward pass of up to this many
-    # items, waiting at most this long for the batch to fill.
-    api_batch_max_size: int = Field(default=16, ge=1)
-    api_batch_wait_s: float = Field(default=0.002, ge=0)
+    # items, waiting at most this long for the batch to fill. 0 = take what queued while
+    # the previous pass ran: no added latency when idle, full batches under load. Unset =
+    # 16 on a GPU replica, 1 (no batching) on CPU, where a pass costs per item anyway and
+    # the batching queue's hops cost more than it saves (bench/serve.py measures both).
+    api_batch_max_size: int | None = Field(default=None, ge=1)
+    api_batch_wait_s: float = Field(default=0.0, ge=0)
+    # torch threads of an API replica's forward pass. Query batches are small, and the
+    # replica shares its cores with Serve's proxy and event loops: more replicas, not
+    # more threads, is how queries scale on CPU.
+    api_embed_threads: int = Field(default=1, ge=1)
+    # What receives HTTP: Serve's Python proxy, or HAProxy in front of replicas that serve
+    # HTTP themselves (several times the throughput; the replicas' ports then listen on
+    # every interface, so it needs API_KEY). Set for a local Ray; a cluster sets
+    # RAY_SERVE_ENABLE_HA_PROXY=1 in its own environment.
+    api_ingress: Literal["proxy", "haproxy"] = "proxy"
 
     @field_validator("state_dir")
     @classmethod

@@ -65,6 +65,13 @@ class Stack:
         os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
         # With the environment set in pipeline/__init__.py, a local Ray binds loopback only.
         local = self.settings.ray_address is None
+        if local:
+            # Read by Serve's controller and replicas, which inherit this environment.
+            haproxy = self.settings.api_ingress == "haproxy"
+            os.environ["RAY_SERVE_ENABLE_HA_PROXY"] = "1" if haproxy else "0"
+            # Serve keeps a stopping replica open this long for remote load balancers to
+            # notice; the one HAProxy here is told by the controller at once.
+            os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "2")
         self._log(f"ray: {self.settings.ray_address or 'local'}")
         ray.init(
             address=self.settings.ray_address,

@@ -80,6 +80,13 @@ def test_loopback_binds_need_no_key(host):
     check_bind(Settings(http_host="0.0.0.0", api_key=SecretStr(KEY)))
 
 
+def test_haproxy_ingress_needs_a_key_even_on_loopback():
+    # Its replicas serve HTTP on every interface, whatever HTTP_HOST says.
+    with pytest.raises(InsecureBind, match="HAProxy"):
+        check_bind(Settings(api_ingress="haproxy"))
+    check_bind(Settings(api_ingress="haproxy", api_key=SecretStr(KEY)))
+
+
 def test_the_published_schema_requires_the_key_only_where_it_is_set(secured, api):
     schema = secured.get("/openapi.json").json()
     assert schema["components"]["securitySchemes"]["APIKeyHeader"]["name"] == "x-api-key"

@@ -48,11 +48,11 @@ def _passes_and_items() -> tuple[float, float]:
 
 @serve.deployment(ray_actor_options={"num_cpus": 0})
 class TwoVersions:
-    def __init__(self, faces: list[bytes]) -> None:
+    def __init__(self, faces: list[bytes], max_batch: int) -> None:
         self._inputs = [decode(Modality.FACE, face) for face in faces]
         self._models = [_model("face-v1", 1), _model("face-v2", 2)]
         self._batches = EncoderBatches(
-            Settings(api_batch_max_size=MAX_BATCH, api_batch_wait_s=0.05)
+            Settings(api_batch_max_size=max_batch, api_batch_wait_s=0.05)
         )
 
     async def run(self) -> tuple[float, float, float]:
@@ -66,9 +66,14 @@ class TwoVersions:
         return (deviation, *_passes_and_items())
 
 
-def test_concurrent_queries_of_two_versions_share_passes_without_mixing(stack):
+# 12 queries per version, at most 8 per pass: 8 + 4 for each of the two. A batch size of
+# 1 (the CPU default) runs every query in a pass of its own.
+@pytest.mark.parametrize(("max_batch", "expected_passes"), [(MAX_BATCH, 4), (1, QUERIES)])
+def test_concurrent_queries_of_two_versions_share_passes_without_mixing(
+    stack, max_batch, expected_passes
+):
     faces = [item.read_bytes() for item in list(iter_orl())[:QUERIES]]
-    handle = serve.run(TwoVersions.bind(faces), name="batching", route_prefix=None)
+    handle = serve.run(TwoVersions.bind(faces, max_batch), name="batching", route_prefix=None)
     try:
         deviation, passes, items = handle.run.remote().result()
     finally:
@@ -76,8 +81,12 @@ def test_concurrent_queries_of_two_versions_share_passes_without_mixing(stack):
     # Each query got the vector its own model makes: no pass mixed the two versions.
     assert deviation < 1e-4
     assert items == QUERIES
-    # 12 queries per version, at most 8 per pass: 8 + 4 for each of the two.
-    assert passes == 4
+    assert passes == expected_passes
+
+
+def test_an_unresolved_batch_size_is_refused():
+    with pytest.raises(ValueError, match="QueryService"):
+        EncoderBatches(Settings())
 
 
 def test_concurrent_searches_answer_as_if_sent_alone(api, demo_data):

@@ -7,7 +7,7 @@ from fastapi.openapi.utils import get_openapi
 
 from services.api.dependencies import get_settings
 from services.api.limits import BodyLimit
-from services.api.metrics import observe
+from services.api.metrics import RequestMetrics
 from services.api.problems import install_problem_handlers, problems_as_problem_json
 from services.api.routers import health, items, metrics, models, retrain, search, similarity
 from services.api.security import published_security
@@ -30,10 +30,9 @@ def create_app() -> FastAPI:
     routers = (similarity, search, items, models, retrain, health, metrics)
     for module in routers:
         app.include_router(module.router)
-    # Inside the metrics middleware, whose own body handling would otherwise surface
-    # Starlette's 413 as plain text instead of letting the problem handler answer it.
+    # Inside the metrics middleware, so a refused body is counted with its 413.
     app.add_middleware(BodyLimit)
-    app.middleware("http")(observe)
+    app.add_middleware(RequestMetrics)
     install_problem_handlers(app)
 
     def openapi() -> dict[str, Any]:

@@ -17,14 +17,18 @@ from services.api.metrics import PipelineProbe
 from services.api.training import Training
 
 app = create_app()
+# Queries per forward pass on a GPU replica when API_BATCH_MAX_SIZE is unset.
+GPU_BATCH = 16
 
 
 @serve.deployment(name="api", ray_actor_options={"num_cpus": 0})
 @serve.ingress(app)
 class QueryService:
     def __init__(self, settings: Settings) -> None:
-        # Ray pins a worker to one torch thread; a batched forward pass wants them all.
-        torch.set_num_threads(settings.embed_threads)
+        torch.set_num_threads(settings.api_embed_threads)
+        if settings.api_batch_max_size is None:
+            batch = GPU_BATCH if torch.cuda.is_available() else 1
+            settings = settings.model_copy(update={"api_batch_max_size": batch})
         store = MetadataStore.from_settings(settings)
         holders = holder_handles()
         install_context(
@@ -49,8 +53,9 @@ def replica_gpus(settings: Settings, free_gpus: float) -> float:
 
 def query_service(settings: Settings, free_gpus: float = 0.0) -> Application:
     """The API application with replicas, concurrency and GPUs as the settings ask."""
+    gpus = replica_gpus(settings, free_gpus)
     return QueryService.options(
         num_replicas=settings.api_replicas,
         max_ongoing_requests=settings.api_max_ongoing_requests,
-        ray_actor_options={"num_cpus": 0, "num_gpus": replica_gpus(settings, free_gpus)},
+        ray_actor_options={"num_cpus": 0, "num_gpus": gpus},
     ).bind(settings)

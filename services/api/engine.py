@@ -3,6 +3,12 @@
 Decoding and embedding run in worker threads so a slow one never stalls the event
 loop that the replica's other requests share; forward passes and index searches
 are shared with concurrent requests (services/api/batching.py).
+
+A replica remembers which model version each holder searches instead of asking on every
+query: the holder refuses a search or lookup by any other version, and a similarity of two
+payloads (which touches no index) asks the holder while it embeds. A query that meets a
+refusal learns the new version and is answered again, wholly by it, so every answer is
+still made by one version and all replicas switch when the holder does.
 """
 
 import asyncio
@@ -47,6 +53,8 @@ class QueryEngine:
         self._models = models
         self._batches = EncoderBatches(settings)
         self._searches = SearchBatches(settings, holders)
+        # modality -> the version its holder searched when this replica last heard.
+        self._versions: dict[Modality, str] = {}
 
     async def model_versions(self) -> dict[Modality, str]:
         versions = await asyncio.gather(
@@ -55,10 +63,18 @@ class QueryEngine:
         return dict(zip(self._holders, versions, strict=True))
 
     async def _active_model(self, modality: Modality) -> EmbeddingModel:
-        """The model of the version the holder searches now; each query asks, so every
-        replica switches at the instant the holder does."""
-        version = await self._holders[modality].active_version.remote()
+        version = self._versions.get(modality)
+        if version is None:
+            version = await self._learn_version(modality)
         return await self._model(version)
+
+    async def _learn_version(self, modality: Modality) -> str:
+        version = self._versions[modality] = await self._holders[modality].active_version.remote()
+        return version
+
+    async def _confirm_version(self, modality: Modality, version: str) -> None:
+        if await self._learn_version(modality) != version:
+            raise StaleVersionError(f"the {modality.value} index switched away from {version}")
 
     async def _model(self, version: str) -> EmbeddingModel:
         """Off the event loop only when the artifact must be read from disk."""
@@ -88,14 +104,16 @@ class QueryEngine:
             raise unprocessable(str(error)) from error
 
     async def similarity(self, request: SimilarityRequest) -> SimilarityResponse:
-        return await _retrying_switches(lambda: self._similarity(request))
+        return await self._retrying_switches(request.modality, lambda: self._similarity(request))
 
     async def _similarity(self, request: SimilarityRequest) -> SimilarityResponse:
-        model = await self._active_model(request.modality)
-        a, b = await asyncio.gather(
-            self._vector(model, request.modality, request.a),
-            self._vector(model, request.modality, request.b),
-        )
+        modality = request.modality
+        model = await self._active_model(modality)
+        lookups = [self._vector(model, modality, ref) for ref in (request.a, request.b)]
+        if request.a.id is None and request.b.id is None:
+            # No holder lookup would notice a switch: ask while the payloads embed.
+            lookups.append(self._confirm_version(modality, model.version))
+        a, b, *_ = await asyncio.gather(*lookups)
         squared = np.asarray([np.sum((a - b) ** 2)], dtype=np.float64)
         distance = float(model.energy.from_squared_l2(squared)[0])
         return SimilarityResponse(
@@ -106,7 +124,15 @@ class QueryEngine:
         )
 
     async def search(self, request: SearchRequest) -> SearchResponse:
-        return await _retrying_switches(lambda: self._search(request))
+        return await self._retrying_switches(request.modality, lambda: self._search(request))
+
+    async def _retrying_switches(self, modality: Modality, query: Callable[[], Awaitable[T]]) -> T:
+        """A query that raced a model switch is answered again, wholly with the new version."""
+        try:
+            return await query()
+        except StaleVersionError:
+            await self._learn_version(modality)
+            return await query()
 
     async def _search(self, request: SearchRequest) -> SearchResponse:
         model = await self._active_model(request.modality)
@@ -163,11 +189,3 @@ def search_response(model: EmbeddingModel, hits: Sequence[Hit]) -> SearchRespons
         ],
         model_version=model.version,
     )
-
-
-async def _retrying_switches(query: Callable[[], Awaitable[T]]) -> T:
-    """A query that raced a model switch is answered again, wholly with the new version."""
-    try:
-        return await query()
-    except StaleVersionError:
-        return await query()

@@ -17,10 +17,17 @@ class InsecureBind(RuntimeError):
 
 def check_bind(settings: Settings) -> None:
     """Refuse to expose an unauthenticated API beyond this machine."""
-    if settings.api_key is None and not is_loopback(settings.http_host):
+    if settings.api_key is not None:
+        return
+    if not is_loopback(settings.http_host):
         raise InsecureBind(
             f"refusing to bind {settings.http_host} without TWINSTREAM_API_KEY: "
             "set a key or bind 127.0.0.1"
+        )
+    if settings.api_ingress == "haproxy":
+        raise InsecureBind(
+            "refusing HAProxy ingress without TWINSTREAM_API_KEY: its replicas serve HTTP "
+            "on every interface; set a key or use TWINSTREAM_API_INGRESS=proxy"
         )
 
 
