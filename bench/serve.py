@@ -46,7 +46,7 @@ WARMUP_REQUESTS = 5
 # Serve configurations of the API tried in this run: name -> settings changed.
 CONFIGS: dict[str, dict[str, Any]] = {
     "default": {},
-    "batch 16": {"api_batch_max_size": 16},
+    "no batching": {"api_batch_max_size": 1},
     "batch 32, wait 10 ms": {"api_batch_max_size": 32, "api_batch_wait_s": 0.01},
     "2 torch threads": {"api_embed_threads": 2},
     "max_ongoing 8": {"api_max_ongoing_requests": 8},

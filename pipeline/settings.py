@@ -74,10 +74,9 @@ class Settings(BaseSettings):
     api_num_gpus: float | None = Field(default=None, ge=0)
     # Concurrent queries of one replica share one encoder forward pass of up to this many
     # items, waiting at most this long for the batch to fill. 0 = take what queued while
-    # the previous pass ran: no added latency when idle, full batches under load. Unset =
-    # 16 on a GPU replica, 1 (no batching) on CPU, where a pass costs per item anyway and
-    # the batching queue's hops cost more than it saves (bench/serve.py measures both).
-    api_batch_max_size: int | None = Field(default=None, ge=1)
+    # the previous pass ran: no added latency when idle, full batches under load. 1 = no
+    # Serve batching at all.
+    api_batch_max_size: int = Field(default=16, ge=1)
     api_batch_wait_s: float = Field(default=0.0, ge=0)
     # torch threads of an API replica's forward pass. Query batches are small, and the
     # replica shares its cores with Serve's proxy and event loops: more replicas, not

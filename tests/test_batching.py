@@ -67,7 +67,7 @@ class TwoVersions:
 
 
 # 12 queries per version, at most 8 per pass: 8 + 4 for each of the two. A batch size of
-# 1 (the CPU default) runs every query in a pass of its own.
+# 1 runs every query in a pass of its own, without Serve's batching queue.
 @pytest.mark.parametrize(("max_batch", "expected_passes"), [(MAX_BATCH, 4), (1, QUERIES)])
 def test_concurrent_queries_of_two_versions_share_passes_without_mixing(
     stack, max_batch, expected_passes
@@ -82,11 +82,6 @@ def test_concurrent_queries_of_two_versions_share_passes_without_mixing(
     assert deviation < 1e-4
     assert items == QUERIES
     assert passes == expected_passes
-
-
-def test_an_unresolved_batch_size_is_refused():
-    with pytest.raises(ValueError, match="QueryService"):
-        EncoderBatches(Settings())
 
 
 def test_concurrent_searches_answer_as_if_sent_alone(api, demo_data):

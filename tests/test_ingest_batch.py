@@ -9,7 +9,6 @@ from pipeline.embed.encoders import build_encoder
 from pipeline.embed.model import EmbeddingModel
 from pipeline.ingest.batch import process_records
 from pipeline.kafka.clients import headers
-from pipeline.store.payloads import PayloadStore
 from schemas.items import ITEM_TOPICS, Modality
 
 FACE_TOPIC = ITEM_TOPICS[Modality.FACE]
@@ -46,7 +45,7 @@ def model() -> EmbeddingModel:
 def run(records, model, tmp_path):
     """Consumed from offset 0 of every partition, embedded for one model version."""
     positions = {(FACE_TOPIC, p): 0 for p in range(2)}
-    result = process_records(records, positions, PayloadStore(tmp_path), 1 << 20)
+    result = process_records(records, positions, 1 << 20)
     for batch in result.batches.values():
         batch.embed_for([model])
     return result
@@ -69,7 +68,7 @@ def test_last_operation_per_id_wins(faces, model, tmp_path):
     assert update.delete_ids == ["b"] and update.delete_positions == [(0, 3)]
     assert update.vectors["face-v0"].shape == (1, model.embedding_dim)
     assert [item.item_id for item in result.items] == ["a"]
-    assert PayloadStore(tmp_path).get(result.items[0].payload_sha256) == faces[2]
+    assert result.payloads[result.items[0].payload_sha256] == faces[2]
     assert result.items[0].source_offset == 2
 
 

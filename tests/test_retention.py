@@ -44,7 +44,8 @@ def test_delete_removes_bytes_only_when_no_item_shares_them(store, tmp_path, fac
     retained = RetainedItems(store, payloads)
     shared, own = payloads.put(faces[0]), payloads.put(faces[1])
     retained.upsert(
-        [record("a", shared), record("b", shared), record("c", own), record("a", shared, AUDIO)]
+        [record("a", shared), record("b", shared), record("c", own), record("a", shared, AUDIO)],
+        {shared: faces[0], own: faces[1]},
     )
 
     assert retained.delete(FACE, ["a", "c"]) == 2
@@ -62,13 +63,29 @@ def test_upsert_with_new_bytes_releases_the_old_ones(store, tmp_path, faces):
     payloads = PayloadStore(tmp_path / "payloads")
     retained = RetainedItems(store, payloads)
     first, second, kept = (payloads.put(face) for face in faces)
-    retained.upsert([record("a", first), record("k", kept)])
+    data = dict(zip((first, second, kept), faces, strict=True))
+    retained.upsert([record("a", first), record("k", kept)], data)
 
-    retained.upsert([record("a", second), record("k", kept)])
+    retained.upsert([record("a", second), record("k", kept)], data)
     assert first not in payloads
     assert second in payloads and kept in payloads
     assert payloads.get(second) == faces[1]
     assert store.get_item(FACE, "a").payload_sha256 == second
+
+
+def test_bytes_released_while_a_new_item_was_on_its_way_are_stored_again(store, tmp_path, faces):
+    payloads = PayloadStore(tmp_path / "payloads")
+    retained = RetainedItems(store, payloads)
+    sha = payloads.address(faces[0])
+    retained.upsert([record("old", sha)], {sha: faces[0]})
+    # An ingest batch holds a new item with the same bytes, not yet stored, when the last
+    # stored item using them is deleted (an API DELETE), and the file with it.
+    arriving = record("new", sha)
+    retained.delete(FACE, ["old"])
+    assert sha not in payloads
+
+    retained.upsert([arriving], {sha: faces[0]})
+    assert payloads.get(sha) == faces[0], "a stored item never points at missing bytes"
 
 
 def test_hash_queries_cover_more_ids_than_one_statement_binds(store, tmp_path, faces):

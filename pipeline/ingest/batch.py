@@ -52,6 +52,8 @@ class ModalityBatch:
 class BatchResult:
     batches: dict[Modality, ModalityBatch] = field(default_factory=dict)
     items: list[ItemRecord] = field(default_factory=list)
+    # sha256 -> bytes of every item in `items`, stored with them (pipeline/store/retention.py).
+    payloads: dict[str, bytes] = field(default_factory=dict)
     deletes: dict[Modality, list[str]] = field(default_factory=dict)
     rejected: list[tuple[ConsumerRecord, str]] = field(default_factory=list)
 
@@ -78,7 +80,6 @@ def _item_record(message: ItemMessage, sha256: str) -> ItemRecord:
 def process_records(
     records: Sequence[ConsumerRecord],
     positions: Mapping[tuple[str, int], int],
-    payloads: PayloadStore,
     max_item_bytes: int,
 ) -> BatchResult:
     """Records must be in log order within each partition (as a poll returns them);
@@ -120,7 +121,9 @@ def process_records(
         features = np.stack([f for _, f in upserts]) if upserts else np.empty(shape, np.float32)
         result.batches[modality] = ModalityBatch(update, features)
         result.deletes[modality] = update.delete_ids
-        result.items.extend(
-            _item_record(m, payloads.put(m.payload)) for m, _ in upserts if m.payload is not None
-        )
+        for message, _ in upserts:
+            if message.payload is not None:
+                sha256 = PayloadStore.address(message.payload)
+                result.payloads[sha256] = message.payload
+                result.items.append(_item_record(message, sha256))
     return result

@@ -51,8 +51,7 @@ class IngestWorker:
         self._settings = settings
         self._holders = holder_handles()
         self._store = MetadataStore.from_settings(settings)
-        self._payloads = PayloadStore(settings.payloads_dir)
-        self._retained = RetainedItems(self._store, self._payloads)
+        self._retained = RetainedItems(self._store, PayloadStore(settings.payloads_dir))
         self._models = ModelCache(self._store)
         self._versions = dict(
             zip(
@@ -106,12 +105,12 @@ class IngestWorker:
         and the last one moves the offsets, so nothing is skipped if a step fails.
         False when a holder asks for a replay from its offsets."""
         result: BatchResult = process_records(
-            records, self._positions, self._payloads, self._settings.max_item_bytes
+            records, self._positions, self._settings.max_item_bytes
         )
         for record, reason in result.rejected:
             dead_letter(self._producer, record, reason)
         self._producer.flush()
-        self._retained.upsert(result.items)
+        self._retained.upsert(result.items, result.payloads)
         for modality, item_ids in result.deletes.items():
             self._retained.delete(modality, item_ids)
         durable: dict[TopicPartition, OffsetAndMetadata] = {}

@@ -6,9 +6,14 @@ lets items with identical bytes share one file (so deleting one item must not
 delete the file while another still points at it: see pipeline/store/retention.py).
 """
 
+import fcntl
 import hashlib
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+LOCK_FILE = ".lock"
 
 
 class PayloadStore:
@@ -18,8 +23,25 @@ class PayloadStore:
     def _path(self, sha256: str) -> Path:
         return self.root / sha256[:2] / sha256
 
+    @staticmethod
+    def address(data: bytes) -> str:
+        return hashlib.sha256(data).hexdigest()
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """Held by every writer and deleter of this directory, in every process using it:
+        deciding that a file is unreferenced and removing it must not interleave with
+        another process storing the same bytes for a new item."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / LOCK_FILE, "a") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+
     def put(self, data: bytes) -> str:
-        sha256 = hashlib.sha256(data).hexdigest()
+        sha256 = self.address(data)
         path = self._path(sha256)
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)

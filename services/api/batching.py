@@ -41,8 +41,6 @@ class _Queues(Generic[K, T, R]):
 
     def __init__(self, settings: Settings, make: Callable[[K], Batch[T, R]]) -> None:
         size = settings.api_batch_max_size
-        if size is None:
-            raise ValueError("api_batch_max_size is resolved by the replica (QueryService) first")
         self._decorate: Callable[[Batch[T, R]], Callable[[T], Awaitable[R]]] = (
             serve.batch(max_batch_size=size, batch_wait_timeout_s=settings.api_batch_wait_s)
             if size > 1

@@ -17,8 +17,6 @@ from services.api.metrics import PipelineProbe
 from services.api.training import Training
 
 app = create_app()
-# Queries per forward pass on a GPU replica when API_BATCH_MAX_SIZE is unset.
-GPU_BATCH = 16
 
 
 @serve.deployment(name="api", ray_actor_options={"num_cpus": 0})
@@ -26,9 +24,6 @@ GPU_BATCH = 16
 class QueryService:
     def __init__(self, settings: Settings) -> None:
         torch.set_num_threads(settings.api_embed_threads)
-        if settings.api_batch_max_size is None:
-            batch = GPU_BATCH if torch.cuda.is_available() else 1
-            settings = settings.model_copy(update={"api_batch_max_size": batch})
         store = MetadataStore.from_settings(settings)
         holders = holder_handles()
         install_context(
