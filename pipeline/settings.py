@@ -83,7 +83,7 @@ class Settings(BaseSettings):
     # more threads, is how queries scale on CPU.
     api_embed_threads: int = Field(default=1, ge=1)
     # What receives HTTP: Serve's Python proxy, or HAProxy in front of replicas that serve
-    # HTTP themselves (several times the throughput; the replicas' ports then listen on
+    # HTTP themselves (about 1.5× the query throughput on 2 cores; their ports then listen on
     # every interface, so it needs API_KEY). Set for a local Ray; a cluster sets
     # RAY_SERVE_ENABLE_HA_PROXY=1 in its own environment.
     api_ingress: Literal["proxy", "haproxy"] = "proxy"

@@ -48,9 +48,8 @@ def replica_gpus(settings: Settings, free_gpus: float) -> float:
 
 def query_service(settings: Settings, free_gpus: float = 0.0) -> Application:
     """The API application with replicas, concurrency and GPUs as the settings ask."""
-    gpus = replica_gpus(settings, free_gpus)
     return QueryService.options(
         num_replicas=settings.api_replicas,
         max_ongoing_requests=settings.api_max_ongoing_requests,
-        ray_actor_options={"num_cpus": 0, "num_gpus": gpus},
+        ray_actor_options={"num_cpus": 0, "num_gpus": replica_gpus(settings, free_gpus)},
     ).bind(settings)
