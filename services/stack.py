@@ -146,8 +146,22 @@ class Stack:
             if missing == 0:
                 return
             if time.monotonic() > deadline:
-                raise TimeoutError(f"{missing} items still not indexed after {timeout_s:.0f}s")
+                raise TimeoutError(
+                    f"{missing} items still not indexed after {timeout_s:.0f}s; {self.describe()}"
+                )
             time.sleep(0.5)
+
+    def describe(self) -> str:
+        """Where the pipeline stands, for whoever waited on it in vain: what each holder
+        applied and with which version, and what went wrong last in each ingest actor."""
+        holders = ray.get([h.stats.remote() for h in self.holders.values()], timeout=30)
+        workers = ray.get([w.stats.remote() for w in self.workers], timeout=30)
+        lines = [f"{m.value} holder {held}" for m, held in zip(self.holders, holders, strict=True)]
+        lines += [
+            f"ingest-{i} {done.counts()} last error {done.last_error!r}"
+            for i, done in enumerate(workers)
+        ]
+        return "; ".join(lines)
 
     def counts(self) -> dict[str, int]:
         totals: dict[str, int] = {}

@@ -46,6 +46,9 @@ class IngestStats:
     deleted: int = 0
     dead_lettered: int = 0
     batches: int = 0
+    # Batches that failed and were replayed from the holders' offsets, and why the last did.
+    retries: int = 0
+    last_error: str | None = None
     batch_size: Distribution = field(default_factory=lambda: Distribution(BATCH_SIZE_BUCKETS))
     embed_seconds: Distribution = field(default_factory=lambda: Distribution(EMBED_SECONDS_BUCKETS))
 
@@ -55,6 +58,7 @@ class IngestStats:
             "deleted": self.deleted,
             "dead_lettered": self.dead_lettered,
             "batches": self.batches,
+            "retries": self.retries,
         }
 
     def snapshot(self) -> "IngestStats":

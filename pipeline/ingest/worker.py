@@ -93,10 +93,12 @@ class IngestWorker:
                 records = [r for batch in polled.values() for r in batch]
                 if records:
                     rewind = not self._ingest(records)
-            except Exception:
+            except Exception as error:
                 # Whatever part of the batch did not reach a holder is replayed from
                 # the offsets the holders report; the steps before that are idempotent.
                 log.exception("ingest failed; replaying from the index's offsets")
+                self._stats.retries += 1
+                self._stats.last_error = f"{type(error).__name__}: {error}"
                 rewind = True
                 self._stop.wait(RETRY_PAUSE_S)
 

@@ -8,9 +8,10 @@ items (a similarity pair), base64-encoded in JSON, so that bounds every body.
 
 from starlette.datastructures import Headers
 from starlette.middleware.body_limit import RequestBodyLimitMiddleware
-from starlette.types import ASGIApp, Receive, Scope, Send
+from starlette.types import Receive, Scope, Send
 
 from pipeline.settings import Settings
+from services.api.asgi import HttpMiddleware
 from services.api.dependencies import get_settings
 from services.api.problems import problem, respond
 
@@ -24,7 +25,7 @@ def max_request_bytes(settings: Settings) -> int:
     return ITEMS_PER_REQUEST * base64_item + ENVELOPE_BYTES
 
 
-class BodyLimit:
+class BodyLimit(HttpMiddleware):
     """Starlette's body limit, sized from the replica's settings.
 
     The app is built at import time, before any settings exist (Serve needs it to
@@ -33,13 +34,7 @@ class BodyLimit:
     body reading for the problem handlers to answer.
     """
 
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         limit = max_request_bytes(get_settings())
         declared = Headers(scope=scope).get("content-length", "")
         if declared.isdigit() and int(declared) > limit:

@@ -24,13 +24,14 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
 from prometheus_client.registry import Collector
 from ray.actor import ActorHandle
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import Message, Receive, Scope, Send
 
 from pipeline.index.handles import ingest_handles
 from pipeline.ingest.stats import IngestStats
 from pipeline.kafka.clients import make_consumer
 from pipeline.settings import Settings
 from schemas.items import ITEM_TOPICS, Modality, topic_modality
+from services.api.asgi import HttpMiddleware
 
 # A restarting ingest actor answers late; the scrape reports the others meanwhile.
 INGEST_STATS_TIMEOUT_S = 2.0
@@ -52,6 +53,11 @@ class IngestCollector(Collector):
             ),
             "dead_lettered": CounterMetricFamily(
                 "twinstream_dead_letters", "records sent to the dead-letter topic", labels=["actor"]
+            ),
+            "retries": CounterMetricFamily(
+                "twinstream_ingest_retries",
+                "batches that failed and were replayed from the index's offsets",
+                labels=["actor"],
             ),
         }
         batch = HistogramMetricFamily(
@@ -136,21 +142,10 @@ class ApiMetrics:
 METRICS = ApiMetrics()
 
 
-class RequestMetrics:
-    """Counts every request with its route and status, and times it.
+class RequestMetrics(HttpMiddleware):
+    """Counts every request with its route and status, and times it."""
 
-    A plain ASGI middleware rather than `@app.middleware("http")`: Starlette's
-    `BaseHTTPMiddleware` re-streams every response through a task group, which costs
-    the query hot path a measurable share of its per-request time.
-    """
-
-    def __init__(self, app: ASGIApp) -> None:
-        self.app = app
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
+    async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
         start = time.perf_counter()
         status = 500
 
