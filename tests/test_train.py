@@ -13,6 +13,7 @@ from pipeline.data.asterisk import common_words, iter_asterisk
 from pipeline.data.orl import iter_orl
 from pipeline.decode.registry import INPUT_SHAPES, decode
 from pipeline.embed.config import ENCODERS, PRESETS, EncoderConfig, TrainConfig
+from pipeline.embed.encoders import build_encoder
 from pipeline.embed.energy import CosineEnergy, EuclideanEnergy
 from pipeline.embed.model import ArtifactError, EmbeddingModel
 from pipeline.train.batches import PairBatches, in_batch_pairs
@@ -234,6 +235,25 @@ def test_artifact_round_trips_embeddings_exactly(face_run, faces, tmp_path):
     np.testing.assert_array_equal(embeddings, face_run.model.embed(batch))
 
 
+def _trained_module_embeds(model: EmbeddingModel, batch: np.ndarray) -> np.ndarray:
+    with torch.inference_mode():
+        return model.encoder(torch.from_numpy(batch)).numpy()
+
+
+def test_the_inference_form_embeds_like_the_trained_module(face_run, faces):
+    """Batch norm folded into the convolutions, pooling before ReLU, channels-last: the same
+    function, so a model serves exactly what it was calibrated with."""
+    batch = np.stack([s.x for s in faces[:32]])
+    np.testing.assert_allclose(
+        face_run.model.embed(batch), _trained_module_embeds(face_run.model, batch), atol=1e-5
+    )
+    mirrored = dataclasses.replace(face_run.model.config, mirror_tta=True)
+    encoder = build_encoder(mirrored)
+    encoder.load_state_dict(face_run.model.encoder.state_dict())
+    model = EmbeddingModel(encoder, "mirrored", 0.5)
+    np.testing.assert_allclose(model.embed(batch), _trained_module_embeds(model, batch), atol=1e-5)
+
+
 def test_corrupted_artifact_is_refused(face_run, tmp_path):
     path = tmp_path / "face.pt"
     digest = face_run.model.save(path)
@@ -289,3 +309,7 @@ def test_quick_audio_training_identifies_speakers_on_unseen_words():
     # Five speakers: a random nearest neighbour is right about one time in five.
     assert result.metrics["nn_accuracy"] > 0.4
     assert result.metrics["genuine_mean"] < result.threshold < result.metrics["impostor_mean"]
+    batch = np.stack([s.x for s in samples[:16]])
+    np.testing.assert_allclose(
+        result.model.embed(batch), _trained_module_embeds(result.model, batch), atol=1e-5
+    )

@@ -49,6 +49,9 @@ class EmbeddingModel:
     ) -> None:
         self.device = pick_device(device)
         self.encoder = encoder.to(self.device).eval()
+        # What `embed` runs: the same function as `encoder`, computed faster (on the 2-core
+        # dev machine 16 faces take 11 ms instead of 34 with one thread).
+        self._inference = encoder.for_inference()
         self.version = version
         # E <= threshold means "same"; calibrated on held-out pairs at the EER point.
         self.threshold = threshold
@@ -85,8 +88,8 @@ class EmbeddingModel:
         with torch.inference_mode():
             for start in range(0, len(batch), self.chunk_size):
                 chunk = np.array(batch[start : start + self.chunk_size], dtype=np.float32)
-                x = torch.from_numpy(chunk).to(self.device)
-                out[start : start + len(chunk)] = self.encoder(x).float().cpu().numpy()
+                x = torch.from_numpy(chunk).to(self.device, memory_format=torch.channels_last)
+                out[start : start + len(chunk)] = self._inference(x).float().cpu().numpy()
         return out
 
     def save(self, path: str | Path) -> str:
