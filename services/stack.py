@@ -15,7 +15,8 @@ from ray.actor import ActorHandle
 
 from pipeline.index.handles import NAMESPACE, holder_name, ingest_name
 from pipeline.index.holder import IndexHolder
-from pipeline.ingest.worker import IngestWorker
+from pipeline.ingest.worker import CONSUMER_GROUP, IngestWorker
+from pipeline.kafka.clients import make_admin
 from pipeline.kafka.launcher import EmbeddedKafka
 from pipeline.kafka.topics import ensure_topics
 from pipeline.retrain.coordinator import COORDINATOR_NAME, Retrainer
@@ -156,12 +157,18 @@ class Stack:
         applied and with which version, and what went wrong last in each ingest actor."""
         holders = ray.get([h.stats.remote() for h in self.holders.values()], timeout=30)
         workers = ray.get([w.stats.remote() for w in self.workers], timeout=30)
+        states = ray.get([w.state.remote() for w in self.workers], timeout=30)
         lines = [f"{m.value} holder {held}" for m, held in zip(self.holders, holders, strict=True)]
         lines += [
-            f"ingest-{i} {done.counts()} last error {done.last_error!r}"
-            for i, done in enumerate(workers)
+            f"ingest-{i} {done.counts()} last error {done.last_error!r}, {state}"
+            for i, (done, state) in enumerate(zip(workers, states, strict=True))
         ]
-        return "; ".join(lines)
+        admin = make_admin(self.settings)
+        try:
+            group = admin.describe_groups([CONSUMER_GROUP])
+        finally:
+            admin.close()
+        return "; ".join([*lines, f"consumer group {group}"])
 
     def counts(self) -> dict[str, int]:
         totals: dict[str, int] = {}

@@ -8,7 +8,9 @@ what a durable checkpoint covers.
 """
 
 import logging
+import sys
 import threading
+import traceback
 
 import ray
 import torch
@@ -151,6 +153,15 @@ class IngestWorker:
                 return result
             if result.rewind:
                 return None
+
+    def state(self) -> str:
+        """The partitions this actor's consumer holds and where its loop is right now: for
+        whoever finds the actor stalled."""
+        held = sorted(f"{tp.topic}:{tp.partition}" for tp in self._consumer.assignment())
+        frame = sys._current_frames().get(self._thread.ident or -1)
+        if frame is None or not self._thread.is_alive():
+            return f"holds {held}; the loop is not running"
+        return f"holds {held}; the loop is at\n" + "".join(traceback.format_stack(frame, limit=8))
 
     def counts(self) -> dict[str, int]:
         return self._stats.counts()
