@@ -58,6 +58,7 @@ def test_metrics_report_requests_index_and_lag(api, stack):
     assert value("twinstream_dead_letters_total", **actor) >= 0
     assert value("twinstream_ingest_deletes_total", **actor) >= 0
     assert value("twinstream_ingest_retries_total", **actor) >= 0
+    assert value("twinstream_ingest_stalls_total", **actor) >= 0
     batches = value("twinstream_ingest_batch_size_count", **actor)
     assert batches >= 1
     assert value("twinstream_ingest_batch_size_bucket", le="+Inf", **actor) == batches

@@ -49,6 +49,8 @@ class IngestStats:
     # Batches that failed and were replayed from the holders' offsets, and why the last did.
     retries: int = 0
     last_error: str | None = None
+    # Times the actor found itself polling nothing while behind the log, and sought again.
+    stalls: int = 0
     batch_size: Distribution = field(default_factory=lambda: Distribution(BATCH_SIZE_BUCKETS))
     embed_seconds: Distribution = field(default_factory=lambda: Distribution(EMBED_SECONDS_BUCKETS))
 
@@ -59,6 +61,7 @@ class IngestStats:
             "dead_lettered": self.dead_lettered,
             "batches": self.batches,
             "retries": self.retries,
+            "stalls": self.stalls,
         }
 
     def snapshot(self) -> "IngestStats":

@@ -10,6 +10,7 @@ what a durable checkpoint covers.
 import logging
 import sys
 import threading
+import time
 import traceback
 
 import ray
@@ -34,6 +35,8 @@ log = logging.getLogger(__name__)
 CONSUMER_GROUP = "twinstream-ingest"
 POLL_TIMEOUT_MS = 200
 RETRY_PAUSE_S = 1.0
+# Empty polls for this long make the actor check that it is not stuck behind the log.
+STALL_CHECK_S = 15.0
 
 
 class _SeekToIndex(ConsumerRebalanceListener):
@@ -84,6 +87,7 @@ class IngestWorker:
 
     def _run(self) -> None:
         rewind = False
+        quiet_since = time.monotonic()
         while not self._stop.is_set():
             try:
                 if rewind:
@@ -94,7 +98,11 @@ class IngestWorker:
                 )
                 records = [r for batch in polled.values() for r in batch]
                 if records:
+                    quiet_since = time.monotonic()
                     rewind = not self._ingest(records)
+                elif time.monotonic() - quiet_since > STALL_CHECK_S:
+                    quiet_since = time.monotonic()
+                    rewind = self._stalled()
             except Exception as error:
                 # Whatever part of the batch did not reach a holder is replayed from
                 # the offsets the holders report; the steps before that are idempotent.
@@ -103,6 +111,23 @@ class IngestWorker:
                 self._stats.last_error = f"{type(error).__name__}: {error}"
                 rewind = True
                 self._stop.wait(RETRY_PAUSE_S)
+
+    def _stalled(self) -> bool:
+        """Polls came back empty although a held partition's log goes past what its index
+        has applied. kafka-python 3 has been seen to stop fetching a partition it holds
+        (dpkp/kafka-python#3106, #3131); seeking it again resets the client's fetch state."""
+        held = list(self._consumer.assignment())
+        if not held:
+            return False
+        ends = self._consumer.end_offsets(held)
+        applied = {m: ray.get(h.offsets.remote()) for m, h in self._holders.items()}
+        behind = [
+            tp for tp in held if ends[tp] > applied[topic_modality(tp.topic)].get(tp.partition, 0)
+        ]
+        if behind:
+            log.warning("no records for %.0f s while %s lag; seeking again", STALL_CHECK_S, behind)
+            self._stats.stalls += 1
+        return bool(behind)
 
     def _ingest(self, records: list[ConsumerRecord]) -> bool:
         """Dead letters, then metadata, then the index: each step may be repeated on replay,

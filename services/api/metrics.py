@@ -59,6 +59,11 @@ class IngestCollector(Collector):
                 "batches that failed and were replayed from the index's offsets",
                 labels=["actor"],
             ),
+            "stalls": CounterMetricFamily(
+                "twinstream_ingest_stalls",
+                "empty polls while behind the log, answered by seeking again",
+                labels=["actor"],
+            ),
         }
         batch = HistogramMetricFamily(
             "twinstream_ingest_batch_size", "records per ingest poll", labels=["actor"]
