@@ -148,7 +148,10 @@ def test_switches_retraining_gate_and_rollback_without_a_failed_query(
         produce_items(stack_settings, streamed)
         run = wait_for_run(api, started.json()["run_id"])
         assert run["status"] == "succeeded" and run["promoted"] is True, run
-        assert {"training", "evaluating", "re-embedding"} <= set(run["seen_phases"])
+        # Training is long enough to be seen by polling; judging and re-embedding can be
+        # shorter than a poll, so their results stand for them: both models' metrics, then
+        # the promoted version serving.
+        assert "training" in run["seen_phases"] and run["phase"] == "promoted"
         assert run["data_counts"]["feedback_pairs"] == FEEDBACK_PAIRS
         assert run["data_counts"]["feedback_pairs_used"] == FEEDBACK_PAIRS
         assert run["data_counts"]["feedback_messages_skipped"] >= 2
