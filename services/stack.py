@@ -154,7 +154,8 @@ class Stack:
 
     def describe(self) -> str:
         """Where the pipeline stands, for whoever waited on it in vain: what each holder
-        applied and with which version, and what went wrong last in each ingest actor."""
+        applied and with which version; each ingest actor's counters, last error, partitions
+        and current loop position; and the consumer group as the broker sees it."""
         holders = ray.get([h.stats.remote() for h in self.holders.values()], timeout=30)
         workers = ray.get([w.stats.remote() for w in self.workers], timeout=30)
         states = ray.get([w.state.remote() for w in self.workers], timeout=30)

@@ -78,10 +78,13 @@ class IngestWorker:
         self._thread = threading.Thread(target=self._run, name="ingest", daemon=True)
         self._thread.start()
 
-    def seek_to_index(self, partitions: list[TopicPartition]) -> None:
+    def _index_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        """The next offset each partition's index holder expects: what it has applied."""
         offsets = {m: ray.get(h.offsets.remote()) for m, h in self._holders.items()}
-        for tp in partitions:
-            offset = offsets[topic_modality(tp.topic)].get(tp.partition, 0)
+        return {tp: offsets[topic_modality(tp.topic)].get(tp.partition, 0) for tp in partitions}
+
+    def seek_to_index(self, partitions: list[TopicPartition]) -> None:
+        for tp, offset in self._index_offsets(partitions).items():
             self._consumer.seek(tp, offset)
             self._positions[(tp.topic, tp.partition)] = offset
 
@@ -120,10 +123,7 @@ class IngestWorker:
         if not held:
             return False
         ends = self._consumer.end_offsets(held)
-        applied = {m: ray.get(h.offsets.remote()) for m, h in self._holders.items()}
-        behind = [
-            tp for tp in held if ends[tp] > applied[topic_modality(tp.topic)].get(tp.partition, 0)
-        ]
+        behind = [tp for tp, applied in self._index_offsets(held).items() if ends[tp] > applied]
         if behind:
             log.warning("no records for %.0f s while %s lag; seeking again", STALL_CHECK_S, behind)
             self._stats.stalls += 1
