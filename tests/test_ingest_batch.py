@@ -92,3 +92,4 @@ def test_offsets_move_past_every_record_including_rejected_ones(faces, model, tm
     update = result.batches[Modality.FACE].update
     assert update.start_offsets == {0: 0, 1: 0} and update.offsets == {0: 6, 1: 10}
     assert [r.key for r, _ in result.rejected] == [b"b"]
+    assert result.records == 3

@@ -56,6 +56,8 @@ class BatchResult:
     payloads: dict[str, bytes] = field(default_factory=dict)
     deletes: dict[Modality, list[str]] = field(default_factory=dict)
     rejected: list[tuple[ConsumerRecord, str]] = field(default_factory=list)
+    # Records the poll returned, rejected ones included (the batch-size metric).
+    records: int = 0
 
 
 def _item_record(message: ItemMessage, sha256: str) -> ItemRecord:
@@ -85,7 +87,7 @@ def process_records(
     """Records must be in log order within each partition (as a poll returns them);
     `positions` are the offsets each (topic, partition) was consumed from for this batch.
     Vectors are left to `ModalityBatch.embed_for`."""
-    result = BatchResult()
+    result = BatchResult(records=len(records))
     latest: dict[tuple[Modality, str], tuple[ItemMessage, np.ndarray | None]] = {}
     for record in records:
         try:

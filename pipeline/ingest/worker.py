@@ -5,6 +5,12 @@ applied together with its vectors. On every partition assignment the consumer se
 to those, so a restarted actor or stack resumes exactly where the index is; the
 group's committed offsets (what lag is measured against) only ever advance to
 what a durable checkpoint covers.
+
+Two batches are in flight at most: while one is embedded and applied, the next is
+parsed, decoded and stored beside it (decoding, hashing and fsyncing payloads wait on
+other things than the encoder). Both sides are idempotent and the holder applies only
+the records past its offsets, so a batch prepared and then dropped by a replay, or
+prepared for a partition that a rebalance handed elsewhere, cannot double an item.
 """
 
 import logging
@@ -12,6 +18,8 @@ import sys
 import threading
 import time
 import traceback
+from collections import deque
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 
 import ray
 import torch
@@ -65,9 +73,11 @@ class IngestWorker:
                 strict=True,
             )
         )
-        # Where each partition was consumed from for the next batch: the holder checks it
-        # against its own offsets, so a holder restored from an older checkpoint is noticed.
+        # Where the next poll continues each partition: a batch carries the positions it
+        # was consumed from, and the holder checks them against its own offsets, so a
+        # holder restored from an older checkpoint is noticed. Only the loop thread moves it.
         self._positions: dict[tuple[str, int], int] = {}
+        self._preparer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-prepare")
         self._consumer = make_consumer(settings, CONSUMER_GROUP)
         self._producer = make_producer(settings)
         self._consumer.subscribe(
@@ -91,19 +101,26 @@ class IngestWorker:
     def _run(self) -> None:
         rewind = False
         quiet_since = time.monotonic()
+        # Batches polled and handed to the preparer, oldest first; at most two.
+        prepared: deque[Future[BatchResult]] = deque()
         while not self._stop.is_set():
             try:
                 if rewind:
+                    wait(prepared)
+                    prepared.clear()
                     self.seek_to_index(list(self._consumer.assignment()))
                     rewind = False
                 polled = self._consumer.poll(
-                    timeout_ms=POLL_TIMEOUT_MS, max_records=self._settings.ingest_batch_size
+                    timeout_ms=0 if prepared else POLL_TIMEOUT_MS,
+                    max_records=self._settings.ingest_batch_size,
                 )
                 records = [r for batch in polled.values() for r in batch]
                 if records:
+                    prepared.append(self._prepare_next(records))
+                if len(prepared) == 2 or (prepared and not records):
                     quiet_since = time.monotonic()
-                    rewind = not self._ingest(records)
-                elif time.monotonic() - quiet_since > STALL_CHECK_S:
+                    rewind = not self._index(prepared.popleft().result())
+                elif not prepared and time.monotonic() - quiet_since > STALL_CHECK_S:
                     quiet_since = time.monotonic()
                     rewind = self._stalled()
             except Exception as error:
@@ -114,6 +131,14 @@ class IngestWorker:
                 self._stats.last_error = f"{type(error).__name__}: {error}"
                 rewind = True
                 self._stop.wait(RETRY_PAUSE_S)
+
+    def _prepare_next(self, records: list[ConsumerRecord]) -> Future[BatchResult]:
+        """Hand `records` to the preparer with the positions they were consumed from, and
+        move the positions past them for the poll after."""
+        starts = dict(self._positions)
+        for record in records:
+            self._positions[(record.topic, record.partition)] = record.offset + 1
+        return self._preparer.submit(self._prepare, records, starts)
 
     def _stalled(self) -> bool:
         """Polls came back empty although a held partition's log goes past what its index
@@ -129,19 +154,22 @@ class IngestWorker:
             self._stats.stalls += 1
         return bool(behind)
 
-    def _ingest(self, records: list[ConsumerRecord]) -> bool:
-        """Dead letters, then metadata, then the index: each step may be repeated on replay,
-        and the last one moves the offsets, so nothing is skipped if a step fails.
-        False when a holder asks for a replay from its offsets."""
-        result: BatchResult = process_records(
-            records, self._positions, self._settings.max_item_bytes
-        )
+    def _prepare(
+        self, records: list[ConsumerRecord], starts: dict[tuple[str, int], int]
+    ) -> BatchResult:
+        """Dead letters, then metadata and payloads: each step may be repeated on replay."""
+        result = process_records(records, starts, self._settings.max_item_bytes)
         for record, reason in result.rejected:
             dead_letter(self._producer, record, reason)
         self._producer.flush()
         self._retained.upsert(result.items, result.payloads)
         for modality, item_ids in result.deletes.items():
             self._retained.delete(modality, item_ids)
+        return result
+
+    def _index(self, result: BatchResult) -> bool:
+        """The index last: it moves the offsets, so nothing is skipped if a step before it
+        failed. False when a holder asks for a replay from its offsets."""
         durable: dict[TopicPartition, OffsetAndMetadata] = {}
         for modality, batch in result.batches.items():
             applied = self._apply(modality, batch)
@@ -150,8 +178,6 @@ class IngestWorker:
             topic = ITEM_TOPICS[modality]
             for partition, offset in applied.durable_offsets.items():
                 durable[TopicPartition(topic, partition)] = OffsetAndMetadata(offset, "", -1)
-            for partition, offset in batch.update.offsets.items():
-                self._positions[(topic, partition)] = offset
         # Only what a checkpoint covers: a group offset never runs ahead of durable state.
         owned = self._consumer.assignment()
         committable = {tp: o for tp, o in durable.items() if tp in owned}
@@ -161,7 +187,7 @@ class IngestWorker:
         self._stats.deleted += sum(len(ids) for ids in result.deletes.values())
         self._stats.dead_lettered += len(result.rejected)
         self._stats.batches += 1
-        self._stats.batch_size.observe(len(records))
+        self._stats.batch_size.observe(result.records)
         for batch in result.batches.values():
             for seconds in batch.embed_seconds:
                 self._stats.embed_seconds.observe(seconds)
@@ -197,5 +223,6 @@ class IngestWorker:
     def stop(self) -> None:
         self._stop.set()
         self._thread.join()
+        self._preparer.shutdown()
         self._consumer.close()
         self._producer.close()
