@@ -6,9 +6,10 @@ to those, so a restarted actor or stack resumes exactly where the index is; the
 group's committed offsets (what lag is measured against) only ever advance to
 what a durable checkpoint covers.
 
-Two batches are in flight at most: while one is embedded and applied, the next is
-parsed, decoded and stored beside it (decoding, hashing and fsyncing payloads wait on
-other things than the encoder). Both sides are idempotent and the holder applies only
+While the actor is behind the log, two batches are in flight: while one is embedded and
+applied, the next is parsed, decoded and stored beside it (decoding, hashing and fsyncing
+payloads wait on other things than the encoder); at the live tail a batch goes straight
+through. Both sides are idempotent and the holder applies only
 the records past its offsets, so a batch prepared and then dropped by a replay, or
 prepared for a partition that a rebalance handed elsewhere, cannot double an item.
 """
@@ -103,6 +104,7 @@ class IngestWorker:
         quiet_since = time.monotonic()
         # Batches polled and handed to the preparer, oldest first; at most two.
         prepared: deque[Future[BatchResult]] = deque()
+        batch_size = self._settings.ingest_batch_size
         while not self._stop.is_set():
             try:
                 if rewind:
@@ -111,13 +113,14 @@ class IngestWorker:
                     self.seek_to_index(list(self._consumer.assignment()))
                     rewind = False
                 polled = self._consumer.poll(
-                    timeout_ms=0 if prepared else POLL_TIMEOUT_MS,
-                    max_records=self._settings.ingest_batch_size,
+                    timeout_ms=0 if prepared else POLL_TIMEOUT_MS, max_records=batch_size
                 )
                 records = [r for batch in polled.values() for r in batch]
                 if records:
                     prepared.append(self._prepare_next(records))
-                if len(prepared) == 2 or (prepared and not records):
+                # A full poll means a backlog: poll again at once to prepare beside this
+                # batch. A partial one is the live tail, indexed at once for freshness.
+                if len(prepared) == 2 or (prepared and len(records) < batch_size):
                     quiet_since = time.monotonic()
                     rewind = not self._index(prepared.popleft().result())
                 elif not prepared and time.monotonic() - quiet_since > STALL_CHECK_S:
