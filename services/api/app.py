@@ -5,7 +5,7 @@ from typing import Any
 from fastapi import FastAPI
 from fastapi.openapi.utils import get_openapi
 
-from services.api.dependencies import get_settings
+from services.api.dependencies import installed
 from services.api.limits import BodyLimit
 from services.api.metrics import RequestMetrics
 from services.api.problems import install_problem_handlers, problems_as_problem_json
@@ -46,7 +46,7 @@ def create_app() -> FastAPI:
                 routes=app.routes,
             )
             app.openapi_schema = published_security(
-                problems_as_problem_json(schema), get_settings()
+                problems_as_problem_json(schema), installed().settings
             )
         return app.openapi_schema
 

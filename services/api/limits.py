@@ -12,7 +12,7 @@ from starlette.types import Receive, Scope, Send
 
 from pipeline.settings import Settings
 from services.api.asgi import HttpMiddleware
-from services.api.dependencies import get_settings
+from services.api.dependencies import installed
 from services.api.problems import problem, respond
 
 # Room for the JSON envelope or multipart boundaries and form fields around the items.
@@ -35,7 +35,7 @@ class BodyLimit(HttpMiddleware):
     """
 
     async def handle(self, scope: Scope, receive: Receive, send: Send) -> None:
-        limit = max_request_bytes(get_settings())
+        limit = max_request_bytes(installed().settings)
         declared = Headers(scope=scope).get("content-length", "")
         if declared.isdigit() and int(declared) > limit:
             # Starlette would answer this one itself, in plain text: refuse it here.

@@ -36,7 +36,7 @@ def check_bind(settings: Settings) -> None:
 API_KEY_HEADER = APIKeyHeader(name="x-api-key", auto_error=False)
 
 
-def require_api_key(
+async def require_api_key(
     settings: Annotated[Settings, Depends(get_settings)],
     x_api_key: Annotated[str | None, Security(API_KEY_HEADER)],
 ) -> None:
