@@ -9,9 +9,9 @@ what a durable checkpoint covers.
 While the actor is behind the log, two batches are in flight: while one is embedded and
 applied, the next is parsed, decoded and stored beside it (decoding, hashing and fsyncing
 payloads wait on other things than the encoder); at the live tail a batch goes straight
-through. Both sides are idempotent and the holder applies only
-the records past its offsets, so a batch prepared and then dropped by a replay, or
-prepared for a partition that a rebalance handed elsewhere, cannot double an item.
+through. Both sides are idempotent and the holder applies only the records past its
+offsets, so a batch prepared and then dropped by a replay, or prepared for a partition
+that a rebalance handed elsewhere, cannot double an item.
 """
 
 import logging
