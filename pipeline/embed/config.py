@@ -124,7 +124,12 @@ STEP_SECONDS = 1e-3
 DEFAULT_BUDGET_S = 600.0
 PRESETS: dict[Modality, dict[str, TrainConfig]] = {
     Modality.FACE: {
-        "default": TrainConfig(epochs=60, max_seconds=DEFAULT_BUDGET_S),
+        # 12 people × 5 faces a batch, not 8 × 4: more impostors to mine the hardest from.
+        # Over three seeds on the 4 face folds, 1-shot 10-way +3.0 points (every seed gained)
+        # and EER within seed noise (README, "Face variants").
+        "default": TrainConfig(
+            epochs=60, identities_per_batch=12, samples_per_identity=5, max_seconds=DEFAULT_BUDGET_S
+        ),
         "quick": TrainConfig(epochs=10, max_seconds=300.0),
         "step": TrainConfig(epochs=1, max_seconds=STEP_SECONDS),
     },
