@@ -254,6 +254,34 @@ def test_the_inference_form_embeds_like_the_trained_module(face_run, faces):
     np.testing.assert_allclose(model.embed(batch), _trained_module_embeds(model, batch), atol=1e-5)
 
 
+def test_time_bins_widen_only_the_head_and_fold_like_the_rest():
+    """Binning the last feature map along time changes one layer's shape, so an artifact
+    saved before `time_bins` existed (no key: one bin) loads into the network it was."""
+    saved_before = ENCODERS[Modality.AUDIO].to_dict()
+    del saved_before["time_bins"]
+    assert EncoderConfig.from_dict(saved_before).time_bins == 1
+    one, four = (
+        build_encoder(dataclasses.replace(ENCODERS[Modality.AUDIO], time_bins=bins))
+        for bins in (1, 4)
+    )
+    shapes_one, shapes_four = (
+        {name: tuple(t.shape) for name, t in m.state_dict().items()} for m in (one, four)
+    )
+    assert shapes_one.keys() == shapes_four.keys()
+    assert {n for n in shapes_one if shapes_one[n] != shapes_four[n]} == {"head.3.weight"}
+    assert shapes_four["head.3.weight"][1] == 4 * shapes_one["head.3.weight"][1]
+
+    batch = np.random.default_rng(0).standard_normal((8, *INPUT_SHAPES[Modality.AUDIO]))
+    model = EmbeddingModel(four.eval(), "binned", 0.5)
+    np.testing.assert_allclose(
+        model.embed(batch.astype(np.float32)),
+        _trained_module_embeds(model, batch.astype(np.float32)),
+        atol=1e-5,
+    )
+    with pytest.raises(ValueError, match="time_bins"):
+        EncoderConfig(Modality.AUDIO, time_bins=0)
+
+
 def test_corrupted_artifact_is_refused(face_run, tmp_path):
     path = tmp_path / "face.pt"
     digest = face_run.model.save(path)

@@ -54,6 +54,10 @@ class EncoderConfig(_JsonConfig):
     # Embed each face together with its mirror image and average the two (test-time
     # augmentation): a mirrored face is the same person, so the average is the steadier point.
     mirror_tta: bool = False
+    # The head averages the last feature map into this many bins along the input's last axis
+    # (time, for speech) instead of one: a word is its sounds in order, and a single global
+    # average keeps only which sounds were there. Old artifacts load with one bin.
+    time_bins: int = 1
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "modality", Modality(self.modality))
@@ -62,6 +66,8 @@ class EncoderConfig(_JsonConfig):
             raise ValueError("an encoder needs at least one conv block and a positive dimension")
         if self.energy not in ENERGIES:
             raise ValueError(f"unknown energy {self.energy!r}; known: {sorted(ENERGIES)}")
+        if self.time_bins < 1:
+            raise ValueError("time_bins must be at least 1")
         if self.margin <= 0 or not 0 <= self.dropout < 1:
             raise ValueError("margin must be positive and dropout in [0, 1)")
         if self.architecture not in ARCHITECTURES:
@@ -110,7 +116,9 @@ class TrainConfig(_JsonConfig):
 
 ENCODERS: dict[Modality, EncoderConfig] = {
     Modality.FACE: EncoderConfig(modality=Modality.FACE),
-    Modality.AUDIO: EncoderConfig(modality=Modality.AUDIO),
+    # Four time bins: same-word EER 11.2 → 8.3 % over the 4 word folds, speaker EER unchanged
+    # (0.7 %); README, "Speech: time bins".
+    Modality.AUDIO: EncoderConfig(modality=Modality.AUDIO, time_bins=4),
 }
 
 # "default" is what the service trains (first models, retraining): about 1 min (faces) and
