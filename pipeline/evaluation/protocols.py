@@ -129,9 +129,9 @@ def italian_word_task(
         same_means="same word",
         split_by="word",
         folds=group_folds(samples, folds, seed),
-        # Two voices, so two samples a word; and twice the service's epochs, because about
-        # 570 training clips make 8 batches an epoch against the speaker task's 65: at 30
-        # epochs the word task would get an eighth of its optimisation steps.
+        # Two voices, so two samples a word; and twice the service's epochs, because the
+        # ~570 clips a fold trains on make 8 batches an epoch against the speaker task's 49:
+        # at 30 epochs the word task would get a sixth of the speaker task's steps.
         train_overrides={"identities_per_batch": 32, "samples_per_identity": 2, "epochs": 60},
     )
 
