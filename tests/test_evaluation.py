@@ -21,6 +21,7 @@ from pipeline.evaluation.harness import CandidateResult, evaluate, pretrained
 from pipeline.evaluation.protocols import (
     ITALIAN_VOICES,
     Task,
+    describe,
     face_task,
     group_folds,
     italian_word_task,
@@ -94,6 +95,8 @@ def test_italian_word_task_pairs_the_two_italian_voices_and_splits_by_word(words
             assert {s.id.split("/")[1] for s in side} == set(ITALIAN_VOICES)
             assert set(Counter(s.label for s in side).values()) == {2}
     assert task.train_overrides["samples_per_identity"] == 2
+    # The report says how this task's training differs from the modality's preset.
+    assert describe(task)["train_overrides"] == task.train_overrides
 
 
 def test_group_folds_need_enough_groups():

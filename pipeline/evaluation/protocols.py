@@ -54,6 +54,7 @@ def describe(task: Task) -> dict[str, Any]:
         "split_by": task.split_by,
         "test_items_per_fold": [len(fold.test) for fold in task.folds],
         "test_groups_per_fold": [len({s.group for s in fold.test}) for fold in task.folds],
+        "train_overrides": task.train_overrides,
     }
 
 
