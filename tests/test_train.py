@@ -271,13 +271,10 @@ def test_time_bins_widen_only_the_head_and_fold_like_the_rest():
     assert {n for n in shapes_one if shapes_one[n] != shapes_four[n]} == {"head.3.weight"}
     assert shapes_four["head.3.weight"][1] == 4 * shapes_one["head.3.weight"][1]
 
-    batch = np.random.default_rng(0).standard_normal((8, *INPUT_SHAPES[Modality.AUDIO]))
+    shape = (8, *INPUT_SHAPES[Modality.AUDIO])
+    batch = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
     model = EmbeddingModel(four.eval(), "binned", 0.5)
-    np.testing.assert_allclose(
-        model.embed(batch.astype(np.float32)),
-        _trained_module_embeds(model, batch.astype(np.float32)),
-        atol=1e-5,
-    )
+    np.testing.assert_allclose(model.embed(batch), _trained_module_embeds(model, batch), atol=1e-5)
     with pytest.raises(ValueError, match="time_bins"):
         EncoderConfig(Modality.AUDIO, time_bins=0)
 
