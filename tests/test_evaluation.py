@@ -94,9 +94,14 @@ def test_italian_word_task_pairs_the_two_italian_voices_and_splits_by_word(words
             assert all(s.label == s.group for s in side)
             assert {s.id.split("/")[1] for s in side} == set(ITALIAN_VOICES)
             assert set(Counter(s.label for s in side).values()) == {2}
-    assert task.train_overrides["samples_per_identity"] == 2
-    # The report says how this task's training differs from the modality's preset.
-    assert describe(task)["train_overrides"] == task.train_overrides
+    # Batches of words × both voices, and each preset twice its epochs (the training side is
+    # small); the report says so.
+    for preset in PRESETS[Modality.AUDIO].values():
+        trained_as = task.train_config(preset)
+        assert trained_as.samples_per_identity == 2
+        assert trained_as.epochs == 2 * preset.epochs
+    about = describe(task)
+    assert (about["train_overrides"], about["epochs_factor"]) == (task.train_overrides, 2)
 
 
 def test_group_folds_need_enough_groups():

@@ -67,8 +67,7 @@ def trained(encoder_config: EncoderConfig, train_config: TrainConfig) -> Scorer:
     groups, as the service does) and score the unseen test side at that threshold."""
 
     def score(task: Task, fold: Fold) -> Scores:
-        config = dataclasses.replace(train_config, **task.train_overrides)
-        result = train_model(fold.train, encoder_config, config)
+        result = train_model(fold.train, encoder_config, task.train_config(train_config))
         scores = score_model(result.model, fold.test, threshold=result.threshold)
         seconds = {"train_seconds": result.metrics["train_seconds"]}
         return dataclasses.replace(scores, metrics=scores.metrics | seconds)
