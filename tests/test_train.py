@@ -12,7 +12,7 @@ import torch
 from pipeline.data.asterisk import common_words, iter_asterisk
 from pipeline.data.orl import iter_orl
 from pipeline.decode.registry import INPUT_SHAPES, decode
-from pipeline.embed.config import ENCODERS, PRESETS, EncoderConfig, TrainConfig
+from pipeline.embed.config import BASELINES, ENCODERS, PRESETS, EncoderConfig, TrainConfig
 from pipeline.embed.encoders import build_encoder
 from pipeline.embed.energy import CosineEnergy, EuclideanEnergy
 from pipeline.embed.model import ArtifactError, EmbeddingModel
@@ -277,6 +277,10 @@ def test_time_bins_widen_only_the_head_and_fold_like_the_rest():
     np.testing.assert_allclose(model.embed(batch), _trained_module_embeds(model, batch), atol=1e-5)
     with pytest.raises(ValueError, match="time_bins"):
         EncoderConfig(Modality.AUDIO, time_bins=0)
+    book, _ = BASELINES["book"]
+    for conv_only in ({"time_bins": 4}, {"mirror_tta": True}):
+        with pytest.raises(ValueError, match="conv architecture"):
+            dataclasses.replace(book, **conv_only)
 
 
 def test_corrupted_artifact_is_refused(face_run, tmp_path):

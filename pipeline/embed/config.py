@@ -72,6 +72,10 @@ class EncoderConfig(_JsonConfig):
             raise ValueError("margin must be positive and dropout in [0, 1)")
         if self.architecture not in ARCHITECTURES:
             raise ValueError(f"unknown architecture {self.architecture!r}; known: {ARCHITECTURES}")
+        if self.architecture == "book" and (self.time_bins != 1 or self.mirror_tta):
+            # The book's network flattens its feature map and embeds one view: either field
+            # would be silently ignored, and a config must say what the network does.
+            raise ValueError("time_bins and mirror_tta belong to the conv architecture")
 
 
 OPTIMIZERS = ("adamw", "rmsprop")

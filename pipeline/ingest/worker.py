@@ -31,6 +31,7 @@ from pipeline.index.handles import ModelCache, holder_handles
 from pipeline.index.holder import ApplyResult
 from pipeline.ingest.batch import BatchResult, ModalityBatch, process_records
 from pipeline.ingest.dead_letter import dead_letter
+from pipeline.ingest.stall import fetch_from, lagging
 from pipeline.ingest.stats import IngestStats
 from pipeline.kafka.clients import make_consumer, make_producer
 from pipeline.settings import Settings
@@ -95,8 +96,9 @@ class IngestWorker:
         return {tp: offsets[topic_modality(tp.topic)].get(tp.partition, 0) for tp in partitions}
 
     def seek_to_index(self, partitions: list[TopicPartition]) -> None:
-        for tp, offset in self._index_offsets(partitions).items():
-            self._consumer.seek(tp, offset)
+        offsets = self._index_offsets(partitions)
+        fetch_from(self._consumer, offsets)
+        for tp, offset in offsets.items():
             self._positions[(tp.topic, tp.partition)] = offset
 
     def _run(self) -> None:
@@ -145,13 +147,8 @@ class IngestWorker:
 
     def _stalled(self) -> bool:
         """Polls came back empty although a held partition's log goes past what its index
-        has applied. kafka-python 3 has been seen to stop fetching a partition it holds
-        (dpkp/kafka-python#3106, #3131); seeking it again resets the client's fetch state."""
-        held = list(self._consumer.assignment())
-        if not held:
-            return False
-        ends = self._consumer.end_offsets(held)
-        behind = [tp for tp, applied in self._index_offsets(held).items() if ends[tp] > applied]
+        has applied (see `pipeline.ingest.stall`): true to fetch from the index again."""
+        behind = lagging(self._consumer, self._index_offsets(list(self._consumer.assignment())))
         if behind:
             log.warning("no records for %.0f s while %s lag; seeking again", STALL_CHECK_S, behind)
             self._stats.stalls += 1
