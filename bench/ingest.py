@@ -11,6 +11,10 @@ the numbers compare with each other and with nothing else:
   id is searchable in the index holder, as a ratio to the raw number before it;
   beside it the producer's own rate (until its flush returned), which bounds it:
   the producer, the broker and the stack share the same cores;
+- backlog drain: the ingest actor stopped, a larger batch of items produced, the actor
+  restarted by Ray; items/s over the middle 80 % of the backlog as the holder's size
+  grows, as a ratio to the raw number measured right before it. No producer shares the
+  cores then: this is the pipeline on its own, as with producers on other machines;
 - freshness: items produced at half the end-to-end rate, each timed from its
   `produced-at` header until the holder reports the id (polled every 20 ms);
 - memory: the ingest actor's RSS while ingesting at half rate, and its peak
@@ -50,6 +54,9 @@ from services.stack import Stack
 
 # Ids per ORL image in the throughput run: 400 images → 1,600 items.
 COPIES = 4
+# The drain backlog is larger, so its steady middle lasts seconds, not a few polls.
+DRAIN_COPIES = 16
+DRAIN_MIDDLE = (0.1, 0.9)
 TRAIN_WORDS = 12
 RAW_ROUNDS = 5
 FRESHNESS_ITEMS = 200
@@ -154,6 +161,35 @@ def _throughput(stack: Stack, faces: Sequence[bytes], tag: str) -> Throughput:
     return Throughput(len(ids), produced, time.perf_counter() - started)
 
 
+def _drain(stack: Stack, faces: Sequence[bytes]) -> float:
+    """Items/s through the middle of a backlog that the (only) ingest actor finds waiting
+    when Ray restarts it; the start and the tail (consumer joining, last partial polls) are
+    left out, so this is the pipeline's steady rate with nothing else producing."""
+    worker, holder = stack.workers[0], stack.holders[Modality.FACE]
+    ray.get(worker.stop.remote())
+    base = ray.get(holder.size.remote())
+    ids = [f"bench/drain/{i}" for i in range(len(faces) * DRAIN_COPIES)]
+    producer = make_producer(stack.settings, linger_ms=20)
+    for i, item_id in enumerate(ids):
+        _send(producer, item_id, faces[i % len(faces)])
+    producer.flush()
+    producer.close()
+    ray.kill(worker, no_restart=False)
+    low, high = (int(fraction * len(ids)) for fraction in DRAIN_MIDDLE)
+    reached: dict[int, float] = {}
+    deadline = time.monotonic() + TIMEOUT_S
+    while high not in reached:
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"the backlog was not drained in {TIMEOUT_S} s; {stack.describe()}")
+        indexed = ray.get(holder.size.remote()) - base
+        for mark in (low, high):
+            if indexed >= mark:
+                reached.setdefault(mark, time.perf_counter())
+        time.sleep(POLL_S)
+    stack.wait_indexed({Modality.FACE: ids}, TIMEOUT_S)
+    return (high - low) / (reached[high] - reached[low])
+
+
 def _searchable_times(stack: Stack, ids: list[str], stop: threading.Event) -> dict[str, float]:
     """When each id first showed up in the holder (wall clock, like produced-at)."""
     seen: dict[str, float] = {}
@@ -252,6 +288,9 @@ def _markdown(results: dict[str, Any]) -> str:
             f"| end to end, 1 actor | {one:.0f} items/s (ratio {one / raw_one:.2f}) |",
             f"| the producer, while the 1-actor stack ingested | "
             f"{results['producer_1_actor']:.0f} items/s |",
+            f"| raw encoder before the drain | {results['raw_before_drain']:.0f} items/s |",
+            f"| backlog drain, 1 actor, no producer running | {results['drain_1_actor']:.0f} "
+            f"items/s (ratio {results['ratio_drain']:.2f}) |",
             f"| raw encoder before the 2-actor run | {raw_two:.0f} items/s |",
             f"| end to end, 2 actors | {two:.0f} items/s (ratio {two / raw_two:.2f}) |",
             f"| the producer, while the 2-actor stack ingested | "
@@ -278,6 +317,8 @@ def run(results_dir: Path) -> BenchReport:
         with _stack(models, work, actors=1) as stack:
             raw_one = _raw_rate(models, faces, stack.settings.embed_threads)
             one = _throughput(stack, faces, "one")
+            raw_drain = _raw_rate(models, faces, stack.settings.embed_threads)
+            drain = _drain(stack, faces)
             fresh = _freshness_and_memory(stack, faces, one.rate / 2)
         with _stack(models, work, actors=2) as stack:
             # The same total threads as one actor: two actors share the machine's cores.
@@ -293,6 +334,10 @@ def run(results_dir: Path) -> BenchReport:
             "producer_2_actors": two.producer_rate,
             "ratio_1_actor": one.rate / raw_one,
             "ratio_2_actors": two.rate / raw_two,
+            "raw_before_drain": raw_drain,
+            "drain_1_actor": drain,
+            "ratio_drain": drain / raw_drain,
+            "drain_items": len(faces) * DRAIN_COPIES,
             "speedup_2_actors": two.rate / one.rate,
             "freshness": fresh,
             "items_per_run": len(faces) * COPIES,
