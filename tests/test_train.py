@@ -254,31 +254,42 @@ def test_the_inference_form_embeds_like_the_trained_module(face_run, faces):
     np.testing.assert_allclose(model.embed(batch), _trained_module_embeds(model, batch), atol=1e-5)
 
 
-def test_time_bins_widen_only_the_head_and_fold_like_the_rest():
-    """Binning the last feature map along time changes one layer's shape, so an artifact
-    saved before `time_bins` existed (no key: one bin) loads into the network it was."""
+def test_head_grid_widens_only_the_head_and_old_artifacts_load_as_they_were():
+    """Binning the last feature map changes one layer's shape, so an artifact saved before the
+    grid existed (no key: one bin) or while it had only a time axis (`time_bins`) loads into
+    the network it was."""
     saved_before = ENCODERS[Modality.AUDIO].to_dict()
-    del saved_before["time_bins"]
-    assert EncoderConfig.from_dict(saved_before).time_bins == 1
-    one, four = (
-        build_encoder(dataclasses.replace(ENCODERS[Modality.AUDIO], time_bins=bins))
-        for bins in (1, 4)
-    )
-    shapes_one, shapes_four = (
-        {name: tuple(t.shape) for name, t in m.state_dict().items()} for m in (one, four)
-    )
-    assert shapes_one.keys() == shapes_four.keys()
-    assert {n for n in shapes_one if shapes_one[n] != shapes_four[n]} == {"head.3.weight"}
-    assert shapes_four["head.3.weight"][1] == 4 * shapes_one["head.3.weight"][1]
+    del saved_before["head_grid"]
+    assert EncoderConfig.from_dict(saved_before).head_grid == (1, 1)
+    assert EncoderConfig.from_dict(saved_before | {"time_bins": 4}).head_grid == (1, 4)
+    round_trip = json.loads(json.dumps(ENCODERS[Modality.FACE].to_dict()))
+    assert EncoderConfig.from_dict(round_trip) == ENCODERS[Modality.FACE]
 
-    shape = (8, *INPUT_SHAPES[Modality.AUDIO])
-    batch = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
-    model = EmbeddingModel(four.eval(), "binned", 0.5)
-    np.testing.assert_allclose(model.embed(batch), _trained_module_embeds(model, batch), atol=1e-5)
-    with pytest.raises(ValueError, match="time_bins"):
-        EncoderConfig(Modality.AUDIO, time_bins=0)
+    for modality, grid in ((Modality.AUDIO, (1, 4)), (Modality.FACE, (3, 2))):
+        one, binned = (
+            build_encoder(dataclasses.replace(ENCODERS[modality], head_grid=g))
+            for g in ((1, 1), grid)
+        )
+        shapes_one, shapes_binned = (
+            {name: tuple(t.shape) for name, t in m.state_dict().items()} for m in (one, binned)
+        )
+        assert shapes_one.keys() == shapes_binned.keys()
+        assert {n for n in shapes_one if shapes_one[n] != shapes_binned[n]} == {"head.3.weight"}
+        assert (
+            shapes_binned["head.3.weight"][1] == grid[0] * grid[1] * shapes_one["head.3.weight"][1]
+        )
+
+        shape = (8, *INPUT_SHAPES[modality])
+        batch = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
+        model = EmbeddingModel(binned.eval(), "binned", 0.5)
+        np.testing.assert_allclose(
+            model.embed(batch), _trained_module_embeds(model, batch), atol=1e-5
+        )
+    for bad in ((0, 4), (1, 2, 3)):
+        with pytest.raises(ValueError, match="head_grid"):
+            EncoderConfig(Modality.AUDIO, head_grid=bad)
     book, _ = BASELINES["book"]
-    for conv_only in ({"time_bins": 4}, {"mirror_tta": True}):
+    for conv_only in ({"head_grid": (1, 4)}, {"mirror_tta": True}):
         with pytest.raises(ValueError, match="conv architecture"):
             dataclasses.replace(book, **conv_only)
 

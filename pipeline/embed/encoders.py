@@ -39,7 +39,7 @@ def _inference_block(block: nn.Sequential) -> nn.Sequential:
 
 
 class ConvEncoder(nn.Module):
-    """Input pooling -> conv blocks -> average pool (to `time_bins` along time) -> dropout ->
+    """Input pooling -> conv blocks -> average pool (to the `head_grid` bins) -> dropout ->
     linear -> L2 norm.
 
     The unit-norm output keeps both energies in [0, 2] and makes the FAISS L2 index exact
@@ -56,10 +56,10 @@ class ConvEncoder(nn.Module):
         self.stem = nn.Sequential(nn.AvgPool2d(self.input_pool), nn.BatchNorm2d(1))
         self.trunk = nn.Sequential(*(_conv_block(a, b) for a, b in pairwise(widths)))
         self.head = nn.Sequential(
-            nn.AdaptiveAvgPool2d((1, config.time_bins)),
+            nn.AdaptiveAvgPool2d(config.head_grid),
             nn.Flatten(),
             nn.Dropout(config.dropout),
-            nn.Linear(widths[-1] * config.time_bins, config.embedding_dim),
+            nn.Linear(widths[-1] * math.prod(config.head_grid), config.embedding_dim),
         )
 
     def for_inference(self) -> "ConvEncoder":
