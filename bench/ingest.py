@@ -59,6 +59,7 @@ DRAIN_COPIES = 16
 DRAIN_MIDDLE = (0.1, 0.9)
 TRAIN_WORDS = 12
 RAW_ROUNDS = 5
+RAW_BATCHES = 4
 FRESHNESS_ITEMS = 200
 BURST_FACTOR = 10
 POLL_S = 0.02
@@ -85,9 +86,11 @@ def _raw_rate(settings: Settings, faces: Sequence[bytes], threads: int) -> float
     model = EmbeddingModel.load(record.artifact_path, record.artifact_sha256)
     torch.set_num_threads(threads)
     size = settings.ingest_batch_size
+    # Cycled so that several full batches fit whatever the batch size.
+    cycled = [faces[i % len(faces)] for i in range(max(len(faces), RAW_BATCHES * size))]
     batches = [
-        np.stack([decode(Modality.FACE, f) for f in faces[i : i + size]])
-        for i in range(0, len(faces) - size + 1, size)
+        np.stack([decode(Modality.FACE, f) for f in cycled[i : i + size]])
+        for i in range(0, len(cycled) - size + 1, size)
     ]
     model.embed(batches[0])  # warm-up
     started = time.perf_counter()
