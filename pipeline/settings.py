@@ -49,7 +49,7 @@ class Settings(BaseSettings):
     # GPUs per ingest actor; unset = one if the cluster has a GPU when the stack starts.
     ingest_num_gpus: float | None = None
     # Most records per ingest poll: the micro-batch the encoder sees while the actor is behind
-    # (at the live tail a poll returns what has arrived). 256 drains a backlog ~30 % faster
+    # (at the live tail a poll returns what has arrived). 256 drains a backlog ~25 % faster
     # than 64 on a 2-core CPU (README, "Ingest throughput"); memory is bounded by the fetch
     # size and decoded inputs are small (under 100 kB an item).
     ingest_batch_size: int = 256
