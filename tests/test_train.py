@@ -27,7 +27,7 @@ from pipeline.train.metrics import (
 )
 from pipeline.train.sample import Sample
 from pipeline.train.split import split_by_group
-from pipeline.train.trainer import train_model
+from pipeline.train.trainer import AUGMENTATIONS, ERASE_FRACTION, train_model
 from schemas.items import Modality
 
 FACE_PEOPLE = 20
@@ -353,3 +353,19 @@ def test_quick_audio_training_identifies_speakers_on_unseen_words():
     np.testing.assert_allclose(
         result.model.embed(batch), _trained_module_embeds(result.model, batch), atol=1e-5
     )
+
+
+def test_face_augmentation_greys_out_one_box_on_about_half_the_faces():
+    """Random erasing: a white face can only reach exactly 0.5 where it was erased (contrast
+    and brightness keep white above 0.8), so the grey pixels are the box itself."""
+    _, height, width = INPUT_SHAPES[Modality.FACE]
+    faces = torch.ones(400, 1, height, width)
+    augmented = AUGMENTATIONS[Modality.FACE](faces, torch.Generator().manual_seed(0))
+    grey = augmented[:, 0] == 0.5
+    erased = grey.flatten(1).any(1)
+    assert 0.4 < erased.float().mean() < 0.6
+    box = (int(height * ERASE_FRACTION), int(width * ERASE_FRACTION))
+    for face in grey[erased]:
+        rows, cols = face.any(1).nonzero().flatten(), face.any(0).nonzero().flatten()
+        assert (len(rows), len(cols)) == box
+        assert face.sum() == box[0] * box[1]
