@@ -130,7 +130,7 @@ class TrainConfig(_JsonConfig):
 
 ENCODERS: dict[Modality, EncoderConfig] = {
     # The face's last map is 3 × 2, kept whole: 1-shot and TAR@FAR=1 % up on every seed
-    # (README, "Face variants").
+    # (README, "Face: where, and what is hidden").
     Modality.FACE: EncoderConfig(modality=Modality.FACE, head_grid=(3, 2)),
     # Four time bins: the same-word task gains, the speaker task holds (README, "Speech:
     # time bins").
