@@ -148,7 +148,8 @@ class IngestWorker:
     def _stalled(self) -> bool:
         """Polls came back empty although a held partition's log goes past what its index
         has applied (see `pipeline.ingest.stall`): true to fetch from the index again."""
-        behind = lagging(self._consumer, self._index_offsets(list(self._consumer.assignment())))
+        held = list(self._consumer.assignment())
+        behind = lagging(self._consumer, self._index_offsets(held)) if held else []
         if behind:
             log.warning("no records for %.0f s while %s lag; seeking again", STALL_CHECK_S, behind)
             self._stats.stalls += 1
