@@ -3,6 +3,7 @@
 import time
 import uuid
 from collections.abc import Iterator
+from itertools import islice
 from contextlib import contextmanager
 
 import pytest
@@ -10,6 +11,7 @@ from kafka import KafkaConsumer
 from kafka.admin import ConfigResource, ConfigResourceType
 from kafka.consumer.fetcher import ConsumerRecord
 
+from pipeline.data.orl import iter_orl
 from pipeline.kafka.clients import (
     header_value,
     headers,
@@ -121,6 +123,25 @@ def test_item_above_the_item_limit_still_reaches_consumers(
     produce(kafka_settings, scratch_topic, key, value, modality="face")
 
     assert consume_key(consumer, key).value == value
+
+
+def test_a_producer_packs_many_faces_into_one_request(
+    kafka_settings: Settings, scratch_topic: str, consumer: KafkaConsumer
+):
+    """At the client default a 10 KB face fills a record batch alone: one request per item."""
+    faces = [item.read_bytes() for item in islice(iter_orl(), 100)]
+    run = uuid.uuid4().hex[:6]
+    producer = make_producer(kafka_settings, linger_ms=20)
+    try:
+        for i, face in enumerate(faces):
+            producer.send(scratch_topic, key=f"pack/{run}/{i}".encode(), value=face)
+        producer.flush()
+        per_request = producer.metrics()["producer-metrics"]["records-per-request-avg"]
+    finally:
+        producer.close()
+
+    assert per_request >= 10
+    assert consume_key(consumer, f"pack/{run}/99".encode()).value == faces[99]
 
 
 def test_headers_helpers_spell_hyphens_skip_none_and_reject_bad_utf8():
