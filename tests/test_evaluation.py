@@ -17,6 +17,7 @@ from pipeline.data.asterisk import common_words
 from pipeline.embed.config import BASELINES, ENCODERS, PRESETS, EncoderConfig, TrainConfig
 from pipeline.embed.encoders import BookEncoder, ConvEncoder, build_encoder
 from pipeline.embed.energy import EuclideanEnergy
+from pipeline.embed.model import EmbeddingModel
 from pipeline.evaluation.harness import CandidateResult, evaluate, pretrained
 from pipeline.evaluation.protocols import (
     ITALIAN_VOICES,
@@ -28,7 +29,12 @@ from pipeline.evaluation.protocols import (
     speaker_task,
 )
 from pipeline.evaluation.report import markdown_table, write_report
-from pipeline.evaluation.scoring import score_embeddings
+from pipeline.evaluation.scoring import (
+    MAX_SCORED_SAMPLES,
+    score_embeddings,
+    score_model,
+    scored_subset,
+)
 from pipeline.settings import Settings
 from pipeline.store.metadata import MetadataStore
 from pipeline.store.records import ModelRecord
@@ -142,6 +148,35 @@ def test_one_shot_accuracy_by_hand():
     assert one_shot_accuracy(embeddings, labels) == pytest.approx(3 / 4)
     # A singleton is neither enrolled nor queried; one identity alone is no identification.
     assert math.isnan(one_shot_accuracy(embeddings[:3], labels[:3]))
+
+
+def _people(count: int, faces_each: int) -> list[Sample]:
+    rng = np.random.default_rng(1)
+    return [
+        Sample(f"p{p}/{i}", f"p{p}", f"p{p}", rng.random((1, 112, 92), dtype=np.float32))
+        for p in range(count)
+        for i in range(faces_each)
+    ]
+
+
+def test_a_large_held_out_set_is_scored_on_a_bounded_repeatable_subset_that_keeps_pairs():
+    """A grown stream's held-out share would otherwise need an n × n matrix of all its pairs."""
+    few_faces_each, many_people = _people(300, 10), _people(1500, 3)
+
+    subset = scored_subset(few_faces_each)
+    assert Counter(s.label for s in subset) == {f"p{p}": 6 for p in range(300)}
+    assert [s.id for s in scored_subset(few_faces_each)] == [s.id for s in subset]
+    kept = scored_subset(many_people)
+    assert len(kept) == MAX_SCORED_SAMPLES
+    assert set(Counter(s.label for s in kept).values()) == {2}
+    small = few_faces_each[:100]
+    assert [s.id for s in scored_subset(small)] == [s.id for s in small]
+
+    model = EmbeddingModel(build_encoder(ENCODERS[Modality.FACE]), "face-test", 0.5)
+    scores = score_model(model, many_people)
+    assert scores.pairs == MAX_SCORED_SAMPLES * (MAX_SCORED_SAMPLES - 1) // 2
+    assert scores.genuine_pairs == MAX_SCORED_SAMPLES // 2
+    assert scores.metrics["identities"] == MAX_SCORED_SAMPLES // 2
 
 
 def test_score_embeddings_reads_rates_at_a_given_threshold():

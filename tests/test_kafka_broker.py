@@ -3,8 +3,8 @@
 import time
 import uuid
 from collections.abc import Iterator
-from itertools import islice
 from contextlib import contextmanager
+from itertools import islice
 
 import pytest
 from kafka import KafkaConsumer
