@@ -70,6 +70,10 @@ class Settings(BaseSettings):
     retrain_min_improvement: float = 0.0
     # CPUs a retraining run reserves in the Ray cluster (it uses a GPU when there is one).
     retrain_num_cpus: float = 1.0
+    # A retraining run learns from this many most recently indexed labelled items at most:
+    # it decodes all of them into memory (20,000 faces are ~0.8 GB), so the stream's growth
+    # must not decide whether it fits.
+    retrain_max_items: int = Field(default=20_000, ge=2)
     # Serve replicas of the query API, and the requests each one works on at once.
     api_replicas: int = Field(default=1, ge=1)
     api_max_ongoing_requests: int = Field(default=32, ge=1)

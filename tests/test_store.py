@@ -125,6 +125,18 @@ def test_training_needs_a_label_and_a_payload_rebuilding_a_payload(store):
     assert [r.item_id for r in retained] == ["orl/s1/1", "orl/s1/2", "orl/s2/1"]
 
 
+def test_the_training_window_is_the_newest_labelled_items(store):
+    store.upsert_items(
+        [item(f"orl/s{n}/1", indexed_at=T0 + timedelta(minutes=n), offset=n) for n in (3, 1, 4, 2)]
+        + [item("orl/s9/1", label=None, indexed_at=T0 + timedelta(hours=1))]
+    )
+
+    window = store.items_with_payload(FACE, labelled_only=True, newest=2)
+
+    assert [r.item_id for r in window] == ["orl/s3/1", "orl/s4/1"]
+    assert len(store.items_with_payload(FACE, labelled_only=True, newest=10)) == 4
+
+
 def test_version_numbers_count_up_per_modality(store):
     assert store.next_version(FACE) == "face-v1"
     store.register_model(model("face-v1"))

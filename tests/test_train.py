@@ -4,6 +4,7 @@ import dataclasses
 import hashlib
 import json
 from collections import Counter
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
@@ -16,7 +17,12 @@ from pipeline.embed.config import BASELINES, ENCODERS, PRESETS, EncoderConfig, T
 from pipeline.embed.encoders import build_encoder
 from pipeline.embed.energy import CosineEnergy, EuclideanEnergy
 from pipeline.embed.model import ArtifactError, EmbeddingModel
+from pipeline.settings import Settings
+from pipeline.store.metadata import MetadataStore
+from pipeline.store.payloads import PayloadStore
+from pipeline.store.records import ItemRecord
 from pipeline.train.batches import PairBatches, in_batch_pairs
+from pipeline.train.job import stored_samples
 from pipeline.train.metrics import (
     accuracy_at,
     eer,
@@ -369,3 +375,32 @@ def test_face_augmentation_greys_out_one_box_on_about_half_the_faces():
         rows, cols = face.any(1).nonzero().flatten(), face.any(0).nonzero().flatten()
         assert (len(rows), len(cols)) == box
         assert face.sum() == box[0] * box[1]
+
+
+def test_retraining_reads_back_the_newest_labelled_items_up_to_its_window(tmp_path):
+    """A grown stream must not decide whether a retraining run fits in memory."""
+    settings = Settings(state_dir=tmp_path, retrain_max_items=3)
+    store, payloads = MetadataStore.from_settings(settings), PayloadStore(settings.payloads_dir)
+    faces = list(iter_orl())[:5]
+    start = datetime(2026, 11, 27, tzinfo=UTC)
+    store.upsert_items(
+        [
+            ItemRecord(
+                modality=Modality.FACE,
+                item_id=face.id,
+                label=face.label,
+                payload_sha256=payloads.put(face.read_bytes()),
+                content_type="image/x-portable-graymap",
+                source_topic="twinstream.face",
+                source_partition=0,
+                source_offset=n,
+                indexed_at=start + timedelta(minutes=n),
+            )
+            for n, face in enumerate(faces)
+        ]
+    )
+
+    samples = stored_samples(settings, store, Modality.FACE)
+
+    assert [s.id for s in samples] == sorted(face.id for face in faces[2:])
+    assert all(s.x.shape == INPUT_SHAPES[Modality.FACE] for s in samples)

@@ -159,19 +159,19 @@ class MetadataStore:
             return None if row is None else _record(row, ItemRecord)
 
     def items_with_payload(
-        self, modality: Modality, *, labelled_only: bool = False
+        self, modality: Modality, *, labelled_only: bool = False, newest: int | None = None
     ) -> list[ItemRecord]:
-        """Items whose raw bytes are retained: what an index is rebuilt from, and (labelled
-        only) the training set."""
-        statement = (
-            select(Item)
-            .where(Item.modality == modality, Item.payload_sha256.is_not(None))
-            .order_by(Item.item_id)
-        )
+        """Items whose raw bytes are retained, by id: what an index is rebuilt from, and
+        (labelled only) the training set. `newest` keeps only that many most recently indexed
+        ones, the window a retraining run learns from."""
+        statement = select(Item).where(Item.modality == modality, Item.payload_sha256.is_not(None))
         if labelled_only:
             statement = statement.where(Item.label.is_not(None))
+        if newest is not None:
+            statement = statement.order_by(Item.indexed_at.desc(), Item.item_id).limit(newest)
         with self._reads.begin() as session:
-            return [_record(row, ItemRecord) for row in session.scalars(statement)]
+            rows = [_record(row, ItemRecord) for row in session.scalars(statement)]
+        return sorted(rows, key=lambda record: record.item_id)
 
     def count_items(self, modality: Modality) -> int:
         statement = select(func.count()).select_from(Item).where(Item.modality == modality)

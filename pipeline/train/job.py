@@ -53,13 +53,17 @@ def _samples(
 def stored_samples(
     settings: Settings, store: MetadataStore, modality: Modality, exclude: Sequence[str] = ()
 ) -> list[Sample]:
-    """Labelled items the stream has brought, read back from payload retention."""
+    """Labelled items the stream has brought, read back from payload retention: the newest
+    `RETRAIN_MAX_ITEMS` of them."""
     payloads = PayloadStore(settings.payloads_dir)
+    window = store.items_with_payload(
+        modality, labelled_only=True, newest=settings.retrain_max_items
+    )
     return _samples(
         modality,
         (
             (item.item_id, item.label, payloads.get(item.payload_sha256))
-            for item in store.items_with_payload(modality, labelled_only=True)
+            for item in window
             if item.label is not None and item.payload_sha256 is not None
         ),
         exclude,
