@@ -5,6 +5,8 @@ import hashlib
 import json
 from collections import Counter
 from datetime import UTC, datetime, timedelta
+from itertools import count
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -21,6 +23,7 @@ from pipeline.settings import Settings
 from pipeline.store.metadata import MetadataStore
 from pipeline.store.payloads import PayloadStore
 from pipeline.store.records import ItemRecord
+from pipeline.train import trainer
 from pipeline.train.batches import PairBatches, in_batch_pairs
 from pipeline.train.job import stored_samples
 from pipeline.train.metrics import (
@@ -195,6 +198,24 @@ def test_time_budget_stops_training_early(faces):
     assert result.metrics["stopped_early"]
     assert result.metrics["epochs"] < config.epochs
     assert progress[-1] == 1.0 and progress == sorted(progress)
+
+
+def test_a_run_too_long_for_its_budget_plans_fewer_epochs_and_finishes_its_schedule(
+    faces, monkeypatch
+):
+    """A grown stream at a scheduled retrain: cut off by the clock, a run would end at its
+    peak learning rate. A clock that ticks 50 ms per reading makes the first epoch's pace
+    (and so the plan) the same on every machine."""
+    ticks = count()
+    monkeypatch.setattr(trainer, "time", SimpleNamespace(monotonic=lambda: 0.05 * next(ticks)))
+    config = dataclasses.replace(PRESETS[Modality.FACE]["quick"], epochs=10_000, max_seconds=3.0)
+
+    metrics = train_model(faces, ENCODERS[Modality.FACE], config).metrics
+
+    assert 1 < metrics["epochs_planned"] < config.epochs
+    assert metrics["epochs"] == metrics["epochs_planned"]
+    assert not metrics["stopped_early"]
+    assert metrics["final_lr"] < config.lr / 100  # warm-up starts at lr / 25
 
 
 def test_explicit_pairs_train_only_within_the_training_split(faces):

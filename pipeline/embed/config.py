@@ -141,7 +141,8 @@ ENCODERS: dict[Modality, EncoderConfig] = {
 # 4 min (speech) on an idle 2-core CPU. Like "quick" (tests, on a subset of the data) it is
 # bounded by epochs, not the clock: a run cut short on a busy machine stops mid-schedule and
 # makes a worse model, which the gate would then rightly refuse; seeded runs reproduce.
-# max_seconds is a safety net at the 10-minute training budget.
+# max_seconds is a safety net at the 10-minute training budget: a run whose first epoch shows
+# that its epochs would not fit (a large training set) plans fewer and finishes them.
 # "step" stops after one optimisation step (the budget is spent by then): a model that is
 # certainly worse than a trained one, to show that the promotion gate refuses it.
 STEP_SECONDS = 1e-3

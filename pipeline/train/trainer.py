@@ -137,10 +137,16 @@ class _Fit:
     """What the optimisation loop reports back."""
 
     epochs: int = 0
+    # Epochs the run plans to finish: the config's, or fewer when the first epoch shows
+    # that they would not fit in max_seconds (see `_affordable_epochs`).
+    planned_epochs: int = 0
     steps: int = 0
     total_steps: int = 0
     seconds: float = 0.0
     final_loss: float = float("nan")
+    # Where the schedule ended: near zero when the run finished it, the peak when the
+    # clock cut it off mid-way.
+    final_lr: float = float("nan")
 
 
 def _train(
@@ -179,6 +185,8 @@ def _train(
     metrics.update(
         final_loss=fit.final_loss,
         epochs=fit.epochs,
+        epochs_planned=fit.planned_epochs,
+        final_lr=fit.final_lr,
         steps=fit.steps,
         train_seconds=fit.seconds,
         stopped_early=fit.steps < fit.total_steps,
@@ -206,7 +214,9 @@ def _fit(
     report: Progress,
     device: torch.device,
 ) -> _Fit:
-    """The contrastive optimisation loop, until cfg.epochs or cfg.max_seconds is reached.
+    """The contrastive optimisation loop, until its planned epochs are done (cfg.epochs, or
+    fewer when the first epoch shows that those would overrun cfg.max_seconds) or the clock
+    runs out anyway.
 
     Augmentation runs on the CPU with its own seeded generator, so a batch is the same
     whatever device trains on it.
@@ -214,13 +224,14 @@ def _fit(
     x_all = torch.from_numpy(x_train.astype(np.float32, copy=False))
     encoder.to(device).train()
     criterion = ContrastiveLoss(energy_by_name(encoder.config.energy), encoder.config.margin)
-    fit = _Fit(total_steps=cfg.epochs * len(batches))
-    optimizer, schedule = _optimizer(encoder, cfg, fit.total_steps)
+    fit = _Fit(planned_epochs=cfg.epochs, total_steps=cfg.epochs * len(batches))
+    optimizer = _optimizer(encoder, cfg)
+    schedule = _schedule(optimizer, cfg, fit.total_steps)
     augment = AUGMENTATIONS[encoder.config.modality] if cfg.augment else None
     gen = torch.Generator().manual_seed(cfg.seed)
 
     started = time.monotonic()
-    while fit.epochs < cfg.epochs and time.monotonic() - started < cfg.max_seconds:
+    while fit.epochs < fit.planned_epochs and time.monotonic() - started < cfg.max_seconds:
         losses = []
         for batch in batches:
             # Random pairs repeat samples within a batch: each is encoded once, then its
@@ -241,23 +252,49 @@ def _fit(
         fit.epochs += 1
         fit.final_loss = float(np.mean(losses))
         fit.seconds = time.monotonic() - started
+        if fit.epochs == 1 and (affordable := _affordable_epochs(cfg, fit.seconds)) < cfg.epochs:
+            fit.planned_epochs, fit.total_steps = affordable, affordable * len(batches)
+            schedule = _schedule(optimizer, cfg, fit.total_steps, done_steps=fit.steps)
         done = max(fit.steps / fit.total_steps, min(fit.seconds / cfg.max_seconds, 1.0))
-        report(0.95 * done, f"epoch {fit.epochs}/{cfg.epochs} loss {fit.final_loss:.4f}")
+        report(0.95 * done, f"epoch {fit.epochs}/{fit.planned_epochs} loss {fit.final_loss:.4f}")
+    fit.final_lr = float(optimizer.param_groups[0]["lr"])
     return fit
 
 
-def _optimizer(
-    encoder: Encoder, cfg: TrainConfig, total_steps: int
-) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
-    """AdamW on a one-cycle schedule, or the book's RMSprop (Keras' rho and epsilon) at a
-    constant rate."""
+# Share of max_seconds the epochs are planned into: the first epoch's time is a noisy
+# estimate of the rest, on a machine that may be busier later.
+PLANNED_SHARE = 0.9
+
+
+def _affordable_epochs(cfg: TrainConfig, first_epoch_seconds: float) -> int:
+    """How many epochs fit in the time budget at the first epoch's pace (at least the one
+    done). Planning them, rather than being cut off by the clock, lets a large training set
+    (a grown stream at a scheduled retrain) finish a whole learning-rate schedule: a run
+    stopped mid-schedule ends at its peak rate, with a worse model than fewer epochs make."""
+    seconds = max(first_epoch_seconds, 1e-9)
+    return max(1, min(cfg.epochs, int(PLANNED_SHARE * cfg.max_seconds / seconds)))
+
+
+def _optimizer(encoder: Encoder, cfg: TrainConfig) -> torch.optim.Optimizer:
+    """AdamW, or the book's RMSprop (with Keras' rho and epsilon)."""
     if cfg.optimizer == "rmsprop":
-        rmsprop = torch.optim.RMSprop(
+        return torch.optim.RMSprop(
             encoder.parameters(), lr=cfg.lr, alpha=0.9, eps=1e-7, weight_decay=cfg.weight_decay
         )
-        return rmsprop, torch.optim.lr_scheduler.ConstantLR(rmsprop, factor=1.0)
-    adamw = torch.optim.AdamW(encoder.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
-    return adamw, torch.optim.lr_scheduler.OneCycleLR(adamw, cfg.lr, total_steps=total_steps)
+    return torch.optim.AdamW(encoder.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+
+
+def _schedule(
+    optimizer: torch.optim.Optimizer, cfg: TrainConfig, total_steps: int, done_steps: int = 0
+) -> torch.optim.lr_scheduler.LRScheduler:
+    """AdamW's one-cycle schedule over `total_steps` (the book's RMSprop keeps a constant
+    rate), advanced past the `done_steps` already taken when a run re-plans its length."""
+    if cfg.optimizer == "rmsprop":
+        return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0)
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, cfg.lr, total_steps=total_steps)
+    for _ in range(done_steps):
+        schedule.step()
+    return schedule
 
 
 def _pair_loss(criterion: ContrastiveLoss, emb: Tensor, batch: Batch, mine: bool) -> Tensor:
