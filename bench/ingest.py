@@ -131,6 +131,16 @@ def _send(producer: Any, item_id: str, value: bytes) -> None:
     )
 
 
+def _produce(settings: Settings, ids: Sequence[str], faces: Sequence[bytes]) -> None:
+    """Send `ids`, cycling through `faces`, as fast as one producer can; back once all are
+    acknowledged."""
+    producer = make_producer(settings, linger_ms=20)
+    for i, item_id in enumerate(ids):
+        _send(producer, item_id, faces[i % len(faces)])
+    producer.flush()
+    producer.close()
+
+
 @dataclass(frozen=True)
 class Throughput:
     """One produce-as-fast-as-possible run: when the producer was done, when the index was."""
@@ -153,13 +163,9 @@ def _throughput(stack: Stack, faces: Sequence[bytes], tag: str) -> Throughput:
     machine with the stack, so its own finishing time shows how much of the run it set."""
     ids = [f"bench/{tag}/{i}" for i in range(len(faces) * COPIES)]
     base = ray.get(stack.holders[Modality.FACE].size.remote())
-    producer = make_producer(stack.settings, linger_ms=20)
     started = time.perf_counter()
-    for i, item_id in enumerate(ids):
-        _send(producer, item_id, faces[i % len(faces)])
-    producer.flush()
+    _produce(stack.settings, ids, faces)
     produced = time.perf_counter() - started
-    producer.close()
     searchable = _times_indexed(stack, base, [len(ids)])[len(ids)]
     stack.wait_indexed({Modality.FACE: ids}, TIMEOUT_S)
     return Throughput(len(ids), produced, searchable - started)
@@ -173,11 +179,7 @@ def _drain(stack: Stack, faces: Sequence[bytes]) -> float:
     ray.get(worker.stop.remote())
     base = ray.get(stack.holders[Modality.FACE].size.remote())
     ids = [f"bench/drain/{i}" for i in range(len(faces) * COPIES)]
-    producer = make_producer(stack.settings, linger_ms=20)
-    for i, item_id in enumerate(ids):
-        _send(producer, item_id, faces[i % len(faces)])
-    producer.flush()
-    producer.close()
+    _produce(stack.settings, ids, faces)
     ray.kill(worker, no_restart=False)
     low, high = (int(fraction * len(ids)) for fraction in DRAIN_MIDDLE)
     reached = _times_indexed(stack, base, [low, high])
