@@ -73,6 +73,10 @@ class Stack:
             # Serve keeps a stopping replica open this long for remote load balancers to
             # notice; the one HAProxy here is told by the controller at once.
             os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "2")
+            # Ingest actors, API replicas and retraining runs all run torch on these cores;
+            # OpenMP threads spinning between layers take them from each other (README, "When
+            # a training run shares the cores"). Workers inherit this; a cluster's nodes set it.
+            os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         self._log(f"ray: {self.settings.ray_address or 'local'}")
         ray.init(
             address=self.settings.ray_address,
