@@ -140,13 +140,17 @@ class _Fit:
     # Epochs the run plans to finish: the config's, or fewer when the first epoch shows
     # that they would not fit in max_seconds (see `_affordable_epochs`).
     planned_epochs: int = 0
+    steps_per_epoch: int = 0
     steps: int = 0
-    total_steps: int = 0
     seconds: float = 0.0
     final_loss: float = float("nan")
     # Where the schedule ended: near zero when the run finished it, the peak when the
     # clock cut it off mid-way.
     final_lr: float = float("nan")
+
+    @property
+    def total_steps(self) -> int:
+        return self.planned_epochs * self.steps_per_epoch
 
 
 def _train(
@@ -224,7 +228,7 @@ def _fit(
     x_all = torch.from_numpy(x_train.astype(np.float32, copy=False))
     encoder.to(device).train()
     criterion = ContrastiveLoss(energy_by_name(encoder.config.energy), encoder.config.margin)
-    fit = _Fit(planned_epochs=cfg.epochs, total_steps=cfg.epochs * len(batches))
+    fit = _Fit(planned_epochs=cfg.epochs, steps_per_epoch=len(batches))
     optimizer = _optimizer(encoder, cfg)
     schedule = _schedule(optimizer, cfg, fit.total_steps)
     augment = AUGMENTATIONS[encoder.config.modality] if cfg.augment else None
@@ -253,7 +257,7 @@ def _fit(
         fit.final_loss = float(np.mean(losses))
         fit.seconds = time.monotonic() - started
         if fit.epochs == 1 and (affordable := _affordable_epochs(cfg, fit.seconds)) < cfg.epochs:
-            fit.planned_epochs, fit.total_steps = affordable, affordable * len(batches)
+            fit.planned_epochs = affordable
             schedule = _schedule(optimizer, cfg, fit.total_steps, done_steps=fit.steps)
         done = max(fit.steps / fit.total_steps, min(fit.seconds / cfg.max_seconds, 1.0))
         report(0.95 * done, f"epoch {fit.epochs}/{fit.planned_epochs} loss {fit.final_loss:.4f}")
