@@ -13,6 +13,7 @@ BENCHMARKS: dict[str, str] = {
     "retrain": "bench.retrain:run",
     "serve": "bench.serve:run",
     "quality": "bench.quality:run",
+    "gpu": "bench.gpu:run",
 }
 
 RESULTS_DIR = Path("bench/results")

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
+import ray
 from ray import serve
 
 from bench.load import Body, LoadResult, measure
@@ -30,6 +31,7 @@ from bench.stack import BENCH_HTTP_PORT, bench_stack
 from pipeline.data.asterisk import common_words, iter_asterisk
 from pipeline.data.items import DataItem
 from pipeline.data.orl import iter_orl
+from pipeline.placement import plan_placement
 from pipeline.settings import Settings
 from schemas.items import Modality
 from services.api.deployment import query_service
@@ -186,7 +188,8 @@ def _pass(
         for name, changes in CONFIGS.items():
             print(f"bench serve ({ingress}): API, {name}")
             variant = stack.settings.model_copy(update=changes)
-            serve.run(query_service(variant), name=SERVE_APP, route_prefix="/")
+            gpus = plan_placement(ray.cluster_resources(), variant).api_gpus
+            serve.run(query_service(variant, gpus), name=SERVE_APP, route_prefix="/")
             sweeps[f"API, {name}"] = _sweep(stack.url, bodies, headers)
     return sweeps
 

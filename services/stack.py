@@ -19,6 +19,7 @@ from pipeline.ingest.worker import CONSUMER_GROUP, IngestWorker
 from pipeline.kafka.clients import make_admin
 from pipeline.kafka.launcher import EmbeddedKafka
 from pipeline.kafka.topics import ensure_topics
+from pipeline.placement import plan_placement
 from pipeline.retrain.coordinator import COORDINATOR_NAME, Retrainer
 from pipeline.retrain.schedule import parse_schedule
 from pipeline.settings import Settings
@@ -33,11 +34,6 @@ Log = Callable[[str], None]
 
 class NoActiveModel(RuntimeError):
     pass
-
-
-def default_ingest_actors(resources: Mapping[str, float], partitions: int) -> int:
-    gpus, cpus = int(resources.get("GPU", 0)), int(resources.get("CPU", 1))
-    return max(1, min(partitions, gpus if gpus else cpus - 1))
 
 
 class Stack:
@@ -90,9 +86,7 @@ class Stack:
     def start_services(self) -> None:
         """Holders, ingest actors and the API; needs an active model per modality."""
         store = MetadataStore.from_settings(self.settings)
-        gpu = self.settings.ingest_num_gpus
-        if gpu is None:
-            gpu = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
+        placement = plan_placement(ray.cluster_resources(), self.settings)
         for modality in Modality:
             if store.active_model(modality) is None:
                 raise NoActiveModel(f"no active {modality.value} model: run `twinstream train`")
@@ -107,24 +101,30 @@ class Stack:
             )
         self.retrainer = (
             ray.remote(Retrainer)
-            .options(name=COORDINATOR_NAME, num_cpus=0, get_if_exists=True, max_concurrency=8)
+            .options(
+                name=COORDINATOR_NAME,
+                num_cpus=0,
+                num_gpus=placement.retrain_gpus,
+                get_if_exists=True,
+                max_concurrency=8,
+            )
             .remote(self.settings)
         )
         self._log(f"retraining: schedule {self.settings.retrain_schedule!r}")
-        actors = self.settings.ingest_actors or default_ingest_actors(
-            ray.cluster_resources(), self.settings.topic_partitions
-        )
-        self._log(f"ingest: {actors} actor(s), {'GPU' if gpu else 'CPU'}")
+        gpus = placement.ingest_gpus
+        where = f"{gpus:g} GPU each" if gpus else "CPU"
+        self._log(f"ingest: {placement.ingest_actors} actor(s), {where}")
         self.workers = [
             ray.remote(IngestWorker)
-            .options(name=ingest_name(i), num_cpus=1, num_gpus=gpu, max_restarts=-1)
+            .options(name=ingest_name(i), num_cpus=1, num_gpus=gpus, max_restarts=-1)
             .remote(self.settings)
-            for i in range(actors)
+            for i in range(placement.ingest_actors)
         ]
         ray.get([w.counts.remote() for w in self.workers])
         serve.start(http_options={"host": self.settings.http_host, "port": self.settings.http_port})
-        free_gpus = ray.cluster_resources().get("GPU", 0) - gpu * len(self.workers)
-        serve.run(query_service(self.settings, free_gpus), name=SERVE_APP, route_prefix="/")
+        serve.run(
+            query_service(self.settings, placement.api_gpus), name=SERVE_APP, route_prefix="/"
+        )
         self._log(f"api: {self.url}")
 
     def preflight(self) -> None:

@@ -18,6 +18,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from pipeline.embed.model import EmbeddingModel
 from pipeline.index.handles import holder_handles
+from pipeline.placement import plan_placement
 from pipeline.retrain.candidate import train_candidate
 from pipeline.retrain.rebuild import rebuild_and_switch
 from pipeline.retrain.schedule import parse_schedule
@@ -91,9 +92,9 @@ class Retrainer:
 
     def _retrain(self, run_id: str, modality: Modality, preset: str | None) -> None:
         try:
-            gpus = 1 if ray.cluster_resources().get("GPU", 0) >= 1 else 0
+            placement = plan_placement(ray.cluster_resources(), self._settings)
             task = ray.remote(train_candidate).options(
-                num_cpus=self._settings.retrain_num_cpus, num_gpus=gpus
+                num_cpus=self._settings.retrain_num_cpus, num_gpus=placement.retrain_gpus
             )
             candidate = ray.get(task.remote(self._settings, modality, run_id, preset))
             if not candidate.decision.promote:

@@ -37,19 +37,11 @@ class QueryService:
         )
 
 
-def replica_gpus(settings: Settings, free_gpus: float) -> float:
-    """GPUs per replica: the setting, else an equal share of what ingest leaves free (≤ 1)."""
-    if settings.api_num_gpus is not None:
-        return settings.api_num_gpus
-    if free_gpus <= 0:
-        return 0.0
-    return min(1.0, free_gpus / settings.api_replicas)
-
-
-def query_service(settings: Settings, free_gpus: float = 0.0) -> Application:
-    """The API application with replicas, concurrency and GPUs as the settings ask."""
+def query_service(settings: Settings, replica_gpus: float = 0.0) -> Application:
+    """The API application with replicas and concurrency as the settings ask, and the GPUs
+    each replica reserves (`pipeline.placement` decides them for the whole stack)."""
     return QueryService.options(
         num_replicas=settings.api_replicas,
         max_ongoing_requests=settings.api_max_ongoing_requests,
-        ray_actor_options={"num_cpus": 0, "num_gpus": replica_gpus(settings, free_gpus)},
+        ray_actor_options={"num_cpus": 0, "num_gpus": replica_gpus},
     ).bind(settings)
