@@ -8,7 +8,9 @@ config, so a run reproduces its metrics (unless the wall-clock budget cuts it sh
 
 import os
 import time
-from collections.abc import Callable, Sequence
+import warnings
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +29,11 @@ from pipeline.train.batches import Batch, PairBatches, RandomPairBatches, balanc
 from pipeline.train.sample import Sample
 from pipeline.train.split import split_by_group
 from schemas.items import Modality
+
+# cuBLAS sums deterministically only with a fixed workspace, which it reads when the first
+# handle is made: set before any CUDA work of a process that may train (the default otherwise
+# only makes deterministic mode warn).
+os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
 
 Progress = Callable[[float, str], None]
 Batches = PairBatches | RandomPairBatches
@@ -117,19 +124,50 @@ def train_model(
     `pairs` are explicit (index, index, same) pairs into `samples`; those with an end in a
     held-out group are left out, since training on them would leak into calibration.
     `threads` defaults to every core; the previous torch setting is restored afterwards.
-    `device` defaults to CUDA when present; runs are bit-for-bit reproducible on the CPU.
+    `device` defaults to CUDA when present; a seeded run reproduces bit for bit on either
+    device (on CUDA within one GPU model and software stack).
     """
     report = progress or (lambda fraction, message: None)
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(threads or os.cpu_count() or 1)
+    chosen = pick_device(device)
     try:
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]), _deterministic(chosen):
             torch.manual_seed(train_config.seed)
-            return _train(
-                samples, encoder_config, train_config, report, pairs, version, pick_device(device)
-            )
+            return _train(samples, encoder_config, train_config, report, pairs, version, chosen)
     finally:
         torch.set_num_threads(previous_threads)
+
+
+@contextmanager
+def _deterministic(device: torch.device) -> Iterator[None]:
+    """CUDA's fastest kernels (cuDNN's convolution backward, index_add) sum in a varying order,
+    so two seeded runs drift apart and the promotion gate would compare noise; training asks
+    for the deterministic ones instead. The CPU kernels are deterministic already.
+
+    Warn-only because adaptive average pooling has no deterministic backward on CUDA: the
+    head's grid cells do not overlap, so each input gets one atomic addition and the result
+    is exact anyway (two seeded CUDA runs compare equal in tests/test_train.py).
+    """
+    if device.type != "cuda":
+        yield
+        return
+    cudnn = torch.backends.cudnn
+    previous = (
+        torch.are_deterministic_algorithms_enabled(),
+        torch.is_deterministic_algorithms_warn_only_enabled(),
+        cudnn.deterministic,
+        cudnn.benchmark,
+    )
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    cudnn.deterministic, cudnn.benchmark = True, False
+    try:
+        with warnings.catch_warnings():
+            warnings.filterwarnings("ignore", message=".*does not have a deterministic")
+            yield
+    finally:
+        enabled, warn_only, cudnn.deterministic, cudnn.benchmark = previous
+        torch.use_deterministic_algorithms(enabled, warn_only=warn_only)
 
 
 @dataclass
