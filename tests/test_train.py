@@ -250,7 +250,7 @@ def test_artifact_round_trips_embeddings_exactly(face_run, faces, tmp_path):
     assert digest == hashlib.sha256(path.read_bytes()).hexdigest()
     assert [p.name for p in path.parent.iterdir()] == ["face.pt"]
 
-    loaded = EmbeddingModel.load(path, expected_sha256=digest, device="cpu")
+    loaded = EmbeddingModel.load(path, expected_sha256=digest, device=face_run.model.device)
     assert loaded.version == face_run.model.version
     assert loaded.threshold == face_run.threshold
     assert loaded.config == face_run.model.config
@@ -264,7 +264,12 @@ def test_artifact_round_trips_embeddings_exactly(face_run, faces, tmp_path):
 
 def _trained_module_embeds(model: EmbeddingModel, batch: np.ndarray) -> np.ndarray:
     with torch.inference_mode():
-        return model.encoder(torch.from_numpy(batch)).numpy()
+        return model.encoder(torch.from_numpy(batch).to(model.device)).cpu().numpy()
+
+
+# The inference form computes the same function up to float rounding; on CUDA, convolutions
+# in TF32 round at about 1e-3 (tests/test_gpu.py bounds what that does to embeddings).
+FOLDED_ATOL = 2e-3 if torch.cuda.is_available() else 1e-5
 
 
 def test_the_inference_form_embeds_like_the_trained_module(face_run, faces):
@@ -272,13 +277,15 @@ def test_the_inference_form_embeds_like_the_trained_module(face_run, faces):
     function, so a model serves exactly what it was calibrated with."""
     batch = np.stack([s.x for s in faces[:32]])
     np.testing.assert_allclose(
-        face_run.model.embed(batch), _trained_module_embeds(face_run.model, batch), atol=1e-5
+        face_run.model.embed(batch), _trained_module_embeds(face_run.model, batch), atol=FOLDED_ATOL
     )
     mirrored = dataclasses.replace(face_run.model.config, mirror_tta=True)
     encoder = build_encoder(mirrored)
     encoder.load_state_dict(face_run.model.encoder.state_dict())
     model = EmbeddingModel(encoder, "mirrored", 0.5)
-    np.testing.assert_allclose(model.embed(batch), _trained_module_embeds(model, batch), atol=1e-5)
+    np.testing.assert_allclose(
+        model.embed(batch), _trained_module_embeds(model, batch), atol=FOLDED_ATOL
+    )
 
 
 def test_head_grid_widens_only_the_head_and_old_artifacts_load_as_they_were():
@@ -310,7 +317,7 @@ def test_head_grid_widens_only_the_head_and_old_artifacts_load_as_they_were():
         batch = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
         model = EmbeddingModel(binned.eval(), "binned", 0.5)
         np.testing.assert_allclose(
-            model.embed(batch), _trained_module_embeds(model, batch), atol=1e-5
+            model.embed(batch), _trained_module_embeds(model, batch), atol=FOLDED_ATOL
         )
     for bad in ((0, 4), (1, 2, 3)):
         with pytest.raises(ValueError, match="head_grid"):
@@ -344,7 +351,7 @@ def test_model_refuses_inputs_of_another_modality(face_run):
 
 def test_model_respects_an_explicit_device(face_run):
     assert face_run.model.device.type == ("cuda" if torch.cuda.is_available() else "cpu")
-    model = EmbeddingModel(face_run.model.encoder, "v", 0.5, device="cpu")
+    model = EmbeddingModel(build_encoder(face_run.model.config), "v", 0.5, device="cpu")
     assert model.device == torch.device("cpu")
 
 
@@ -378,7 +385,7 @@ def test_quick_audio_training_identifies_speakers_on_unseen_words():
     assert result.metrics["genuine_mean"] < result.threshold < result.metrics["impostor_mean"]
     batch = np.stack([s.x for s in samples[:16]])
     np.testing.assert_allclose(
-        result.model.embed(batch), _trained_module_embeds(result.model, batch), atol=1e-5
+        result.model.embed(batch), _trained_module_embeds(result.model, batch), atol=FOLDED_ATOL
     )
 
 
