@@ -101,7 +101,7 @@ class IngestWorker:
         self._handover: queue.Queue[_Handover] = queue.Queue(maxsize=1)
         # Held while a batch is indexed and while the consumer seeks: a seek reads the
         # holders' offsets, which must not move under it.
-        self._indexing = threading.RLock()
+        self._indexing = threading.Lock()
         self._generation = 0
         self._replay = threading.Event()
         # Offsets the holders made durable, for the consuming thread to commit.
@@ -158,11 +158,9 @@ class IngestWorker:
         self._commit_durable()
 
     def _replay_from_index(self) -> None:
-        with self._indexing:
-            while not self._handover.empty():
-                self._handover.get_nowait()
-            self.seek_to_index(list(self._consumer.assignment()))
-            self._replay.clear()
+        """The seek's new generation drops whatever is still handed over."""
+        self.seek_to_index(list(self._consumer.assignment()))
+        self._replay.clear()
 
     def _hand_over(self, handover: _Handover) -> None:
         """Wait for the indexing thread to take `handover`; give up on a stop or a replay,
