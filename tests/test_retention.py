@@ -42,7 +42,7 @@ def record(item_id: str, sha256: str, modality: Modality = FACE) -> ItemRecord:
 def test_delete_removes_bytes_only_when_no_item_shares_them(store, tmp_path, faces):
     payloads = PayloadStore(tmp_path / "payloads")
     retained = RetainedItems(store, payloads)
-    shared, own = payloads.put(faces[0]), payloads.put(faces[1])
+    shared, own = payloads.put_all(faces[:2])
     retained.upsert(
         [record("a", shared), record("b", shared), record("c", own), record("a", shared, AUDIO)],
         {shared: faces[0], own: faces[1]},
@@ -62,7 +62,7 @@ def test_delete_removes_bytes_only_when_no_item_shares_them(store, tmp_path, fac
 def test_upsert_with_new_bytes_releases_the_old_ones(store, tmp_path, faces):
     payloads = PayloadStore(tmp_path / "payloads")
     retained = RetainedItems(store, payloads)
-    first, second, kept = (payloads.put(face) for face in faces)
+    first, second, kept = payloads.put_all(faces)
     data = dict(zip((first, second, kept), faces, strict=True))
     retained.upsert([record("a", first), record("k", kept)], data)
 
@@ -90,7 +90,7 @@ def test_bytes_released_while_a_new_item_was_on_its_way_are_stored_again(store, 
 
 def test_hash_queries_cover_more_ids_than_one_statement_binds(store, tmp_path, faces):
     payloads = PayloadStore(tmp_path / "payloads")
-    sha = payloads.put(faces[0])
+    (sha,) = payloads.put_all(faces[:1])
     ids = [f"many/{i}" for i in range(1200)]
     store.upsert_items([record(item_id, sha) for item_id in ids])
     assert store.payload_hashes(FACE, ids) == {sha}

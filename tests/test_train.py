@@ -410,6 +410,7 @@ def test_retraining_reads_back_the_newest_labelled_items_up_to_its_window(tmp_pa
     settings = Settings(state_dir=tmp_path, retrain_max_items=3)
     store, payloads = MetadataStore.from_settings(settings), PayloadStore(settings.payloads_dir)
     faces = list(iter_orl())[:5]
+    hashes = payloads.put_all(face.read_bytes() for face in faces)
     start = datetime(2026, 11, 27, tzinfo=UTC)
     store.upsert_items(
         [
@@ -417,14 +418,14 @@ def test_retraining_reads_back_the_newest_labelled_items_up_to_its_window(tmp_pa
                 modality=Modality.FACE,
                 item_id=face.id,
                 label=face.label,
-                payload_sha256=payloads.put(face.read_bytes()),
+                payload_sha256=sha256,
                 content_type="image/x-portable-graymap",
                 source_topic="twinstream.face",
                 source_partition=0,
                 source_offset=n,
                 indexed_at=start + timedelta(minutes=n),
             )
-            for n, face in enumerate(faces)
+            for n, (face, sha256) in enumerate(zip(faces, hashes, strict=True))
         ]
     )
 

@@ -6,21 +6,28 @@ to those, so a restarted actor or stack resumes exactly where the index is; the
 group's committed offsets (what lag is measured against) only ever advance to
 what a durable checkpoint covers.
 
-While the actor is behind the log, two batches are in flight: while one is embedded and
-applied, the next is parsed, decoded and stored beside it (decoding, hashing and fsyncing
-payloads wait on other things than the encoder); at the live tail a batch goes straight
-through. Both sides are idempotent and the holder applies only the records past its
-offsets, so a batch prepared and then dropped by a replay, or prepared for a partition
-that a rebalance handed elsewhere, cannot double an item.
+Two threads make a two-stage pipeline. The consuming thread owns the Kafka consumer (which is
+not thread-safe): it polls, parses, decodes and stores a batch (dead letters, payloads,
+metadata rows), hands it over, and commits what the holders have made durable. The indexing
+thread embeds each batch and applies it to its holder. A batch is consumed while the one
+before it is embedded, and at most one waits between them, so a burst stays in Kafka.
+Parsing a poll alone took a fifth of the indexing loop's time when one thread did both
+(README, "Consuming beside embedding").
+
+Both stages are idempotent and the holder applies only a batch that starts at its offsets,
+so a batch prepared and then dropped by a replay, or prepared for a partition that a
+rebalance handed elsewhere, cannot double an item. A replay from the holders' offsets
+(after a failure, a holder's refusal or a rebalance) runs while no batch is being indexed,
+and drops every batch handed over before it.
 """
 
 import logging
+import queue
 import sys
 import threading
 import time
 import traceback
-from collections import deque
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass
 
 import ray
 import torch
@@ -44,9 +51,20 @@ log = logging.getLogger(__name__)
 
 CONSUMER_GROUP = "twinstream-ingest"
 POLL_TIMEOUT_MS = 200
+# How often a thread waiting on the other one looks up for a stop or a replay.
+HANDOVER_WAIT_S = 0.2
 RETRY_PAUSE_S = 1.0
 # Empty polls for this long make the actor check that it is not stuck behind the log.
 STALL_CHECK_S = 15.0
+
+
+@dataclass(frozen=True)
+class _Handover:
+    """A prepared batch, and the replay generation it was consumed in: a batch from before
+    the latest seek is dropped, not indexed."""
+
+    result: BatchResult
+    generation: int
 
 
 class _SeekToIndex(ConsumerRebalanceListener):
@@ -77,9 +95,18 @@ class IngestWorker:
         )
         # Where the next poll continues each partition: a batch carries the positions it
         # was consumed from, and the holder checks them against its own offsets, so a
-        # holder restored from an older checkpoint is noticed. Only the loop thread moves it.
+        # holder restored from an older checkpoint is noticed. Only the consuming thread
+        # moves it.
         self._positions: dict[tuple[str, int], int] = {}
-        self._preparer = ThreadPoolExecutor(max_workers=1, thread_name_prefix="ingest-prepare")
+        self._handover: queue.Queue[_Handover] = queue.Queue(maxsize=1)
+        # Held while a batch is indexed and while the consumer seeks: a seek reads the
+        # holders' offsets, which must not move under it.
+        self._indexing = threading.Lock()
+        self._generation = 0
+        self._replay = threading.Event()
+        # Offsets the holders made durable, for the consuming thread to commit.
+        self._durable: dict[TopicPartition, OffsetAndMetadata] = {}
+        self._durable_lock = threading.Lock()
         self._consumer = make_consumer(settings, CONSUMER_GROUP)
         self._producer = make_producer(settings)
         self._consumer.subscribe(
@@ -87,8 +114,12 @@ class IngestWorker:
         )
         self._stop = threading.Event()
         self._stats = IngestStats()
-        self._thread = threading.Thread(target=self._run, name="ingest", daemon=True)
-        self._thread.start()
+        self._threads = [
+            threading.Thread(target=self._consume, name="ingest-consume", daemon=True),
+            threading.Thread(target=self._index_handed_over, name="ingest", daemon=True),
+        ]
+        for thread in self._threads:
+            thread.start()
 
     def _index_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
         """The next offset each partition's index holder expects: what it has applied."""
@@ -96,54 +127,84 @@ class IngestWorker:
         return {tp: offsets[topic_modality(tp.topic)].get(tp.partition, 0) for tp in partitions}
 
     def seek_to_index(self, partitions: list[TopicPartition]) -> None:
-        offsets = self._index_offsets(partitions)
-        fetch_from(self._consumer, offsets)
-        for tp, offset in offsets.items():
-            self._positions[(tp.topic, tp.partition)] = offset
+        """Fetch `partitions` from what their holders have applied; batches handed over
+        before this are dropped."""
+        with self._indexing:
+            offsets = self._index_offsets(partitions)
+            fetch_from(self._consumer, offsets)
+            for tp, offset in offsets.items():
+                self._positions[(tp.topic, tp.partition)] = offset
+            self._generation += 1
 
-    def _run(self) -> None:
-        rewind = False
+    def _consume(self) -> None:
         quiet_since = time.monotonic()
-        # Batches polled and handed to the preparer, oldest first; at most two.
-        prepared: deque[Future[BatchResult]] = deque()
         batch_size = self._settings.ingest_batch_size
         while not self._stop.is_set():
             try:
-                if rewind:
-                    wait(prepared)
-                    prepared.clear()
-                    self.seek_to_index(list(self._consumer.assignment()))
-                    rewind = False
-                polled = self._consumer.poll(
-                    timeout_ms=0 if prepared else POLL_TIMEOUT_MS, max_records=batch_size
-                )
+                if self._replay.is_set():
+                    self._replay_from_index()
+                self._commit_durable()
+                polled = self._consumer.poll(timeout_ms=POLL_TIMEOUT_MS, max_records=batch_size)
                 records = [r for batch in polled.values() for r in batch]
                 if records:
-                    prepared.append(self._prepare_next(records))
-                # A full poll means a backlog: poll again at once to prepare beside this
-                # batch. A partial one is the live tail, indexed at once for freshness.
-                if len(prepared) == 2 or (prepared and len(records) < batch_size):
                     quiet_since = time.monotonic()
-                    rewind = not self._index(prepared.popleft().result())
-                elif not prepared and time.monotonic() - quiet_since > STALL_CHECK_S:
+                    self._hand_over(self._prepare_next(records))
+                elif time.monotonic() - quiet_since > STALL_CHECK_S:
                     quiet_since = time.monotonic()
-                    rewind = self._stalled()
+                    if self._stalled():
+                        self._replay.set()
             except Exception as error:
-                # Whatever part of the batch did not reach a holder is replayed from
-                # the offsets the holders report; the steps before that are idempotent.
-                log.exception("ingest failed; replaying from the index's offsets")
-                self._stats.retries += 1
-                self._stats.last_error = f"{type(error).__name__}: {error}"
-                rewind = True
-                self._stop.wait(RETRY_PAUSE_S)
+                self._failed(error)
+        self._commit_durable()
 
-    def _prepare_next(self, records: list[ConsumerRecord]) -> Future[BatchResult]:
-        """Hand `records` to the preparer with the positions they were consumed from, and
-        move the positions past them for the poll after."""
+    def _replay_from_index(self) -> None:
+        """The seek's new generation drops whatever is still handed over."""
+        self.seek_to_index(list(self._consumer.assignment()))
+        self._replay.clear()
+
+    def _hand_over(self, handover: _Handover) -> None:
+        """Wait for the indexing thread to take `handover`; give up on a stop or a replay,
+        which would drop it anyway."""
+        while not (self._stop.is_set() or self._replay.is_set()):
+            try:
+                self._handover.put(handover, timeout=HANDOVER_WAIT_S)
+                return
+            except queue.Full:
+                self._commit_durable()
+
+    def _index_handed_over(self) -> None:
+        while not self._stop.is_set():
+            try:
+                handover = self._handover.get(timeout=HANDOVER_WAIT_S)
+            except queue.Empty:
+                continue
+            try:
+                self._index_if_current(handover)
+            except Exception as error:
+                self._failed(error)
+
+    def _index_if_current(self, handover: _Handover) -> None:
+        with self._indexing:
+            stale = handover.generation != self._generation or self._replay.is_set()
+            if not stale and not self._index(handover.result):
+                self._replay.set()
+
+    def _failed(self, error: Exception) -> None:
+        """Whatever part of a batch did not reach a holder is replayed from the offsets the
+        holders report; the steps before that are idempotent."""
+        log.exception("ingest failed; replaying from the index's offsets")
+        self._stats.retries += 1
+        self._stats.last_error = f"{type(error).__name__}: {error}"
+        self._replay.set()
+        self._stop.wait(RETRY_PAUSE_S)
+
+    def _prepare_next(self, records: list[ConsumerRecord]) -> _Handover:
+        """Prepare `records` with the positions they were consumed from, and move the
+        positions past them for the poll after."""
         starts = dict(self._positions)
         for record in records:
             self._positions[(record.topic, record.partition)] = record.offset + 1
-        return self._preparer.submit(self._prepare, records, starts)
+        return _Handover(self._prepare(records, starts), self._generation)
 
     def _stalled(self) -> bool:
         """Polls came back empty although a held partition's log goes past what its index
@@ -168,6 +229,16 @@ class IngestWorker:
             self._retained.delete(modality, item_ids)
         return result
 
+    def _commit_durable(self) -> None:
+        """Commit what the holders have made durable, for the partitions still held: a group
+        offset never runs ahead of a checkpoint."""
+        with self._durable_lock:
+            durable, self._durable = self._durable, {}
+        owned = self._consumer.assignment()
+        committable = {tp: o for tp, o in durable.items() if tp in owned}
+        if committable:
+            self._consumer.commit(committable)
+
     def _index(self, result: BatchResult) -> bool:
         """The index last: it moves the offsets, so nothing is skipped if a step before it
         failed. False when a holder asks for a replay from its offsets."""
@@ -179,11 +250,8 @@ class IngestWorker:
             topic = ITEM_TOPICS[modality]
             for partition, offset in applied.durable_offsets.items():
                 durable[TopicPartition(topic, partition)] = OffsetAndMetadata(offset, "", -1)
-        # Only what a checkpoint covers: a group offset never runs ahead of durable state.
-        owned = self._consumer.assignment()
-        committable = {tp: o for tp, o in durable.items() if tp in owned}
-        if committable:
-            self._consumer.commit(committable)
+        with self._durable_lock:
+            self._durable.update(durable)
         self._stats.indexed += len(result.items)
         self._stats.deleted += sum(len(ids) for ids in result.deletes.values())
         self._stats.dead_lettered += len(result.rejected)
@@ -207,13 +275,19 @@ class IngestWorker:
                 return None
 
     def state(self) -> str:
-        """The partitions this actor's consumer holds and where its loop is right now: for
-        whoever finds the actor stalled."""
+        """The partitions this actor's consumer holds and where each of its threads is right
+        now: for whoever finds the actor stalled."""
         held = sorted(f"{tp.topic}:{tp.partition}" for tp in self._consumer.assignment())
-        frame = sys._current_frames().get(self._thread.ident or -1)
-        if frame is None or not self._thread.is_alive():
-            return f"holds {held}; the loop is not running"
-        return f"holds {held}; the loop is at\n" + "".join(traceback.format_stack(frame, limit=8))
+        frames = sys._current_frames()
+        lines = [f"holds {held}"]
+        for thread in self._threads:
+            frame = frames.get(thread.ident or -1)
+            if frame is None or not thread.is_alive():
+                lines.append(f"{thread.name} is not running")
+            else:
+                stack = "".join(traceback.format_stack(frame, limit=8))
+                lines.append(f"{thread.name} is at\n{stack}")
+        return "\n".join(lines)
 
     def counts(self) -> dict[str, int]:
         return self._stats.counts()
@@ -223,7 +297,7 @@ class IngestWorker:
 
     def stop(self) -> None:
         self._stop.set()
-        self._thread.join()
-        self._preparer.shutdown()
+        for thread in self._threads:
+            thread.join()
         self._consumer.close()
         self._producer.close()

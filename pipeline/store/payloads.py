@@ -6,14 +6,33 @@ lets items with identical bytes share one file (so deleting one item must not
 delete the file while another still points at it: see pipeline/store/retention.py).
 """
 
+import ctypes
+import ctypes.util
 import fcntl
 import hashlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
 LOCK_FILE = ".lock"
+_LIBC = ctypes.CDLL(ctypes.util.find_library("c"), use_errno=True)
+
+
+def sync_filesystem(path: Path) -> None:
+    """Flush everything written to the filesystem holding `path` (Linux `syncfs`; `sync`
+    where the C library has no such call): one journal commit for a whole batch."""
+    syncfs = getattr(_LIBC, "syncfs", None)
+    if syncfs is None:
+        os.sync()
+        return
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        if syncfs(fd) != 0:
+            error = ctypes.get_errno()
+            raise OSError(error, f"syncfs {path}: {os.strerror(error)}")
+    finally:
+        os.close(fd)
 
 
 class PayloadStore:
@@ -40,18 +59,32 @@ class PayloadStore:
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
 
-    def put(self, data: bytes) -> str:
-        sha256 = self.address(data)
-        path = self._path(sha256)
-        if not path.exists():
+    def put_all(self, payloads: Iterable[bytes]) -> list[str]:
+        """Store each payload durably; returns their addresses in order.
+
+        Durable the way one fsync per file would make them, for two filesystem syncs a
+        batch: every new payload is written under a temporary name, synced, and only then
+        named by its hash, and the names synced. A name therefore never points at bytes a
+        crash could lose, which `put_all` relies on when it finds a name present. One fsync
+        per file cost about as much CPU per item as decoding it (README, "Payloads are
+        synced a batch at a time").
+        """
+        addresses, staged = [], {}
+        for data in payloads:
+            sha256 = self.address(data)
+            addresses.append(sha256)
+            path = self._path(sha256)
+            if path in staged or path.exists():
+                continue
             path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_suffix(f".{os.getpid()}.tmp")
-            with open(tmp, "wb") as fh:
-                fh.write(data)
-                fh.flush()
-                os.fsync(fh.fileno())
-            tmp.replace(path)
-        return sha256
+            staged[path] = path.with_suffix(f".{os.getpid()}.tmp")
+            staged[path].write_bytes(data)
+        if staged:
+            sync_filesystem(self.root)
+            for path, tmp in staged.items():
+                tmp.replace(path)
+            sync_filesystem(self.root)
+        return addresses
 
     def get(self, sha256: str) -> bytes:
         return self._path(sha256).read_bytes()

@@ -32,8 +32,7 @@ class RetainedItems:
         record's hash); bytes they replaced go once nothing else uses them."""
         by_modality = groupby(sorted(records, key=lambda r: r.modality), key=lambda r: r.modality)
         with self._payloads.exclusive():
-            for record in records:
-                self._payloads.put(payloads[record.payload_sha256])
+            self._payloads.put_all(payloads[r.payload_sha256] for r in records)
             replaced = set().union(
                 *(
                     self._store.payload_hashes(modality, [r.item_id for r in group])
