@@ -17,6 +17,8 @@ from pipeline.settings import Settings
 # Besides the ingest actors and API replicas: the retraining coordinator (it re-embeds the
 # retained items on a model switch) and the training run it starts.
 RETRAIN_PROCESSES = 2
+# Ray counts fractional resources in fixed point: units of 1/10,000.
+RAY_RESOURCE_UNITS = 10_000
 
 
 @dataclass(frozen=True)
@@ -40,10 +42,13 @@ def gpu_slice(free: float, processes: int) -> float:
 
     Not free/processes: Ray places each slice on one device, so slices of 2/3 would leave a
     third of every device unused and need three devices for three processes; 1/k tiles one.
+    Rounded down to Ray's resource unit (1e-4, to which it rounds to nearest): six slices of
+    1/6 would count as 6 × 0.1667 > 1, and the sixth would wait forever.
     """
     if free <= 0 or processes <= 0:
         return 0.0
-    return 1.0 / math.ceil(processes / free)
+    k = math.ceil(processes / free)
+    return math.floor(RAY_RESOURCE_UNITS / k) / RAY_RESOURCE_UNITS
 
 
 def plan_placement(resources: Mapping[str, float], settings: Settings) -> Placement:

@@ -2,7 +2,12 @@
 
 import pytest
 
-from pipeline.placement import Placement, default_ingest_actors, plan_placement
+from pipeline.placement import (
+    RAY_RESOURCE_UNITS,
+    Placement,
+    default_ingest_actors,
+    plan_placement,
+)
 from pipeline.settings import Settings
 
 
@@ -30,10 +35,11 @@ def _slices(placement: Placement, settings: Settings) -> list[float]:
 
 
 def _fit(slices: list[float], devices: int) -> bool:
-    """Place each slice whole on one device, as Ray does with fractional GPUs."""
-    free = [1.0] * devices
-    for size in sorted(slices, reverse=True):
-        device = next((d for d, left in enumerate(free) if left >= size - 1e-9), None)
+    """Place each slice whole on one device, as Ray does with fractional GPUs: in units of
+    1/10,000, each quantity rounded to the nearest unit."""
+    free = [RAY_RESOURCE_UNITS] * devices
+    for size in sorted((round(s * RAY_RESOURCE_UNITS) for s in slices), reverse=True):
+        device = next((d for d, left in enumerate(free) if left >= size), None)
         if device is None:
             return False
         free[device] -= size
@@ -41,7 +47,7 @@ def _fit(slices: list[float], devices: int) -> bool:
 
 
 @pytest.mark.parametrize("gpus", [1, 2, 3, 8])
-@pytest.mark.parametrize("replicas", [1, 2, 3])
+@pytest.mark.parametrize("replicas", [1, 2, 3, 5])
 @pytest.mark.parametrize("partitions", [1, 4, 12])
 def test_every_role_gets_a_gpu_slice_and_the_slices_fit(gpus, replicas, partitions):
     # The case this exists for: one GPU, whose ingest actor used to reserve all of it, so a
@@ -66,7 +72,7 @@ def test_explicit_gpus_are_kept_and_the_rest_share_what_they_leave():
 
     no_api = plan_placement(one_gpu, Settings(api_num_gpus=0))
     assert no_api.api_gpus == 0
-    assert no_api.ingest_gpus == no_api.retrain_gpus == pytest.approx(1 / 3)
+    assert no_api.ingest_gpus == no_api.retrain_gpus == 0.3333
 
     half = Settings(ingest_num_gpus=0.5)
     shared = plan_placement(one_gpu, half)
