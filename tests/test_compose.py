@@ -4,6 +4,9 @@ from pathlib import Path
 
 import yaml
 
+from pipeline.placement import plan_placement
+from pipeline.settings import Settings
+
 ROOT = Path(__file__).resolve().parent.parent
 TWINSTREAM_SERVICES = ("ray-head", "ray-worker-gpu", "demo-producer")
 
@@ -28,13 +31,25 @@ def test_twinstream_services_share_the_cluster_broker_database_and_state():
         assert "state:/state" in services[name]["volumes"], name
 
 
-def test_ingest_actors_are_placed_on_the_gpu_worker():
+def test_ingest_actors_and_api_replicas_share_the_gpu_worker_with_retraining():
     services = compose()["services"]
     [device] = services["ray-worker-gpu"]["deploy"]["resources"]["reservations"]["devices"]
     assert device["driver"] == "nvidia" and "gpu" in device["capabilities"]
     assert "--num-gpus=1" in services["ray-worker-gpu"]["command"]
-    assert services["ray-head"]["environment"]["TWINSTREAM_INGEST_NUM_GPUS"] == 1
     assert "--num-gpus=0" in services["ray-head"]["command"]
+    env = services["ray-head"]["environment"]
+    settings = Settings(
+        ingest_actors=env["TWINSTREAM_INGEST_ACTORS"],
+        ingest_num_gpus=env["TWINSTREAM_INGEST_NUM_GPUS"],
+        api_num_gpus=env["TWINSTREAM_API_NUM_GPUS"],
+    )
+    # Whether or not the worker has joined when the driver starts, the actors are as many,
+    # and once it has, a training run still finds a slice of its GPU.
+    assert plan_placement({"CPU": 8.0}, settings).ingest_actors == 2
+    placement = plan_placement({"CPU": 8.0, "GPU": 1.0}, settings)
+    assert min(placement.ingest_gpus, placement.api_gpus, placement.retrain_gpus) > 0
+    reserved = placement.ingest_gpus * placement.ingest_actors + placement.api_gpus
+    assert reserved + 2 * placement.retrain_gpus <= 1
 
 
 def test_a_public_bind_carries_an_api_key():
