@@ -53,7 +53,8 @@ def gpu_slice(free: float, processes: int) -> float:
 
 def plan_placement(resources: Mapping[str, float], settings: Settings) -> Placement:
     """Explicit INGEST_NUM_GPUS / API_NUM_GPUS are kept; the roles left unset share what those
-    leave free (nothing free: they run on the CPU)."""
+    leave free (nothing free: they run on the CPU). The slices are sure to pack when what is
+    free is whole devices; remainders spread over several devices may hold fewer of them."""
     actors = settings.ingest_actors or default_ingest_actors(resources, settings.topic_partitions)
     free = float(resources.get("GPU", 0))
     sharing = RETRAIN_PROCESSES
