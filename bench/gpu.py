@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from bench.encoder_rate import embed_rate
 from bench.report import BenchReport
 from pipeline.data.orl import iter_orl
 from pipeline.decode.registry import INPUT_SHAPES
@@ -34,11 +35,7 @@ QUERIES = 200
 
 def _items_per_s(model: EmbeddingModel, inputs: np.ndarray, batch: int) -> float:
     count = len(inputs) if batch > 1 else QUERIES
-    model.embed(inputs[: max(batch, 8)])  # warm-up: CUDA context, kernel choice, oneDNN plans
-    started = time.perf_counter()
-    for start in range(0, count, batch):
-        model.embed(inputs[start : start + batch])
-    return count / (time.perf_counter() - started)
+    return embed_rate(model, [inputs[start : start + batch] for start in range(0, count, batch)])
 
 
 def _encoders() -> dict[str, Any]:

@@ -38,6 +38,7 @@ import numpy as np
 import ray
 import torch
 
+from bench.encoder_rate import embed_rate
 from bench.report import BenchReport
 from bench.stack import BENCH_BOOTSTRAP, BENCH_HTTP_PORT
 from pipeline.data.asterisk import common_words, iter_asterisk
@@ -91,12 +92,7 @@ def _raw_rate(settings: Settings, faces: Sequence[bytes], threads: int) -> float
         np.stack([decode(Modality.FACE, f) for f in cycled[i : i + size]])
         for i in range(0, len(cycled) - size + 1, size)
     ]
-    model.embed(batches[0])  # warm-up
-    started = time.perf_counter()
-    for _ in range(RAW_ROUNDS):
-        for batch in batches:
-            model.embed(batch)
-    return RAW_ROUNDS * len(batches) * size / (time.perf_counter() - started)
+    return embed_rate(model, batches, RAW_ROUNDS)
 
 
 @contextmanager
