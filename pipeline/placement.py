@@ -17,8 +17,6 @@ from pipeline.settings import Settings
 # Besides the ingest actors and API replicas: the retraining coordinator (it re-embeds the
 # retained items on a model switch) and the training run it starts.
 RETRAIN_PROCESSES = 2
-# Ray counts fractional resources in fixed point: units of 1/10,000.
-RAY_RESOURCE_UNITS = 10_000
 
 
 @dataclass(frozen=True)
@@ -42,13 +40,12 @@ def gpu_slice(free: float, processes: int) -> float:
 
     Not free/processes: Ray places each slice on one device, so slices of 2/3 would leave a
     third of every device unused and need three devices for three processes; 1/k tiles one.
-    Rounded down to Ray's resource unit (1e-4, to which it rounds to nearest): six slices of
-    1/6 would count as 6 × 0.1667 > 1, and the sixth would wait forever.
+    Ray keeps a quantity to 1/10,000 by dropping the rest (two requests of 0.50006 fit in one
+    unit on Ray 2.60), so k slices of 1/k never add up to more than a device.
     """
     if free <= 0 or processes <= 0:
         return 0.0
-    k = math.ceil(processes / free)
-    return math.floor(RAY_RESOURCE_UNITS / k) / RAY_RESOURCE_UNITS
+    return 1.0 / math.ceil(processes / free)
 
 
 def plan_placement(resources: Mapping[str, float], settings: Settings) -> Placement:

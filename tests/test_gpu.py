@@ -111,7 +111,7 @@ def test_every_role_of_a_stack_gets_the_one_gpu_at_once(
     """Ingest actors, API replicas, the coordinator and a training run all hold a slice of the
     GPU at the same time; with whole-GPU reservations the training run would never start."""
     assert cluster.get("GPU", 0) >= 1
-    # Six processes: slices of 1/6, which Ray would count as 6 × 0.1667 > 1 unrounded.
+    # Six processes: slices of 1/6, a fraction Ray can only keep to 1/10,000.
     settings = Settings(ingest_actors=2, api_replicas=2)
     placement = plan_placement(cluster, settings)
     role = ray.remote(_Role)

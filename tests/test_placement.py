@@ -2,12 +2,7 @@
 
 import pytest
 
-from pipeline.placement import (
-    RAY_RESOURCE_UNITS,
-    Placement,
-    default_ingest_actors,
-    plan_placement,
-)
+from pipeline.placement import Placement, default_ingest_actors, plan_placement
 from pipeline.settings import Settings
 
 
@@ -35,11 +30,10 @@ def _slices(placement: Placement, settings: Settings) -> list[float]:
 
 
 def _fit(slices: list[float], devices: int) -> bool:
-    """Place each slice whole on one device, as Ray does with fractional GPUs: in units of
-    1/10,000, each quantity rounded to the nearest unit."""
-    free = [RAY_RESOURCE_UNITS] * devices
-    for size in sorted((round(s * RAY_RESOURCE_UNITS) for s in slices), reverse=True):
-        device = next((d for d, left in enumerate(free) if left >= size), None)
+    """Place each slice whole on one device, as Ray does with fractional GPUs."""
+    free = [1.0] * devices
+    for size in sorted(slices, reverse=True):
+        device = next((d for d, left in enumerate(free) if left >= size - 1e-9), None)
         if device is None:
             return False
         free[device] -= size
@@ -72,7 +66,7 @@ def test_explicit_gpus_are_kept_and_the_rest_share_what_they_leave():
 
     no_api = plan_placement(one_gpu, Settings(api_num_gpus=0))
     assert no_api.api_gpus == 0
-    assert no_api.ingest_gpus == no_api.retrain_gpus == 0.3333
+    assert no_api.ingest_gpus == no_api.retrain_gpus == pytest.approx(1 / 3)
 
     half = Settings(ingest_num_gpus=0.5)
     shared = plan_placement(one_gpu, half)
