@@ -4,9 +4,12 @@ import re
 import sys
 from collections import Counter
 
+import numpy as np
 import pytest
 
 from pipeline.data import ASTERISK_ROOT, VOICES, common_words, iter_asterisk, iter_orl, orl_root
+from pipeline.data.orl import SHOT_BYTES, SHOT_HEADER, SHOT_WIDTH, restore_shot
+from pipeline.decode import decode
 from schemas.items import Modality
 
 
@@ -51,6 +54,48 @@ def test_orl_reads_only_the_pgm_shots(orl):
     assert (orl_root() / "s10" / "target.jpg").exists()
     assert {item.path.suffix for item in orl} == {".pgm"}
     assert orl[0].read_bytes().startswith(b"P5")
+
+
+def dos_line_endings(data: bytes) -> bytes:
+    """What a text-mode conversion does: a CR before every LF that has none."""
+    return re.sub(rb"(?<!\r)\n", b"\r\n", data)
+
+
+def row_jumps(face: np.ndarray) -> float:
+    return float(np.abs(np.diff(face, axis=-2)).sum())
+
+
+def test_every_orl_shot_reads_as_an_intact_pgm(orl):
+    converted = [item for item in orl if item.path.read_bytes().startswith(b"P5\r\n")]
+    assert len(converted) == 152
+    for item in orl:
+        data = item.read_bytes()
+        assert len(data) == SHOT_BYTES and data.startswith(SHOT_HEADER), item.id
+    for item in converted:
+        # As shipped, the rows of these faces slide against each other; restored, they don't.
+        shipped = decode(Modality.FACE, item.path.read_bytes())
+        assert row_jumps(decode(Modality.FACE, item.read_bytes())) < row_jumps(shipped), item.id
+
+
+def test_a_converted_shot_is_restored_exactly(orl):
+    for item in orl[:40]:
+        data = item.read_bytes()
+        assert restore_shot(dos_line_endings(data)) == data
+        assert restore_shot(data) == data
+
+
+@pytest.mark.parametrize("row", [20, 60, 100])
+def test_pixels_that_were_already_a_cr_lf_pair_survive(orl, row):
+    """The conversion leaves a (13, 10) pixel pair as it is, so restoring must keep that CR."""
+    shot = bytearray(orl[0].read_bytes())
+    at = len(SHOT_HEADER) + row * SHOT_WIDTH + SHOT_WIDTH // 2
+    shot[at : at + 2] = b"\r\n"
+    assert restore_shot(dos_line_endings(bytes(shot))) == bytes(shot)
+
+
+def test_what_is_not_a_converted_shot_is_left_alone():
+    garbage = b"P5\r\n" + bytes(range(256)) * 3
+    assert restore_shot(garbage) == garbage
 
 
 def test_orl_root_missing_says_how_to_install(monkeypatch):
