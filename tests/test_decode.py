@@ -86,6 +86,21 @@ def test_pgm_decodes_to_its_own_pixels(face_pgm, face_image):
     np.testing.assert_array_equal(decode(Modality.FACE, face_pgm)[0], expected)
 
 
+def test_faces_in_the_frame_skip_pillow_and_keep_their_pixels(monkeypatch):
+    faces = [item.read_bytes() for item in iter_orl()]
+    expected = [np.asarray(Image.open(io.BytesIO(f)), dtype=np.float32) / 255.0 for f in faces]
+
+    def no_pillow(*args, **kwargs):
+        raise AssertionError("Pillow opened a PGM already in the face frame")
+
+    monkeypatch.setattr(Image, "open", no_pillow)
+    for face, pixels in zip(faces, expected, strict=True):
+        np.testing.assert_array_equal(decode(Modality.FACE, face)[0], pixels)
+    # A header comment is legal PGM, but only Pillow's parser reads it.
+    with pytest.raises(DecodeError, match="Pillow opened"):
+        decode(Modality.FACE, faces[0].replace(b"P5\n", b"P5\n# a comment\n", 1))
+
+
 def test_png_and_jpeg_reencodings_match_the_pgm(face_pgm, face_image):
     original = decode(Modality.FACE, face_pgm)
     png = decode(Modality.FACE, encode_image(face_image, "PNG"))

@@ -6,6 +6,7 @@ HTTP), so every way an image can be hostile or broken ends in `DecodeError`.
 """
 
 import io
+import re
 
 import numpy as np
 from PIL import Image, ImageFile, ImageOps
@@ -26,12 +27,18 @@ MIN_SIDE = 8
 # Pillow keeps 16-bit grayscale (16-bit PNG, PGM with maxval > 255) in modes I and
 # I;16*, scaled to this full range.
 _WIDE_MAX = 65535.0
+# A binary 8-bit PGM header with nothing between its fields but whitespace (no comments).
+_PGM_HEADER = re.compile(rb"P5\s+(\d{1,5})\s+(\d{1,5})\s+(\d{1,5})\s")
+_NATIVE_PGM = (FACE_WIDTH, FACE_HEIGHT, 255)
 
 
 def decode_face(data: bytes) -> np.ndarray:
     """Decode a PNG, JPEG or PGM face; raises DecodeError for anything else."""
     if not data:
         raise DecodeError("empty image payload")
+    native = _native_pgm(data)
+    if native is not None:
+        return native
     if ImageFile.LOAD_TRUNCATED_IMAGES:
         # A process-wide Pillow switch some libraries flip; with it on, a truncated
         # upload would decode as a half-grey face and be indexed without complaint.
@@ -56,6 +63,22 @@ def decode_face(data: bytes) -> np.ndarray:
     scale = _WIDE_MAX if framed.mode == "I" else 255.0
     pixels = np.asarray(framed, dtype=np.float32) / np.float32(scale)
     return np.clip(pixels, 0.0, 1.0)[np.newaxis]
+
+
+def _native_pgm(data: bytes) -> np.ndarray | None:
+    """The pixels of an 8-bit PGM already in the face frame (every ORL face), else None.
+
+    Pillow spends ~60 µs opening, fitting and converting such a file, several times
+    what reading its bytes costs, and ingest and queries pay it on every face. Anything
+    else, a truncated or overlong file included, takes Pillow's path and its errors.
+    """
+    header = _PGM_HEADER.match(data)
+    if header is None or tuple(map(int, header.groups())) != _NATIVE_PGM:
+        return None
+    if len(data) - header.end() != FACE_WIDTH * FACE_HEIGHT:
+        return None
+    pixels = np.frombuffer(data, dtype=np.uint8, offset=header.end())
+    return (pixels.astype(np.float32) / np.float32(255.0)).reshape(FACE_SHAPE)
 
 
 def _check_size(size: tuple[int, int]) -> None:
