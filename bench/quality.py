@@ -65,11 +65,11 @@ def _peer_candidates(task: str, modality: Modality, skipped: dict[str, str]) -> 
     candidates = {}
     for name, load in PEERS.get(task, {}).items():
         try:
-            embed_file = load()
+            embed_item = load()
         except ImportError as error:
             skipped[name] = f"not installed ({error}); `make bench` installs the bench extras"
             continue
-        candidates[name] = pretrained(cached(demo_items(modality), embed_file))
+        candidates[name] = pretrained(cached(demo_items(modality), embed_item))
     return candidates
 
 
