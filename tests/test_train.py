@@ -19,6 +19,7 @@ from pipeline.embed.config import BASELINES, ENCODERS, PRESETS, EncoderConfig, T
 from pipeline.embed.encoders import build_encoder
 from pipeline.embed.energy import CosineEnergy, EuclideanEnergy
 from pipeline.embed.model import ArtifactError, EmbeddingModel
+from pipeline.embed.whitening import within_class_whitening
 from pipeline.settings import Settings
 from pipeline.store.metadata import MetadataStore
 from pipeline.store.payloads import PayloadStore
@@ -288,13 +289,45 @@ def test_the_inference_form_embeds_like_the_trained_module(face_run, faces):
     )
 
 
+def test_whitening_is_fitted_on_the_training_groups_and_saved_with_the_weights(
+    faces, face_config, tmp_path
+):
+    config = dataclasses.replace(ENCODERS[Modality.FACE], whitening=0.1)
+    run = train_model(faces, config, dataclasses.replace(face_config, epochs=2))
+    weight = run.model.encoder.whitening_weight.cpu().numpy()
+    bias = run.model.encoder.whitening_bias.cpu().numpy()
+    assert not np.allclose(weight, np.eye(len(weight)), atol=0.05)
+
+    # Refitted from the training groups' embeddings before whitening, it is the same map:
+    # the held-out groups that calibrate the threshold played no part in it.
+    train, _ = split_by_group(faces, face_config.held_out_fraction, face_config.seed)
+    plain = build_encoder(dataclasses.replace(config, whitening=0.0))
+    state = run.model.encoder.state_dict()
+    plain.load_state_dict({k: v for k, v in state.items() if not k.startswith("whitening_")})
+    unwhitened = EmbeddingModel(plain, "plain", 0.5, device=run.model.device).embed(
+        np.stack([s.x for s in train])
+    )
+    labels = np.array([s.label for s in train])
+    expected_weight, expected_bias = within_class_whitening(unwhitened, labels, 0.1)
+    scale = np.abs(expected_weight).max()
+    np.testing.assert_allclose(weight, expected_weight, rtol=1e-3, atol=1e-3 * scale)
+    np.testing.assert_allclose(bias, expected_bias, rtol=1e-3, atol=1e-3 * scale)
+
+    path = tmp_path / "whitened.pt"
+    loaded = EmbeddingModel.load(path, run.model.save(path), device=run.model.device)
+    batch = np.stack([s.x for s in faces[:16]])
+    np.testing.assert_array_equal(loaded.embed(batch), run.model.embed(batch))
+    np.testing.assert_allclose(np.linalg.norm(loaded.embed(batch), axis=1), 1.0, atol=1e-5)
+
+
 def test_head_grid_widens_only_the_head_and_old_artifacts_load_as_they_were():
     """Binning the last feature map changes one layer's shape, so an artifact saved before the
     grid existed (no key: one bin) or while it had only a time axis (`time_bins`) loads into
     the network it was."""
     saved_before = ENCODERS[Modality.AUDIO].to_dict()
-    del saved_before["head_grid"]
+    del saved_before["head_grid"], saved_before["whitening"]
     assert EncoderConfig.from_dict(saved_before).head_grid == (1, 1)
+    assert EncoderConfig.from_dict(saved_before).whitening == 0.0
     assert EncoderConfig.from_dict(saved_before | {"time_bins": 4}).head_grid == (1, 4)
     round_trip = json.loads(json.dumps(ENCODERS[Modality.FACE].to_dict()))
     assert EncoderConfig.from_dict(round_trip) == ENCODERS[Modality.FACE]
@@ -363,6 +396,11 @@ def test_configs_round_trip_through_json():
             assert TrainConfig.from_dict(json.loads(json.dumps(config.to_dict()))) == config
     with pytest.raises(ValueError):
         EncoderConfig(Modality.FACE, energy="manhattan")
+    with pytest.raises(ValueError, match="shrinkage"):
+        EncoderConfig(Modality.FACE, whitening=1.0)
+    book_encoder, _ = BASELINES["book"]
+    with pytest.raises(ValueError, match="belong to the conv architecture"):
+        dataclasses.replace(book_encoder, whitening=0.1)
 
 
 # --- training on real speech ----------------------------------------------------------------

@@ -40,10 +40,11 @@ def _inference_block(block: nn.Sequential) -> nn.Sequential:
 
 class ConvEncoder(nn.Module):
     """Input pooling -> conv blocks -> average pool (to the `head_grid` bins) -> dropout ->
-    linear -> L2 norm.
+    linear -> L2 norm [-> whitening -> L2 norm].
 
     The unit-norm output keeps both energies in [0, 2] and makes the FAISS L2 index exact
-    for either of them.
+    for either of them. The whitening map is fitted after training (`set_whitening`), not
+    learned: until then it is the identity, which the second norm leaves unchanged.
     """
 
     # (height, width) factor the raw input is average-pooled by before the trunk.
@@ -61,6 +62,17 @@ class ConvEncoder(nn.Module):
             nn.Dropout(config.dropout),
             nn.Linear(widths[-1] * math.prod(config.head_grid), config.embedding_dim),
         )
+        if config.whitening:
+            # Buffers, not parameters: saved and moved with the weights, never optimised.
+            self.register_buffer("whitening_weight", torch.eye(config.embedding_dim))
+            self.register_buffer("whitening_bias", torch.zeros(config.embedding_dim))
+
+    def set_whitening(self, weight: Tensor, bias: Tensor) -> None:
+        """Embeddings become normalize(weight @ e + bias); only for a config with whitening."""
+        if not self.config.whitening:
+            raise ValueError("this encoder's config has no whitening layer")
+        self.whitening_weight.copy_(weight)
+        self.whitening_bias.copy_(bias)
 
     def for_inference(self) -> "ConvEncoder":
         """An eval-mode copy for embedding: blocks folded (see `_inference_block`) and
@@ -74,7 +86,10 @@ class ConvEncoder(nn.Module):
         embedding = self.head(self.trunk(self.stem(x)))
         if self.config.mirror_tta and not self.training:
             embedding = embedding + self.head(self.trunk(self.stem(x.flip(-1))))
-        return F.normalize(embedding, dim=1)
+        unit = F.normalize(embedding, dim=1)
+        if self.config.whitening:
+            unit = F.normalize(F.linear(unit, self.whitening_weight, self.whitening_bias), dim=1)
+        return unit
 
 
 class FaceEncoder(ConvEncoder):

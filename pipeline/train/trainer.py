@@ -20,10 +20,11 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from pipeline.embed.config import EncoderConfig, TrainConfig
-from pipeline.embed.encoders import Encoder, build_encoder
+from pipeline.embed.encoders import ConvEncoder, Encoder, build_encoder
 from pipeline.embed.energy import energy_by_name
 from pipeline.embed.loss import ContrastiveLoss
 from pipeline.embed.model import EmbeddingModel, new_version, pick_device
+from pipeline.embed.whitening import within_class_whitening
 from pipeline.evaluation.scoring import score_model
 from pipeline.train.batches import Batch, PairBatches, RandomPairBatches, balanced_hard_pairs
 from pipeline.train.sample import Sample
@@ -215,7 +216,10 @@ def _train(
         )
     )
     encoder = build_encoder(encoder_config)
-    fit = _fit(encoder, np.stack([s.x for s in train]), batches, cfg, report, device)
+    x_train = np.stack([s.x for s in train])
+    fit = _fit(encoder, x_train, batches, cfg, report, device)
+    if encoder_config.whitening:
+        _fit_whitening(encoder, x_train, np.asarray(labels), device)
 
     report(0.95, "calibrating on held-out groups")
     model = EmbeddingModel(
@@ -246,6 +250,17 @@ def _train(
     }
     report(1.0, f"held-out EER {metrics['eer']:.3f} at E <= {model.threshold:.4f}")
     return TrainResult(model=model, threshold=model.threshold, metrics=metrics, counts=counts)
+
+
+def _fit_whitening(
+    encoder: Encoder, x_train: np.ndarray, labels: np.ndarray, device: torch.device
+) -> None:
+    """From the training side only, so the held-out groups still calibrate a model that
+    has seen nothing of them."""
+    assert isinstance(encoder, ConvEncoder)  # EncoderConfig refuses whitening otherwise
+    unwhitened = EmbeddingModel(encoder, "unwhitened", float("nan"), device).embed(x_train)
+    weight, bias = within_class_whitening(unwhitened, labels, encoder.config.whitening)
+    encoder.set_whitening(torch.from_numpy(weight), torch.from_numpy(bias))
 
 
 def _fit(
