@@ -298,16 +298,18 @@ def test_whitening_is_fitted_on_the_training_groups_and_saved_with_the_weights(
     bias = run.model.encoder.whitening_bias.cpu().numpy()
     assert not np.allclose(weight, np.eye(len(weight)), atol=0.05)
 
-    # Refitted from the training groups' embeddings before whitening, it is the same map:
-    # the held-out groups that calibrate the threshold played no part in it.
+    # Refitted from the training groups' embeddings before whitening (with their augmented
+    # views), it is the same map: the held-out groups that calibrate the threshold played no
+    # part in it.
     train, _ = split_by_group(faces, face_config.held_out_fraction, face_config.seed)
+    inputs, labels = trainer.whitening_views(
+        np.stack([s.x for s in train]), np.array([s.label for s in train]), face_config, config
+    )
+    assert len(inputs) == (1 + trainer.WHITENING_VIEWS) * len(train)
     plain = build_encoder(dataclasses.replace(config, whitening=0.0))
     state = run.model.encoder.state_dict()
     plain.load_state_dict({k: v for k, v in state.items() if not k.startswith("whitening_")})
-    unwhitened = EmbeddingModel(plain, "plain", 0.5, device=run.model.device).embed(
-        np.stack([s.x for s in train])
-    )
-    labels = np.array([s.label for s in train])
+    unwhitened = EmbeddingModel(plain, "plain", 0.5, device=run.model.device).embed(inputs)
     expected_weight, expected_bias = within_class_whitening(unwhitened, labels, 0.1)
     scale = np.abs(expected_weight).max()
     np.testing.assert_allclose(weight, expected_weight, rtol=1e-3, atol=1e-3 * scale)
@@ -318,6 +320,25 @@ def test_whitening_is_fitted_on_the_training_groups_and_saved_with_the_weights(
     batch = np.stack([s.x for s in faces[:16]])
     np.testing.assert_array_equal(loaded.embed(batch), run.model.embed(batch))
     np.testing.assert_allclose(np.linalg.norm(loaded.embed(batch), axis=1), 1.0, atol=1e-5)
+
+
+def test_whitening_views_stay_within_their_bound(face_config):
+    """A few hundred faces get every view; a larger training side fewer, within
+    WHITENING_MAX_INPUTS; one past half of it none."""
+    config = dataclasses.replace(ENCODERS[Modality.FACE], whitening=0.1)
+
+    def fitted_on(n: int, cfg: TrainConfig = face_config) -> int:
+        x = np.zeros((n, *INPUT_SHAPES[Modality.FACE]), dtype=np.float32)
+        inputs, labels = trainer.whitening_views(x, np.arange(n) % 10, cfg, config)
+        assert len(labels) == len(inputs)
+        np.testing.assert_array_equal(labels[-n:], np.arange(n) % 10)
+        return len(inputs)
+
+    assert trainer.WHITENING_MAX_INPUTS == 8192 and trainer.WHITENING_VIEWS == 4
+    assert fitted_on(240) == 5 * 240
+    assert fitted_on(2000) == 4 * 2000
+    assert fitted_on(5000) == 5000
+    assert fitted_on(240, dataclasses.replace(face_config, augment=False)) == 240
 
 
 def test_head_grid_widens_only_the_head_and_old_artifacts_load_as_they_were():

@@ -219,7 +219,8 @@ def _train(
     x_train = np.stack([s.x for s in train])
     fit = _fit(encoder, x_train, batches, cfg, report, device)
     if encoder_config.whitening:
-        _fit_whitening(encoder, x_train, np.asarray(labels), device)
+        views, view_labels = whitening_views(x_train, np.asarray(labels), cfg, encoder_config)
+        _fit_whitening(encoder, views, view_labels, device)
 
     report(0.95, "calibrating on held-out groups")
     model = EmbeddingModel(
@@ -252,13 +253,35 @@ def _train(
     return TrainResult(model=model, threshold=model.threshold, metrics=metrics, counts=counts)
 
 
+# The whitening is fitted on up to this many inputs: the training side plus augmented views
+# of it (WHITENING_VIEWS at most). 240 faces in 128 dimensions estimate a covariance poorly,
+# and the views add the variation within a person that augmentation stands for (over three
+# seeds on the face folds EER 8.2 -> 7.7 %, README "Face: whitened embeddings"); a training
+# side this large needs none, and the fit's cost stays bounded.
+WHITENING_VIEWS = 4
+WHITENING_MAX_INPUTS = 8192
+
+
+def whitening_views(
+    x_train: np.ndarray, labels: np.ndarray, cfg: TrainConfig, encoder_config: EncoderConfig
+) -> tuple[np.ndarray, np.ndarray]:
+    """The inputs (and their labels) a whitening is fitted on: `x_train`, then seeded
+    augmented copies of it while they fit in WHITENING_MAX_INPUTS."""
+    copies = min(WHITENING_VIEWS, WHITENING_MAX_INPUTS // len(x_train) - 1) if cfg.augment else 0
+    augment = AUGMENTATIONS[encoder_config.modality]
+    gen = torch.Generator().manual_seed(cfg.seed)
+    x = torch.from_numpy(x_train.astype(np.float32, copy=False))
+    views = [x_train, *(augment(x, gen).numpy() for _ in range(max(copies, 0)))]
+    return np.concatenate(views), np.tile(labels, len(views))
+
+
 def _fit_whitening(
-    encoder: Encoder, x_train: np.ndarray, labels: np.ndarray, device: torch.device
+    encoder: Encoder, inputs: np.ndarray, labels: np.ndarray, device: torch.device
 ) -> None:
     """From the training side only, so the held-out groups still calibrate a model that
     has seen nothing of them."""
     assert isinstance(encoder, ConvEncoder)  # EncoderConfig refuses whitening otherwise
-    unwhitened = EmbeddingModel(encoder, "unwhitened", float("nan"), device).embed(x_train)
+    unwhitened = EmbeddingModel(encoder, "unwhitened", float("nan"), device).embed(inputs)
     weight, bias = within_class_whitening(unwhitened, labels, encoder.config.whitening)
     encoder.set_whitening(torch.from_numpy(weight), torch.from_numpy(bias))
 
