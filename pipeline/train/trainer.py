@@ -267,11 +267,12 @@ def whitening_views(
 ) -> tuple[np.ndarray, np.ndarray]:
     """The inputs (and their labels) a whitening is fitted on: `x_train`, then seeded
     augmented copies of it while they fit in WHITENING_MAX_INPUTS."""
-    copies = min(WHITENING_VIEWS, WHITENING_MAX_INPUTS // len(x_train) - 1) if cfg.augment else 0
+    room = WHITENING_MAX_INPUTS // len(x_train) - 1
+    copies = max(0, min(WHITENING_VIEWS, room)) if cfg.augment else 0
     augment = AUGMENTATIONS[encoder_config.modality]
     gen = torch.Generator().manual_seed(cfg.seed)
     x = torch.from_numpy(x_train.astype(np.float32, copy=False))
-    views = [x_train, *(augment(x, gen).numpy() for _ in range(max(copies, 0)))]
+    views = [x_train, *(augment(x, gen).numpy() for _ in range(copies))]
     return np.concatenate(views), np.tile(labels, len(views))
 
 
