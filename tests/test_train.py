@@ -302,14 +302,18 @@ def test_whitening_is_fitted_on_the_training_groups_and_saved_with_the_weights(
     # views), it is the same map: the held-out groups that calibrate the threshold played no
     # part in it.
     train, _ = split_by_group(faces, face_config.held_out_fraction, face_config.seed)
-    inputs, labels = trainer.whitening_views(
-        np.stack([s.x for s in train]), np.array([s.label for s in train]), face_config, config
+    views = list(
+        trainer.whitening_views(
+            np.stack([s.x for s in train]), np.array([s.label for s in train]), face_config, config
+        )
     )
-    assert len(inputs) == (1 + trainer.WHITENING_VIEWS) * len(train)
+    labels = np.concatenate([view_labels for _, view_labels in views])
+    assert len(labels) == (1 + trainer.WHITENING_VIEWS) * len(train)
     plain = build_encoder(dataclasses.replace(config, whitening=0.0))
     state = run.model.encoder.state_dict()
     plain.load_state_dict({k: v for k, v in state.items() if not k.startswith("whitening_")})
-    unwhitened = EmbeddingModel(plain, "plain", 0.5, device=run.model.device).embed(inputs)
+    model = EmbeddingModel(plain, "plain", 0.5, device=run.model.device)
+    unwhitened = np.concatenate([model.embed(inputs) for inputs, _ in views])
     expected_weight, expected_bias = within_class_whitening(unwhitened, labels, 0.1)
     scale = np.abs(expected_weight).max()
     np.testing.assert_allclose(weight, expected_weight, rtol=1e-3, atol=1e-3 * scale)
@@ -329,10 +333,11 @@ def test_whitening_views_stay_within_their_bound(face_config):
 
     def fitted_on(n: int, cfg: TrainConfig = face_config) -> int:
         x = np.zeros((n, *INPUT_SHAPES[Modality.FACE]), dtype=np.float32)
-        inputs, labels = trainer.whitening_views(x, np.arange(n) % 10, cfg, config)
-        assert len(labels) == len(inputs)
-        np.testing.assert_array_equal(labels[-n:], np.arange(n) % 10)
-        return len(inputs)
+        views = list(trainer.whitening_views(x, np.arange(n) % 10, cfg, config))
+        for inputs, labels in views:
+            assert len(labels) == len(inputs)
+            np.testing.assert_array_equal(labels, np.arange(n) % 10)
+        return sum(len(inputs) for inputs, _ in views)
 
     assert trainer.WHITENING_MAX_INPUTS == 8192 and trainer.WHITENING_VIEWS == 4
     assert fitted_on(240) == 5 * 240
