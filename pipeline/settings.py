@@ -89,6 +89,10 @@ class Settings(BaseSettings):
     # replica shares its cores with Serve's proxy and event loops: more replicas, not
     # more threads, is how queries scale on CPU.
     api_embed_threads: int = Field(default=1, ge=1)
+    # Each replica searches its own copy of the active indexes, kept current by the holders
+    # (a round trip saved per query; deletes and model switches wait for every copy).
+    # false = every search and id lookup asks the holder.
+    api_index_copies: bool = True
     # What receives HTTP: Serve's Python proxy, or HAProxy in front of replicas that serve
     # HTTP themselves (about 1.5× the query throughput on 2 cores; their ports then listen on
     # every interface, so it needs API_KEY). Set for a local Ray; a cluster sets

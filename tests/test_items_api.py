@@ -11,8 +11,29 @@ from pipeline.kafka.clients import headers, make_consumer, make_producer
 from pipeline.store.payloads import PayloadStore
 from schemas.items import ITEM_TOPICS, Modality
 from tests.fixtures_stack import MAX_ITEM_BYTES, unique_png
+from tests.test_metrics import scrape
 
 TOMBSTONE_WAIT_S = 60
+COPY_WAIT_S = 30
+
+
+def copy_reads(api) -> float:
+    """Face searches and lookups the replica answered from its own copy of the index."""
+    key = ("twinstream_index_reads_total", (("modality", "face"), ("served_by", "copy")))
+    return scrape(api).get(key, 0.0)
+
+
+def search_by_copy(api, query: dict) -> list[dict]:
+    """The query's matches, once the replica's copy (not the holder) answers it."""
+    deadline = time.monotonic() + COPY_WAIT_S
+    while True:
+        before = copy_reads(api)
+        response = api.post("/v1/search", json=query)
+        assert response.status_code == 200, response.text
+        if copy_reads(api) == before + 1:
+            return response.json()["matches"]
+        assert time.monotonic() < deadline, "the replica's copy never answered"
+        time.sleep(0.2)
 
 
 def test_get_item_returns_its_metadata(api, demo_data):
@@ -72,10 +93,13 @@ def test_delete_removes_the_item_at_once_and_writes_its_tombstone(
     payloads = PayloadStore(stack_settings.payloads_dir)
     assert hashlib.sha256(image).hexdigest() in payloads
     query = {"modality": "face", "item": {"data": base64.b64encode(image).decode()}}
-    assert api.post("/v1/search", json=query | {"k": 1}).json()["matches"][0]["id"] == item_id
+    assert search_by_copy(api, query | {"k": 1})[0]["id"] == item_id
 
+    # Acknowledged only once the replica's copy has it too: the copy answers next.
     assert api.delete(f"/v1/items/face/{item_id}").status_code == 204
+    before = copy_reads(api)
     matches = api.post("/v1/search", json=query | {"k": 20}).json()["matches"]
+    assert copy_reads(api) == before + 1
     assert item_id not in {m["id"] for m in matches}
     assert api.get(f"/v1/items/face/{item_id}").status_code == 404
     assert api.delete(f"/v1/items/face/{item_id}").status_code == 404

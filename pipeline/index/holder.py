@@ -5,6 +5,8 @@ from; it applies both in one step, so the offsets it reports always describe exa
 the index contains. Being the one place every write passes through also makes it the place
 where a model switch happens: while a new version is being built it keeps one index per
 version, asks every writer for vectors of each, and flips the active version in one step.
+It also feeds every change of the active index to the copies API replicas search
+(pipeline/index/feed.py), and acknowledges an API delete or a switch only once they have it.
 """
 
 import time
@@ -13,6 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
+from pipeline.index.feed import ChangeFeed, Deleted, FeedPosition, FeedReply, Upserted
 from pipeline.index.snapshot import Snapshot, read_latest_snapshot, write_snapshot
 from pipeline.index.vector_index import Hit, VectorIndex
 from pipeline.settings import Settings
@@ -79,6 +82,7 @@ class IndexHolder:
         self._durable = dict(self._offsets)
         self._active = model.version
         self._indexes: dict[str, VectorIndex] = {model.version: index}
+        self._feed = ChangeFeed(model.version)
         # Per version being built: ids the live stream touched since the build began, which
         # a backfill from older stored payloads must not overwrite or bring back.
         self._touched: dict[str, set[str]] = {}
@@ -130,6 +134,7 @@ class IndexHolder:
         self._touched.pop(version, None)
         if previous != version:
             del self._indexes[previous]
+        self._feed.restart(version)
         self._pending += 1
         self.snapshot()
         return previous
@@ -167,6 +172,16 @@ class IndexHolder:
                 )
         for touched in self._touched.values():
             touched.update(fresh_ids, fresh_deletes)
+        if fresh_deletes:
+            self._feed.record(Deleted(fresh_deletes))
+        if fresh:
+            self._feed.record(
+                Upserted(
+                    fresh_ids,
+                    update.vectors[self._active][fresh],
+                    [update.labels[i] for i in fresh],
+                )
+            )
         for partition, offset in update.offsets.items():
             self._offsets[partition] = max(offset, self._offsets.get(partition, 0))
         self._applied += len(fresh)
@@ -180,8 +195,31 @@ class IndexHolder:
         removed = [index.delete(item_ids) for index in self._indexes.values()]
         for touched in self._touched.values():
             touched.update(item_ids)
+        self._feed.record(Deleted(list(item_ids)))
         self._pending += 1
         return removed[list(self._indexes).index(self._active)]
+
+    # --- copies in API replicas (the Ray actor runs these on its event loop, between the
+    # --- other methods, so a long poll never holds up a write) -----------------------------
+
+    async def changes(self, copy_id: str, position: FeedPosition | None) -> FeedReply:
+        return await self._feed.poll(copy_id, position, self._active_state)
+
+    def _active_state(self) -> dict:
+        """Looked up when a poll is answered: a switch while it waited changes the index."""
+        return self._indexes[self._active].to_state()
+
+    async def delete_everywhere(self, item_ids: list[str]) -> int:
+        """`delete`, returning once no copy can answer with these items any more."""
+        removed = self.delete(item_ids)
+        await self._feed.synced()
+        return removed
+
+    async def activate_everywhere(self, version: str) -> str:
+        """`activate`, returning once every copy searches `version`."""
+        previous = self.activate(version)
+        await self._feed.synced()
+        return previous
 
     # --- reads ----------------------------------------------------------------------------
 

@@ -3,8 +3,8 @@
 The holder starts a second index and, from that moment, asks every ingest actor for vectors
 of both versions; this module fills in everything that was indexed before, from the payloads
 the store retains. Whatever the stream upserts or deletes meanwhile wins over the backfill.
-When the backfill is done the store and the holder switch, and every query after that
-instant is answered by the new version.
+When the backfill is done the store and the holder switch, and once the switch returns
+(every API replica's copy of the index has it) every query is answered by the new version.
 """
 
 from collections.abc import Callable
@@ -53,7 +53,7 @@ def rebuild_and_switch(
             if progress:
                 progress(min(start + CHUNK, len(items)) / max(len(items), 1))
         store.activate_model(model.version)
-        return ray.get(holder.activate.remote(model.version))
+        return ray.get(holder.activate_everywhere.remote(model.version))
     except BaseException:
         holder.abandon_build.remote(model.version)
         raise

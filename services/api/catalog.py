@@ -1,6 +1,7 @@
 """Items and model versions as resources: what is indexed, and which models exist.
 
-A DELETE removes the item from the index at once (so no later query returns it)
+A DELETE removes the item from the index and from every replica's copy of it before it is
+acknowledged (so no later query returns it)
 and also writes its tombstone to Kafka, so the log — from which every index is
 rebuilt — agrees with what the API acknowledged.
 """
@@ -77,7 +78,7 @@ class Catalog:
         self._producer.flush()
 
     async def delete(self, modality: Modality, item_id: str) -> None:
-        removed = await self._holders[modality].delete.remote([item_id])
+        removed = await self._holders[modality].delete_everywhere.remote([item_id])
         stored = await asyncio.to_thread(self._retained.delete, modality, [item_id])
         if not removed and not stored:
             raise not_found(f"no {modality.value} item with id {item_id!r}")

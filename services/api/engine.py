@@ -9,6 +9,10 @@ query: the holder refuses a search or lookup by any other version, and a similar
 payloads (which touches no index) asks the holder while it embeds. A query that meets a
 refusal learns the new version and is answered again, wholly by it, so every answer is
 still made by one version and all replicas switch when the holder does.
+
+Searches and id lookups are answered from the replica's own copy of the index when it holds
+the query's version and its lease runs (pipeline/index/replica_copy.py), which saves the
+holder round trip; otherwise they go to the holder, batched.
 """
 
 import asyncio
@@ -22,9 +26,11 @@ from ray.actor import ActorHandle
 from pipeline.decode.errors import DecodeError
 from pipeline.decode.registry import decode
 from pipeline.embed.model import EmbeddingModel
+from pipeline.index.feed import FeedPosition, FeedReply
 from pipeline.index.handles import ModelCache
 from pipeline.index.holder import StaleVersionError
-from pipeline.index.vector_index import Hit
+from pipeline.index.replica_copy import IndexCopy, Poll
+from pipeline.index.vector_index import Hit, VectorIndex
 from pipeline.kafka.clients import bootstrap_servers
 from pipeline.settings import Settings
 from schemas.api import (
@@ -38,6 +44,7 @@ from schemas.api import (
 )
 from schemas.items import Modality
 from services.api.batching import EncoderBatches, SearchBatches
+from services.api.metrics import METRICS
 from services.api.problems import not_found, too_large, unprocessable
 
 KAFKA_PROBE_TIMEOUT_S = 1.0
@@ -55,6 +62,11 @@ class QueryEngine:
         self._searches = SearchBatches(settings, holders)
         # modality -> the version its holder searched when this replica last heard.
         self._versions: dict[Modality, str] = {}
+        self._copies = (
+            {m: IndexCopy(_feed(h)) for m, h in holders.items()}
+            if settings.api_index_copies
+            else {}
+        )
 
     async def model_versions(self) -> dict[Modality, str]:
         versions = await asyncio.gather(
@@ -73,8 +85,31 @@ class QueryEngine:
         return version
 
     async def _confirm_version(self, modality: Modality, version: str) -> None:
-        if await self._learn_version(modality) != version:
+        copy = self._copies.get(modality)
+        current = copy.version if copy is not None else None
+        if current is None:
+            current = await self._learn_version(modality)
+        if current != version:
             raise StaleVersionError(f"the {modality.value} index switched away from {version}")
+
+    def _copy(self, modality: Modality, version: str) -> VectorIndex | None:
+        """The replica's copy of the index if it may answer for `version` now; counts the read."""
+        copy = self._copies.get(modality)
+        index = None
+        if copy is not None:
+            copy.start()
+            index = copy.index(version)
+        METRICS.index_reads.labels(modality.value, "holder" if index is None else "copy").inc()
+        return index
+
+    async def _indexed_vector(
+        self, model: EmbeddingModel, modality: Modality, item_id: str
+    ) -> np.ndarray | None:
+        index = self._copy(modality, model.version)
+        if index is not None:
+            return index.vector(item_id)
+        found = await self._holders[modality].vector.remote(model.version, item_id)
+        return None if found is None else found[0]
 
     async def _model(self, version: str) -> EmbeddingModel:
         """Off the event loop only when the artifact must be read from disk."""
@@ -86,10 +121,10 @@ class QueryEngine:
 
     async def _vector(self, model: EmbeddingModel, modality: Modality, ref: ItemRef) -> np.ndarray:
         if ref.id is not None:
-            found = await self._holders[modality].vector.remote(model.version, ref.id)
-            if found is None:
+            vector = await self._indexed_vector(model, modality, ref.id)
+            if vector is None:
                 raise not_found(f"no {modality.value} item with id {ref.id!r} is indexed")
-            return found[0]
+            return vector
         try:
             payload = ref.payload()
         except ValueError as error:
@@ -137,9 +172,13 @@ class QueryEngine:
     async def _search(self, request: SearchRequest) -> SearchResponse:
         model = await self._active_model(request.modality)
         vector = await self._vector(model, request.modality, request.item)
-        hits = await self._searches.search(
-            request.modality, model.version, vector, request.k, request.label
-        )
+        index = self._copy(request.modality, model.version)
+        if index is not None:
+            hits = index.search(vector[np.newaxis], request.k, request.label)[0]
+        else:
+            hits = await self._searches.search(
+                request.modality, model.version, vector, request.k, request.label
+            )
         return search_response(model, hits)
 
     def _kafka_reachable(self) -> bool:
@@ -174,6 +213,13 @@ class QueryEngine:
             model_versions=versions,
             index_sizes=sizes,
         )
+
+
+def _feed(holder: ActorHandle) -> Poll:
+    async def poll(copy_id: str, position: FeedPosition | None) -> FeedReply:
+        return await holder.changes.remote(copy_id, position)
+
+    return poll
 
 
 def search_response(model: EmbeddingModel, hits: Sequence[Hit]) -> SearchResponse:

@@ -133,6 +133,12 @@ class ApiMetrics:
             registry=self.registry,
             buckets=(1, 2, 4, 8, 16, 32, 64),
         )
+        self.index_reads = Counter(
+            "twinstream_index_reads",
+            "searches and id lookups, by where they ran: the replica's copy or the holder",
+            ["modality", "served_by"],
+            registry=self.registry,
+        )
         self.model = Gauge(
             "twinstream_model_info",
             "the model version serving each modality",
