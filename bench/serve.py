@@ -53,6 +53,7 @@ CONFIGS: dict[str, dict[str, Any]] = {
     "2 torch threads": {"api_embed_threads": 2},
     "max_ongoing 8": {"api_max_ongoing_requests": 8},
     "2 replicas": {"api_replicas": 2},
+    "no index copies": {"api_index_copies": False},
 }
 ENDPOINTS = ("search", "similarity")
 # A stack-wide choice (it is made when Ray starts), so each gets its own stack.
