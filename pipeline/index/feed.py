@@ -79,7 +79,6 @@ class ChangeFeed:
     lease_s: float = LEASE_S
     poll_wait_s: float = POLL_WAIT_S
     max_logged_items: int = MAX_LOGGED_ITEMS
-    clock: Callable[[], float] = time.monotonic
     epoch: str = field(default_factory=lambda: uuid.uuid4().hex)
 
     def __post_init__(self) -> None:
@@ -89,7 +88,7 @@ class ChangeFeed:
         self._logged_items = 0
         self._first = 0
         self._copies: dict[str, _Copy] = {}
-        self._started = self.clock()
+        self._started = time.monotonic()
         # Replaced on every change / every poll, so each waiter wakes once per event.
         self._changed = asyncio.Event()
         self._polled = asyncio.Event()
@@ -124,7 +123,7 @@ class ChangeFeed:
         """Return once every live copy has applied every change recorded so far."""
         seq = self.seq
         while True:
-            now = self.clock()
+            now = time.monotonic()
             self._forget_lapsed(now)
             waits = [self._started + self.lease_s - now]
             waits += [
@@ -162,7 +161,7 @@ class ChangeFeed:
                 await _until(self._changed, self.poll_wait_s)
             finally:
                 copy.parked -= 1
-        copy.seen = self.clock()
+        copy.seen = time.monotonic()
         return self._reply(position, state)
 
     def _reply(self, position: FeedPosition | None, state: Callable[[], dict]) -> FeedReply:
@@ -178,5 +177,8 @@ class ChangeFeed:
 
 
 async def _until(event: asyncio.Event, timeout_s: float) -> None:
+    # Not `wait_for`: on Python 3.11 it swallows a cancellation that arrives as the event is
+    # set, and a cancelled poll would go on.
     with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(event.wait(), timeout_s)
+        async with asyncio.timeout(timeout_s):
+            await event.wait()

@@ -26,12 +26,9 @@ Poll = Callable[[str, FeedPosition | None], Awaitable[FeedReply]]
 
 
 class IndexCopy:
-    def __init__(
-        self, poll: Poll, lease_s: float = LEASE_S, clock: Callable[[], float] = time.monotonic
-    ) -> None:
+    def __init__(self, poll: Poll, lease_s: float = LEASE_S) -> None:
         self._poll = poll
         self._lease_s = lease_s - LEASE_MARGIN_S
-        self._clock = clock
         self._id = uuid.uuid4().hex
         self._index: VectorIndex | None = None
         self._position: FeedPosition | None = None
@@ -52,7 +49,7 @@ class IndexCopy:
     @property
     def version(self) -> str | None:
         """The version the copy searches, while its lease runs."""
-        if self._position is None or self._clock() >= self._valid_until:
+        if self._position is None or time.monotonic() >= self._valid_until:
             return None
         return self._position.version
 
@@ -62,7 +59,7 @@ class IndexCopy:
 
     async def _follow(self) -> None:
         while True:
-            sent = self._clock()
+            sent = time.monotonic()
             try:
                 reply = await self._poll(self._id, self._position)
                 try:
