@@ -18,6 +18,7 @@ from pipeline.index.feed import ChangeFeed, Deleted, FeedPosition, FeedReply, Up
 from pipeline.index.holder import IndexHolder
 from pipeline.index.replica_copy import LEASE_MARGIN_S, IndexCopy
 from pipeline.index.vector_index import VectorIndex
+from pipeline.store.records import ModelRecord
 from schemas.items import Modality
 from tests.test_holder import DIM, deletes, unit, upserts
 
@@ -114,6 +115,52 @@ def test_a_switch_returns_once_every_copy_searches_the_new_version(settings, sto
             queries = unit(rng, 2)
             assert answers(copy.index("face-v2").search, queries) == answers(
                 partial(holder.search, "face-v2"), queries
+            )
+        finally:
+            await copy.stop()
+
+    asyncio.run(scenario())
+
+
+def test_a_switch_to_a_wider_model_gives_every_copy_an_index_of_its_width(settings, store, rng):
+    """A model trained by newer code may embed into more dimensions than the one it replaces
+    (faces went from 128 to 256): the switch must carry none of the old width along."""
+    wide = 2 * DIM
+    store.register_model(
+        ModelRecord(
+            version="face-v3",
+            modality=Modality.FACE,
+            config={"encoder": {"embedding_dim": wide}},
+            threshold=0.5,
+            energy="euclidean",
+            artifact_path="unused",
+            artifact_sha256="unused",
+        )
+    )
+
+    def wide_unit(n: int) -> np.ndarray:
+        x = rng.normal(size=(n, wide)).astype(np.float32)
+        return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+    async def scenario() -> None:
+        holder = IndexHolder(settings, Modality.FACE)
+        holder.apply(upserts(["s0", "s1", "s2"], {"face-v1": unit(rng, 3)}, 0))
+        copy = follow(holder)
+        try:
+            await caught_up(holder, copy)
+            holder.begin_build("face-v3", wide)
+            holder.backfill("face-v3", ["s0", "s1", "s2"], wide_unit(3), ["x", "y", "z"])
+            assert await holder.activate_everywhere("face-v3") == "face-v1"
+            # Items that arrive after the switch are embedded by the wider model.
+            arrived = wide_unit(1)
+            holder.apply(upserts(["s3"], {"face-v3": arrived}, 3))
+            await caught_up(holder, copy)
+            index = copy.index("face-v3")
+            assert index.dim == wide and len(index) == 4
+            assert index.search(arrived, 1)[0][0].item_id == "s3"
+            queries = wide_unit(2)
+            assert answers(index.search, queries) == answers(
+                partial(holder.search, "face-v3"), queries
             )
         finally:
             await copy.stop()

@@ -139,8 +139,13 @@ class TrainConfig(_JsonConfig):
 ENCODERS: dict[Modality, EncoderConfig] = {
     # The face's last map is 3 × 2, kept whole: 1-shot and TAR@FAR=1 % up on every seed
     # (README, "Face: where, and what is hidden"); whitened after training: EER down and
-    # 1-shot up on every seed (README, "Face: whitened embeddings").
-    Modality.FACE: EncoderConfig(modality=Modality.FACE, head_grid=(3, 2), whitening=0.1),
+    # 1-shot up on every seed (README, "Face: whitened embeddings"). 256 dimensions, not 128:
+    # the whitening reweights directions, and a wider embedding gives it more of them to
+    # reweight; 1-shot up on all 9 (fold split, seed, CPU or CUDA) runs, EER down on 8
+    # (README, "Face: a wider embedding for the whitening").
+    Modality.FACE: EncoderConfig(
+        modality=Modality.FACE, embedding_dim=256, head_grid=(3, 2), whitening=0.1
+    ),
     # Four time bins: the same-word task gains, the speaker task holds (README, "Speech:
     # time bins").
     Modality.AUDIO: EncoderConfig(modality=Modality.AUDIO, head_grid=(1, 4)),

@@ -254,7 +254,7 @@ def _train(
 
 
 # The whitening is fitted on up to this many inputs: the training side plus augmented views
-# of it (WHITENING_VIEWS at most). 240 faces in 128 dimensions estimate a covariance poorly,
+# of it (WHITENING_VIEWS at most). 240 faces in 256 dimensions estimate a covariance poorly,
 # and the views add the variation within a person that augmentation stands for (over three
 # seeds on the face folds EER 8.2 -> 7.5 %, README "Face: whitened embeddings"); a training
 # side this large needs none, and the fit's cost stays bounded.
