@@ -11,10 +11,12 @@ from pipeline.store.records import ModelRecord
 from schemas.items import Modality
 
 DIM = 8
+# face-v3 embeds wider than the others, as a model of newer code may (faces: 128 -> 256).
+WIDTHS = {"face-v1": DIM, "face-v2": DIM, "face-v3": 2 * DIM}
 
 
-def unit(rng: np.random.Generator, n: int) -> np.ndarray:
-    x = rng.normal(size=(n, DIM)).astype(np.float32)
+def unit(rng: np.random.Generator, n: int, dim: int = DIM) -> np.ndarray:
+    x = rng.normal(size=(n, dim)).astype(np.float32)
     return x / np.linalg.norm(x, axis=1, keepdims=True)
 
 
@@ -31,13 +33,13 @@ def settings(tmp_path) -> Settings:
 @pytest.fixture
 def store(settings: Settings) -> MetadataStore:
     store = MetadataStore.from_settings(settings)
-    for version in ("face-v1", "face-v2"):
+    for version, width in WIDTHS.items():
         # The holder reads only the version and the embedding size; no artifact is loaded.
         store.register_model(
             ModelRecord(
                 version=version,
                 modality=Modality.FACE,
-                config={"encoder": {"embedding_dim": DIM}},
+                config={"encoder": {"embedding_dim": width}},
                 threshold=0.5,
                 energy="euclidean",
                 artifact_path="unused",

@@ -18,9 +18,8 @@ from pipeline.index.feed import ChangeFeed, Deleted, FeedPosition, FeedReply, Up
 from pipeline.index.holder import IndexHolder
 from pipeline.index.replica_copy import LEASE_MARGIN_S, IndexCopy
 from pipeline.index.vector_index import VectorIndex
-from pipeline.store.records import ModelRecord
 from schemas.items import Modality
-from tests.test_holder import DIM, deletes, unit, upserts
+from tests.test_holder import DIM, WIDTHS, deletes, unit, upserts
 
 # The holder's own test fixtures: a settings directory with face-v1 active, face-v2 stored.
 rng, settings, store = holder_case.rng, holder_case.settings, holder_case.store
@@ -101,46 +100,11 @@ def test_a_delete_returns_only_once_every_live_copy_has_applied_it(settings, sto
     asyncio.run(scenario())
 
 
-def test_a_switch_returns_once_every_copy_searches_the_new_version(settings, store, rng):
-    async def scenario() -> None:
-        holder = IndexHolder(settings, Modality.FACE)
-        holder.apply(upserts(["s0", "s1", "s2"], {"face-v1": unit(rng, 3)}, 0))
-        copy = follow(holder)
-        try:
-            await caught_up(holder, copy)
-            holder.begin_build("face-v2", DIM)
-            holder.backfill("face-v2", ["s0", "s1", "s2"], unit(rng, 3), ["x", "y", "z"])
-            assert await holder.activate_everywhere("face-v2") == "face-v1"
-            assert copy.version == "face-v2" and copy.index("face-v1") is None
-            queries = unit(rng, 2)
-            assert answers(copy.index("face-v2").search, queries) == answers(
-                partial(holder.search, "face-v2"), queries
-            )
-        finally:
-            await copy.stop()
-
-    asyncio.run(scenario())
-
-
-def test_a_switch_to_a_wider_model_gives_every_copy_an_index_of_its_width(settings, store, rng):
-    """A model trained by newer code may embed into more dimensions than the one it replaces
-    (faces went from 128 to 256): the switch must carry none of the old width along."""
-    wide = 2 * DIM
-    store.register_model(
-        ModelRecord(
-            version="face-v3",
-            modality=Modality.FACE,
-            config={"encoder": {"embedding_dim": wide}},
-            threshold=0.5,
-            energy="euclidean",
-            artifact_path="unused",
-            artifact_sha256="unused",
-        )
-    )
-
-    def wide_unit(n: int) -> np.ndarray:
-        x = rng.normal(size=(n, wide)).astype(np.float32)
-        return x / np.linalg.norm(x, axis=1, keepdims=True)
+@pytest.mark.parametrize("version", ["face-v2", "face-v3"])
+def test_a_switch_returns_once_every_copy_searches_the_new_version(settings, store, rng, version):
+    """Also to a model that embeds wider than the one it replaces (face-v3): the copy's new
+    index takes the new width, not the old one."""
+    width = WIDTHS[version]
 
     async def scenario() -> None:
         holder = IndexHolder(settings, Modality.FACE)
@@ -148,19 +112,20 @@ def test_a_switch_to_a_wider_model_gives_every_copy_an_index_of_its_width(settin
         copy = follow(holder)
         try:
             await caught_up(holder, copy)
-            holder.begin_build("face-v3", wide)
-            holder.backfill("face-v3", ["s0", "s1", "s2"], wide_unit(3), ["x", "y", "z"])
-            assert await holder.activate_everywhere("face-v3") == "face-v1"
-            # Items that arrive after the switch are embedded by the wider model.
-            arrived = wide_unit(1)
-            holder.apply(upserts(["s3"], {"face-v3": arrived}, 3))
+            holder.begin_build(version, width)
+            holder.backfill(version, ["s0", "s1", "s2"], unit(rng, 3, width), ["x", "y", "z"])
+            assert await holder.activate_everywhere(version) == "face-v1"
+            assert copy.version == version and copy.index("face-v1") is None
+            # Items that arrive after the switch are embedded by the new model.
+            arrived = unit(rng, 1, width)
+            holder.apply(upserts(["s3"], {version: arrived}, 3))
             await caught_up(holder, copy)
-            index = copy.index("face-v3")
-            assert index.dim == wide and len(index) == 4
+            index = copy.index(version)
+            assert index.dim == width and len(index) == 4
             assert index.search(arrived, 1)[0][0].item_id == "s3"
-            queries = wide_unit(2)
+            queries = unit(rng, 2, width)
             assert answers(index.search, queries) == answers(
-                partial(holder.search, "face-v3"), queries
+                partial(holder.search, version), queries
             )
         finally:
             await copy.stop()
