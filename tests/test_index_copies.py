@@ -21,7 +21,8 @@ from pipeline.index.vector_index import VectorIndex
 from schemas.items import Modality
 from tests.test_holder import DIM, WIDTHS, deletes, unit, upserts
 
-# The holder's own test fixtures: a settings directory with face-v1 active, face-v2 stored.
+# The holder's own test fixtures: a settings directory with face-v1 active, face-v2 and a
+# wider face-v3 stored.
 rng, settings, store = holder_case.rng, holder_case.settings, holder_case.store
 
 SHORT_LEASE_S = 0.4
