@@ -61,13 +61,21 @@ def _trained_candidates(modality: Modality) -> dict[str, Scorer]:
 
 
 def _peer_candidates(task: str, modality: Modality, skipped: dict[str, str]) -> dict[str, Scorer]:
-    """The installed peers for `task`; the others go to `skipped` with the reason."""
+    """The peers that load for `task`; the others go to `skipped` with the reason.
+
+    A peer is somebody else's release: when a new version of its library breaks it (OpenCV
+    5.1 dropped the importer FaceNet's graph needs), the run records why and still scores
+    twinstream's own candidates instead of losing them.
+    """
     candidates = {}
     for name, load in PEERS.get(task, {}).items():
         try:
             embed_item = load()
         except ImportError as error:
             skipped[name] = f"not installed ({error}); `make bench` installs the bench extras"
+            continue
+        except Exception as error:
+            skipped[name] = f"installed but failed to load: {error!r}"
             continue
         candidates[name] = pretrained(cached(demo_items(modality), embed_item))
     return candidates
