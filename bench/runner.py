@@ -13,6 +13,7 @@ BENCHMARKS: dict[str, str] = {
     "retrain": "bench.retrain:run",
     "serve": "bench.serve:run",
     "quality": "bench.quality:run",
+    "learning-curve": "bench.learning_curve:run",
     "gpu": "bench.gpu:run",
 }
 

@@ -24,6 +24,7 @@ from pipeline.evaluation.protocols import (
     Task,
     describe,
     face_task,
+    fewer_training_groups,
     group_folds,
     italian_word_task,
     speaker_task,
@@ -65,6 +66,38 @@ def test_face_folds_test_ten_unseen_people_each_and_everyone_once():
     assert sorted(tested) == sorted(f"s{i}" for i in range(1, 41))
     # Seeded: the same folds every time.
     assert [_groups(f.test) for f in face_task().folds] == [_groups(f.test) for f in task.folds]
+
+
+def test_a_learning_curve_trains_on_fewer_people_and_tests_on_the_same_unseen_ones():
+    task = face_task()
+    narrowed = fewer_training_groups(task, 15, seed=0)
+    for fold, small in zip(task.folds, narrowed.folds, strict=True):
+        assert small.test == fold.test
+        assert len(_groups(small.train)) == 15 and _groups(small.train) < _groups(fold.train)
+        # Whole people: all ten shots of each kept person, in the fold's order.
+        assert small.train == [s for s in fold.train if s.group in _groups(small.train)]
+    assert len({frozenset(_groups(f.train)) for f in narrowed.folds}) == 4
+    # Seeded: the same people for the same seed, others for another.
+    again = fewer_training_groups(task, 15, seed=0)
+    assert [f.train for f in again.folds] == [f.train for f in narrowed.folds]
+    other = fewer_training_groups(task, 15, seed=1)
+    assert [_groups(f.train) for f in other.folds] != [_groups(f.train) for f in narrowed.folds]
+    # All of them is the task itself.
+    assert [f.train for f in fewer_training_groups(task, 30, seed=0).folds] == [
+        f.train for f in task.folds
+    ]
+    for impossible in (1, 31):
+        with pytest.raises(ValueError, match="30 training groups"):
+            fewer_training_groups(task, impossible, seed=0)
+
+
+def test_the_learning_curve_fit_recovers_a_power_law_and_where_it_reaches_a_target():
+    from bench.learning_curve import people_needed, power_law
+
+    people = [15, 20, 25, 30]
+    exponent, scale = power_law(people, [0.8 * k**-0.6 for k in people])
+    assert exponent == pytest.approx(-0.6) and scale == pytest.approx(0.8)
+    assert people_needed(exponent, scale, 0.8 * 300**-0.6) == pytest.approx(300)
 
 
 @pytest.fixture(scope="module")

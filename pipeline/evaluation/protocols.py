@@ -91,6 +91,22 @@ def group_folds(samples: Sequence[Sample], folds: int, seed: int) -> list[Fold]:
     return result
 
 
+def fewer_training_groups(task: Task, groups: int, seed: int) -> Task:
+    """`task` with each fold trained on `groups` of its training groups, its tests untouched.
+
+    A learning curve is this at several sizes: how much recognition of the same unseen test
+    identities owes to the number of identities seen in training, which no recipe adds.
+    """
+    folds = []
+    for fold in task.folds:
+        available = sorted({s.group for s in fold.train})
+        if not 2 <= groups <= len(available):
+            raise ValueError(f"a fold has {len(available)} training groups, asked for {groups}")
+        kept = set(random.Random(f"{seed}/{fold.index}").sample(available, groups))
+        folds.append(dataclasses.replace(fold, train=[s for s in fold.train if s.group in kept]))
+    return dataclasses.replace(task, folds=folds)
+
+
 def face_task(folds: int = FOLDS, seed: int = SEED) -> Task:
     """ORL: 40 people, 4 folds of 30 training / 10 unseen test people."""
     samples = item_samples(Modality.FACE, iter_orl())
