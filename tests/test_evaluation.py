@@ -92,12 +92,26 @@ def test_a_learning_curve_trains_on_fewer_people_and_tests_on_the_same_unseen_on
 
 
 def test_the_learning_curve_fit_recovers_a_power_law_and_where_it_reaches_a_target():
-    from bench.learning_curve import people_needed, power_law
+    from bench.learning_curve import DRAWS, PEOPLE, RUNS, report
 
-    people = [15, 20, 25, 30]
-    exponent, scale = power_law(people, [0.8 * k**-0.6 for k in people])
-    assert exponent == pytest.approx(-0.6) and scale == pytest.approx(0.8)
-    assert people_needed(exponent, scale, 0.8 * 300**-0.6) == pytest.approx(300)
+    # Draws scatter around a power law; their mean is on it.
+    def error(people: int, draw: int) -> float:
+        return 0.8 * people**-0.6 * (1 + (0.1 if draw else -0.1) * (people < 30))
+
+    rows = [
+        {"split": split, "seed": seed, "people": people, "draw": draw}
+        | {"eer": error(people, draw), "one_shot_accuracy": 1 - error(people, draw) / 2}
+        for split, seed in RUNS
+        for people in PEOPLE
+        for draw in range(DRAWS if people < 30 else 1)
+    ]
+    bench = report(rows)
+    eer, one_shot = bench.results["fits"]["eer"], bench.results["fits"]["one_shot_accuracy"]
+    assert eer["exponent"] == pytest.approx(-0.6) and one_shot["exponent"] == pytest.approx(-0.6)
+    assert eer["people_needed_for_target"] == pytest.approx((0.015 / 0.8) ** (1 / -0.6))
+    assert one_shot["people_needed_for_target"] == pytest.approx((0.06 / 0.8) ** (1 / -0.6))
+    assert {r["eer_ratio_to_full"] for r in rows if r["people"] == 30} == {1.0}
+    assert "| 15 | 14.2 / 92.9 (× 1.36); 17.3 / 91.3 (× 1.67) |" in bench.markdown
 
 
 @pytest.fixture(scope="module")
