@@ -69,8 +69,7 @@ def _curve(progress: Callable[[str], None]) -> list[dict[str, Any]]:
 def report(rows: list[dict[str, Any]]) -> BenchReport:
     """Ratios to the full training side of each run, the fits, and their table."""
     full = {(r["split"], r["seed"]): r["eer"] for r in rows if r["people"] == max(PEOPLE)}
-    for row in rows:
-        row["eer_ratio_to_full"] = row["eer"] / full[(row["split"], row["seed"])]
+    rows = [r | {"eer_ratio_to_full": r["eer"] / full[(r["split"], r["seed"])]} for r in rows]
     fits = {}
     for target in (t for t in TARGETS if t.task == "face"):
         error_of = ERRORS[target.metric]

@@ -110,7 +110,8 @@ def test_the_learning_curve_fit_recovers_a_power_law_and_where_it_reaches_a_targ
     assert eer["exponent"] == pytest.approx(-0.6) and one_shot["exponent"] == pytest.approx(-0.6)
     assert eer["people_needed_for_target"] == pytest.approx((0.015 / 0.8) ** (1 / -0.6))
     assert one_shot["people_needed_for_target"] == pytest.approx((0.06 / 0.8) ** (1 / -0.6))
-    assert {r["eer_ratio_to_full"] for r in rows if r["people"] == 30} == {1.0}
+    ratios = {r["eer_ratio_to_full"] for r in bench.results["runs"] if r["people"] == 30}
+    assert ratios == {1.0}
     assert "| 15 | 14.2 / 92.9 (× 1.36); 17.3 / 91.3 (× 1.67) |" in bench.markdown
 
 
