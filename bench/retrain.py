@@ -16,8 +16,8 @@ import ray
 from bench.report import BenchReport
 from bench.stack import bench_stack
 from pipeline.data.demo import demo_items
-from pipeline.decode.registry import decode
 from pipeline.embed.model import EmbeddingModel
+from pipeline.inputs import decode
 from pipeline.store.metadata import MetadataStore
 from pipeline.store.records import RunTrigger
 from schemas.items import Modality
@@ -71,7 +71,7 @@ def run(results_dir: Path) -> BenchReport:
             record = store.get_model(other)
             assert record is not None
             model = EmbeddingModel.load(record.artifact_path, record.artifact_sha256)
-            inputs = np.stack([decode(modality, i.read_bytes()) for i in items[modality]])
+            inputs = np.stack([decode(model.config.input, i.read_bytes()) for i in items[modality]])
             encoder = _encoder_items_per_s(model, inputs)
             reembed = len(items[modality]) / switch_s
             results[modality.value] = {

@@ -18,9 +18,9 @@ from fastapi import FastAPI, Request
 from ray import serve
 
 from pipeline.data.orl import iter_orl
-from pipeline.decode.registry import decode
 from pipeline.embed.model import EmbeddingModel
 from pipeline.index.vector_index import VectorIndex
+from pipeline.inputs import decode
 from pipeline.settings import Settings
 from pipeline.store.metadata import MetadataStore
 from schemas.api import (
@@ -69,12 +69,12 @@ def plain_app(settings: Settings) -> FastAPI:
     model = EmbeddingModel.load(record.artifact_path, record.artifact_sha256)
     faces = list(iter_orl())
     index = VectorIndex(model.embedding_dim)
-    inputs = np.stack([decode(Modality.FACE, face.read_bytes()) for face in faces])
+    inputs = np.stack([decode(model.config.input, face.read_bytes()) for face in faces])
     index.upsert([f.id for f in faces], model.embed(inputs), [f.label for f in faces])
     app = FastAPI()
 
     def embed(ref: ItemRef) -> np.ndarray:
-        return model.embed(decode(Modality.FACE, ref.payload())[np.newaxis])[0]
+        return model.embed(decode(model.config.input, ref.payload())[np.newaxis])[0]
 
     @app.post("/v1/search")
     async def search(request: SearchRequest) -> SearchResponse:

@@ -60,11 +60,31 @@ class SimilarityRequest(BaseModel):
     b: ItemRef
 
 
+class FaceBox(BaseModel):
+    """Where the face was found, in pixels of the photo as sent (after its EXIF rotation)."""
+
+    left: int
+    top: int
+    width: int
+    height: int
+
+
+class QueryFace(BaseModel):
+    """The face an uploaded photo was embedded by: the largest one found."""
+
+    box: FaceBox
+    faces_found: int = Field(description="faces detected in the photo; the largest is used")
+
+
 class SimilarityResponse(BaseModel):
     distance: float = Field(description="energy E of the active model")
     same: bool = Field(description="distance <= threshold")
     threshold: float = Field(description="calibrated on held-out data for this model version")
     model_version: str
+    faces: dict[str, QueryFace] = Field(
+        default_factory=dict,
+        description="for `a` and `b` given as photo data: where the face was found",
+    )
 
 
 class SearchRequest(BaseModel):
@@ -94,6 +114,9 @@ class Match(BaseModel):
 class SearchResponse(BaseModel):
     matches: list[Match] = Field(description="nearest first")
     model_version: str
+    query_face: QueryFace | None = Field(
+        default=None, description="for a query given as photo data: where the face was found"
+    )
 
 
 class Problem(BaseModel):

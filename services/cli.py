@@ -1,5 +1,6 @@
 """The `twinstream` command line: the same settings and state as the running service."""
 
+import dataclasses
 import json
 import signal
 from datetime import UTC, datetime
@@ -14,9 +15,10 @@ from rich.table import Table
 
 from pipeline.data.demo import demo_items
 from pipeline.data.items import DataItem
-from pipeline.decode.registry import decode
+from pipeline.decode.errors import DecodeError
 from pipeline.embed.model import EmbeddingModel
 from pipeline.evaluation.report import markdown_table
+from pipeline.inputs import decode_detailed
 from pipeline.kafka.launcher import EmbeddedKafka
 from pipeline.kafka.topics import ensure_topics
 from pipeline.produce import produce_items
@@ -215,16 +217,32 @@ def embed(
         str | None, typer.Option(help="model version (default: the active one)")
     ] = None,
 ) -> None:
-    """One JSON line per file: {"file", "vector"}."""
+    """One JSON line per file: {"file", "vector"} (and "face", where the face was), or
+    {"file", "error"} for a file the model cannot take (exit status 1 if any)."""
     store = MetadataStore.from_settings(Settings())
     record = store.get_model(model) if model else store.active_model(modality)
     if record is None or record.modality is not modality:
         console.print(f"no {modality.value} model {model or '(active)'}")
         raise typer.Exit(1)
     encoder = EmbeddingModel.load(record.artifact_path, record.artifact_sha256)
+    failed = False
     for file in files:
-        vector = encoder.embed(decode(modality, file.read_bytes())[None])[0]
-        print(json.dumps({"file": str(file), "vector": [round(float(v), 6) for v in vector]}))
+        try:
+            decoded = decode_detailed(encoder.config.input, file.read_bytes())
+        except DecodeError as error:
+            print(json.dumps({"file": str(file), "error": str(error)}))
+            failed = True
+            continue
+        vector = encoder.embed(decoded.x[None])[0]
+        line: dict[str, object] = {
+            "file": str(file),
+            "vector": [round(float(v), 6) for v in vector],
+        }
+        if decoded.face is not None:
+            line["face"] = dataclasses.asdict(decoded.face)
+        print(json.dumps(line))
+    if failed:
+        raise typer.Exit(1)
 
 
 @app.command()

@@ -15,10 +15,10 @@ import torch
 from ray import serve
 
 from pipeline.data.orl import iter_orl
-from pipeline.decode.registry import decode
 from pipeline.embed.config import ENCODERS
 from pipeline.embed.encoders import build_encoder
 from pipeline.embed.model import EmbeddingModel
+from pipeline.inputs import decode
 from pipeline.settings import Settings
 from schemas.items import Modality
 from services.api.batching import EncoderBatches
@@ -49,7 +49,7 @@ def _passes_and_items() -> tuple[float, float]:
 @serve.deployment(ray_actor_options={"num_cpus": 0})
 class TwoVersions:
     def __init__(self, faces: list[bytes], max_batch: int) -> None:
-        self._inputs = [decode(Modality.FACE, face) for face in faces]
+        self._inputs = [decode(ENCODERS[Modality.FACE].input, face) for face in faces]
         self._models = [_model("face-v1", 1), _model("face-v2", 2)]
         self._batches = EncoderBatches(
             Settings(api_batch_max_size=max_batch, api_batch_wait_s=0.05)

@@ -27,6 +27,13 @@ def _jpeg(face_pgm: bytes) -> bytes:
     return out.getvalue()
 
 
+def _grey_png() -> bytes:
+    """A good image with no face in it."""
+    out = io.BytesIO()
+    Image.new("L", (160, 120), 128).save(out, format="PNG")
+    return out.getvalue()
+
+
 def _empty_wav() -> bytes:
     """A well-formed WAV header with no samples at all."""
     out = io.BytesIO()
@@ -63,6 +70,7 @@ def test_bad_items_are_dead_lettered_and_good_ones_indexed(stack, stack_settings
     bad = {
         f"{run}/zero-bytes": (face_topic, b"", face_headers, "empty value"),
         f"{run}/truncated-png": (face_topic, _png(face)[:200], face_headers, "image"),
+        f"{run}/no-face": (face_topic, _grey_png(), face_headers, "no face found"),
         f"{run}/jpeg-on-audio": (audio_topic, _jpeg(face), audio_headers, "WAV"),
         f"{run}/truncated-wav": (audio_topic, wav[: len(wav) // 2], audio_headers, "truncated"),
         f"{run}/zero-sample-wav": (audio_topic, _empty_wav(), audio_headers, "no audio samples"),

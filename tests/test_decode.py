@@ -10,9 +10,10 @@ import soundfile as sf
 from PIL import Image, ImageFile
 
 from pipeline.data import ASTERISK_ROOT, iter_orl
-from pipeline.decode import DECODERS, INPUT_SHAPES, DecodeError, decode
+from pipeline.decode import DecodeError
 from pipeline.decode.audio import AUDIO_SHAPE, SAMPLE_RATE
 from pipeline.decode.image import FACE_SHAPE
+from pipeline.inputs import AUDIO_MEL, FACE_CHIP, FACE_FRAME, INPUTS, LEGACY_INPUTS, decode
 from schemas.items import Modality
 
 CARLO = ASTERISK_ROOT / "it_IT_m_Carlo"
@@ -67,14 +68,17 @@ def clip_wav() -> bytes:
 # --- faces -------------------------------------------------------------------------
 
 
-def test_registry_covers_every_modality_with_its_shape():
-    assert set(DECODERS) == set(INPUT_SHAPES) == set(Modality)
-    assert INPUT_SHAPES == {Modality.FACE: (1, 112, 92), Modality.AUDIO: AUDIO_SHAPE}
+def test_every_input_names_its_modality_and_shape():
+    shapes = {name: (spec.modality, spec.shape) for name, spec in INPUTS.items()}
+    assert shapes[FACE_FRAME] == (Modality.FACE, (1, 112, 92))
+    assert shapes[FACE_CHIP] == (Modality.FACE, (3, 150, 150))
+    assert shapes[AUDIO_MEL] == (Modality.AUDIO, AUDIO_SHAPE)
+    assert set(LEGACY_INPUTS) == set(Modality)
 
 
 def test_every_orl_face_decodes_to_unit_grayscale():
     for item in iter_orl():
-        face = decode(Modality.FACE, item.read_bytes())
+        face = decode(FACE_FRAME, item.read_bytes())
         assert face.shape == FACE_SHAPE
         assert face.dtype == np.float32
         assert face.min() >= 0.0 and face.max() <= 1.0
@@ -83,7 +87,7 @@ def test_every_orl_face_decodes_to_unit_grayscale():
 
 def test_pgm_decodes_to_its_own_pixels(face_pgm, face_image):
     expected = np.asarray(face_image, dtype=np.float32) / 255.0
-    np.testing.assert_array_equal(decode(Modality.FACE, face_pgm)[0], expected)
+    np.testing.assert_array_equal(decode(FACE_FRAME, face_pgm)[0], expected)
 
 
 def test_faces_in_the_frame_skip_pillow_and_keep_their_pixels(monkeypatch):
@@ -95,32 +99,32 @@ def test_faces_in_the_frame_skip_pillow_and_keep_their_pixels(monkeypatch):
 
     monkeypatch.setattr(Image, "open", no_pillow)
     for face, pixels in zip(faces, expected, strict=True):
-        np.testing.assert_array_equal(decode(Modality.FACE, face)[0], pixels)
+        np.testing.assert_array_equal(decode(FACE_FRAME, face)[0], pixels)
     # A header comment is legal PGM, but only Pillow's parser reads it.
     with pytest.raises(DecodeError, match="Pillow opened"):
-        decode(Modality.FACE, faces[0].replace(b"P5\n", b"P5\n# a comment\n", 1))
+        decode(FACE_FRAME, faces[0].replace(b"P5\n", b"P5\n# a comment\n", 1))
 
 
 def test_png_and_jpeg_reencodings_match_the_pgm(face_pgm, face_image):
-    original = decode(Modality.FACE, face_pgm)
-    png = decode(Modality.FACE, encode_image(face_image, "PNG"))
-    jpeg = decode(Modality.FACE, encode_image(face_image, "JPEG", quality=95))
+    original = decode(FACE_FRAME, face_pgm)
+    png = decode(FACE_FRAME, encode_image(face_image, "PNG"))
+    jpeg = decode(FACE_FRAME, encode_image(face_image, "JPEG", quality=95))
     np.testing.assert_array_equal(png, original)
     assert np.abs(jpeg - original).mean() < 0.01
 
 
 def test_colour_and_larger_photos_are_brought_to_the_face_frame(face_pgm, face_image):
-    original = decode(Modality.FACE, face_pgm)
+    original = decode(FACE_FRAME, face_pgm)
     big_rgb = face_image.convert("RGB").resize((276, 336), Image.Resampling.BICUBIC)
-    scaled = decode(Modality.FACE, encode_image(big_rgb, "JPEG", quality=95))
+    scaled = decode(FACE_FRAME, encode_image(big_rgb, "JPEG", quality=95))
     assert scaled.shape == FACE_SHAPE
     assert np.abs(scaled - original).mean() < 0.03
 
 
 def test_sixteen_bit_png_keeps_its_depth(face_pgm, face_image):
     wide = np.asarray(face_image, dtype=np.uint16) * 257
-    decoded = decode(Modality.FACE, encode_image(Image.fromarray(wide), "PNG"))
-    np.testing.assert_allclose(decoded, decode(Modality.FACE, face_pgm), atol=1e-6)
+    decoded = decode(FACE_FRAME, encode_image(Image.fromarray(wide), "PNG"))
+    np.testing.assert_allclose(decoded, decode(FACE_FRAME, face_pgm), atol=1e-6)
 
 
 @pytest.mark.parametrize(
@@ -158,21 +162,21 @@ def test_bad_images_raise_decode_error(make, reason, face_pgm, face_image, clip_
         clip_wav,
     )
     with pytest.raises(DecodeError, match=reason):
-        decode(Modality.FACE, data)
+        decode(FACE_FRAME, data)
 
 
 def test_faces_refuse_to_run_with_truncated_images_allowed(monkeypatch, face_image):
     monkeypatch.setattr(ImageFile, "LOAD_TRUNCATED_IMAGES", True)
     half_png = encode_image(face_image, "PNG")[:2000]
     with pytest.raises(RuntimeError, match="LOAD_TRUNCATED_IMAGES"):
-        decode(Modality.FACE, half_png)
+        decode(FACE_FRAME, half_png)
 
 
 # --- audio -------------------------------------------------------------------------
 
 
 def test_wav_decodes_to_the_fixed_shape(clip_wav):
-    features = decode(Modality.AUDIO, clip_wav)
+    features = decode(AUDIO_MEL, clip_wav)
     assert features.shape == AUDIO_SHAPE == (1, 64, features.shape[2])
     assert features.dtype == np.float32
     assert np.isfinite(features).all()
@@ -181,13 +185,13 @@ def test_wav_decodes_to_the_fixed_shape(clip_wav):
 def test_long_prompt_is_cropped_to_the_same_shape():
     long_prompt = ASTERISK_ROOT / "en_US_f_Allison" / "demo-congrats.wav"
     assert sf.info(str(long_prompt)).duration > 20
-    assert decode(Modality.AUDIO, long_prompt.read_bytes()).shape == AUDIO_SHAPE
+    assert decode(AUDIO_MEL, long_prompt.read_bytes()).shape == AUDIO_SHAPE
 
 
 def test_normalisation_ignores_the_padding(clip_wav):
     """A short clip is mostly zero padding; its own frames must still be standardised."""
     samples, _ = sf.read(io.BytesIO(clip_wav), dtype="float32")
-    features = decode(Modality.AUDIO, clip_wav)[0]
+    features = decode(AUDIO_MEL, clip_wav)[0]
     frames = features.shape[1]
     content = len(samples) / (4.0 * SAMPLE_RATE) * frames
     middle = features[:, round((frames - content) / 2) + 3 : round((frames + content) / 2) - 3]
@@ -203,9 +207,9 @@ def test_louder_noisier_copy_stays_closer_than_another_clip(digit):
         0.0, 2 * rms * 0.03, samples.shape
     )  # 30 dB SNR
     louder = encode_wav(np.clip(2 * samples + noise, -1.0, 1.0), rate)
-    original = decode(Modality.AUDIO, (CARLO / "digits" / f"{digit}.wav").read_bytes())
-    other = decode(Modality.AUDIO, (CARLO / "digits" / f"{int(digit) + 1}.wav").read_bytes())
-    assert distance(decode(Modality.AUDIO, louder), original) < 0.3 * distance(other, original)
+    original = decode(AUDIO_MEL, (CARLO / "digits" / f"{digit}.wav").read_bytes())
+    other = decode(AUDIO_MEL, (CARLO / "digits" / f"{int(digit) + 1}.wav").read_bytes())
+    assert distance(decode(AUDIO_MEL, louder), original) < 0.3 * distance(other, original)
 
 
 def test_sixteen_khz_stereo_copy_matches_the_original(clip_wav):
@@ -214,21 +218,19 @@ def test_sixteen_khz_stereo_copy_matches_the_original(clip_wav):
         np.arange(2 * len(samples)) / (2 * rate), np.arange(len(samples)) / rate, samples
     )
     stereo = encode_wav(np.stack([upsampled, 0.5 * upsampled], axis=1), 2 * rate)
-    original = decode(Modality.AUDIO, clip_wav)
-    other = decode(Modality.AUDIO, (CARLO / "digits" / "8.wav").read_bytes())
-    assert distance(decode(Modality.AUDIO, stereo), original) < 0.25 * distance(other, original)
+    original = decode(AUDIO_MEL, clip_wav)
+    other = decode(AUDIO_MEL, (CARLO / "digits" / "8.wav").read_bytes())
+    assert distance(decode(AUDIO_MEL, stereo), original) < 0.25 * distance(other, original)
 
 
 def test_streamed_wav_with_unknown_data_size_is_accepted(clip_wav):
     position = clip_wav.index(b"data") + 4
     streamed = clip_wav[:position] + struct.pack("<I", 0xFFFFFFFF) + clip_wav[position + 4 :]
-    np.testing.assert_array_equal(
-        decode(Modality.AUDIO, streamed), decode(Modality.AUDIO, clip_wav)
-    )
+    np.testing.assert_array_equal(decode(AUDIO_MEL, streamed), decode(AUDIO_MEL, clip_wav))
 
 
 def test_digital_silence_decodes_to_flat_features():
-    silence = decode(Modality.AUDIO, encode_wav(np.zeros(SAMPLE_RATE), SAMPLE_RATE))
+    silence = decode(AUDIO_MEL, encode_wav(np.zeros(SAMPLE_RATE), SAMPLE_RATE))
     assert np.abs(silence).max() < 0.1
 
 
@@ -264,7 +266,7 @@ def test_digital_silence_decodes_to_flat_features():
 def test_bad_audio_raises_decode_error(make, reason, clip_wav, face_image):
     data = make(clip_wav, encode_image(face_image, "JPEG"))
     with pytest.raises(DecodeError, match=reason):
-        decode(Modality.AUDIO, data)
+        decode(AUDIO_MEL, data)
 
 
 def test_audio_wrapped_in_garbage_fields_never_escapes_as_another_error(clip_wav):
@@ -275,6 +277,6 @@ def test_audio_wrapped_in_garbage_fields_never_escapes_as_another_error(clip_wav
         for position in rng.integers(12, 44, size=3):
             corrupt[position] = rng.integers(0, 256)
         try:
-            assert decode(Modality.AUDIO, bytes(corrupt)).shape == AUDIO_SHAPE
+            assert decode(AUDIO_MEL, bytes(corrupt)).shape == AUDIO_SHAPE
         except DecodeError as error:
             assert str(error)

@@ -6,7 +6,9 @@ import random
 
 import numpy as np
 import soundfile
+from PIL import Image
 
+from pipeline.data.framed import framed_face
 from pipeline.data.items import DataItem
 from schemas.items import Modality
 
@@ -40,6 +42,28 @@ def test_held_out_faces_find_their_person(api, demo_data):
     held_out = demo_data.held_out[Modality.FACE]
     assert len(held_out) == 40
     assert top_label_rate(api, Modality.FACE, held_out) >= 0.9
+
+
+def test_held_out_faces_in_larger_frames_find_their_person_and_say_where(api, demo_data):
+    """A photo is not a face crop: the face is found wherever it is, and the answer says where."""
+    for item in demo_data.held_out[Modality.FACE][::4]:
+        frame, (left, top, width, height) = framed_face(item.read_bytes(), item.id)
+        body = search(api, Modality.FACE, {"data": b64(frame)}, k=1)
+        assert body["matches"][0]["label"] == item.label, item.id
+        box = body["query_face"]["box"]
+        assert body["query_face"]["faces_found"] == 1
+        centre = (box["left"] + box["width"] / 2, box["top"] + box["height"] / 2)
+        assert left < centre[0] < left + width and top < centre[1] < top + height, item.id
+
+
+def test_a_photo_without_a_face_is_a_422_saying_so(api):
+    grey = io.BytesIO()
+    Image.new("L", (200, 160), 128).save(grey, "PNG")
+    response = api.post(
+        "/v1/search", json={"modality": "face", "item": {"data": b64(grey.getvalue())}}
+    )
+    assert response.status_code == 422
+    assert response.json()["detail"] == "no face found in the image"
 
 
 def test_search_results_are_nearest_first_and_name_the_model(api, demo_data, stack):
@@ -87,6 +111,8 @@ def test_similarity_of_bytes_and_of_the_indexed_item_agree(api, demo_data):
     item = demo_data.indexed[Modality.FACE][0]
     body = similarity(api, Modality.FACE, {"id": item.id}, {"data": b64(item.read_bytes())})
     assert body["distance"] < 1e-3 and body["same"]
+    # Only the photo sent as data has a face to place: `a` was looked up by id.
+    assert set(body["faces"]) == {"b"} and body["faces"]["b"]["box"]["width"] > 40
 
 
 def test_unseen_words_find_their_speaker(api, demo_data):

@@ -7,11 +7,11 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from pipeline.decode.registry import INPUT_SHAPES
 from pipeline.embed.config import ENCODERS
 from pipeline.embed.encoders import SiameseNetwork, build_encoder
 from pipeline.embed.energy import CosineEnergy, EuclideanEnergy, energy_by_name
 from pipeline.embed.loss import ContrastiveLoss
+from pipeline.inputs import INPUTS
 from schemas.items import Modality
 
 
@@ -84,7 +84,7 @@ def test_contrastive_loss_uses_the_injected_energy():
 def test_encoders_give_unit_embeddings(modality):
     config = ENCODERS[modality]
     encoder = build_encoder(config).eval()
-    x = torch.rand(3, *INPUT_SHAPES[modality])
+    x = torch.rand(3, *INPUTS[config.input].shape)
     with torch.no_grad():
         emb = encoder(x)
     assert emb.shape == (3, config.embedding_dim)
@@ -97,10 +97,8 @@ def test_siamese_twin_shares_one_parameter_set_and_learns_from_both_branches():
     twin = SiameseNetwork(encoder, EuclideanEnergy())
     assert [id(p) for p in twin.parameters()] == [id(p) for p in encoder.parameters()]
 
-    x1, x2 = (
-        torch.rand(2, *INPUT_SHAPES[Modality.FACE]),
-        torch.rand(2, *INPUT_SHAPES[Modality.FACE]),
-    )
+    shape = INPUTS[encoder.config.input].shape
+    x1, x2 = torch.rand(2, *shape), torch.rand(2, *shape)
     energy = twin(x1, x2)
     np.testing.assert_allclose(
         energy.detach().numpy(), EuclideanEnergy()(encoder(x1), encoder(x2)).detach().numpy()

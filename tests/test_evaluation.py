@@ -108,8 +108,8 @@ def test_the_learning_curve_fit_recovers_a_power_law_and_where_it_reaches_a_targ
     bench = report(rows)
     eer, one_shot = bench.results["fits"]["eer"], bench.results["fits"]["one_shot_accuracy"]
     assert eer["exponent"] == pytest.approx(-0.6) and one_shot["exponent"] == pytest.approx(-0.6)
-    assert eer["people_needed_for_target"] == pytest.approx((0.015 / 0.8) ** (1 / -0.6))
-    assert one_shot["people_needed_for_target"] == pytest.approx((0.06 / 0.8) ** (1 / -0.6))
+    assert eer["people_needed_for_target"] == pytest.approx((0.003 / 0.8) ** (1 / -0.6))
+    assert one_shot["people_needed_for_target"] == pytest.approx((0.01 / 0.8) ** (1 / -0.6))
     ratios = {r["eer_ratio_to_full"] for r in bench.results["runs"] if r["people"] == 30}
     assert ratios == {1.0}
     assert "| 15 | 14.2 / 92.9 (× 1.36); 17.3 / 91.3 (× 1.67) |" in bench.markdown
@@ -385,14 +385,28 @@ def test_quality_targets_compare_production_with_the_baseline_of_each_task():
         return CandidateResult(candidate, task, [], summary, np.empty(0), np.empty(0))
 
     results = [
-        result("face", "book", 0.17, 0.62),
-        result("face", PRODUCTION, 0.01, 0.95),
+        result("face", "from-scratch", 0.06, 0.95),
+        result("face", PRODUCTION, 0.002, 0.999),
+        result("face-framed", "from-scratch", 0.3, 0.20),
+        result("face-framed", PRODUCTION, 0.004, 0.98),
+        result("speaker-unseen", "quick", 0.21, 0.38),
+        result("speaker-unseen", PRODUCTION, 0.04, 0.90),
         result("speaker", "quick", 0.07, 0.9),
         result("speaker", PRODUCTION, 0.005, 1.0),
         result("italian-word", "quick", 0.18, 0.5),
         result("italian-word", PRODUCTION, 0.09, 0.6),
     ]
     rows, table = _target_rows(results)
-    assert [row["met"] for row in rows] == [True, False, True, False]
-    assert [row["baseline_mean"] for row in rows] == [0.17, 0.62, 0.07, 0.18]
-    assert len(rows) == len(TARGETS) and table.count("| no |") == 2
+    assert [row["met"] for row in rows] == [True, True, False, True, False, True, False]
+    # The framed row is the framed faces' 1-shot minus the cropped ones', per candidate.
+    assert rows[2]["baseline_mean"] == pytest.approx(0.20 - 0.95)
+    assert rows[2]["production_mean"] == pytest.approx(0.98 - 0.999)
+    assert [row["baseline_mean"] for i, row in enumerate(rows) if i != 2] == [
+        0.06,
+        0.95,
+        0.21,
+        0.38,
+        0.07,
+        0.18,
+    ]
+    assert len(rows) == len(TARGETS) and table.count("| no |") == 3

@@ -19,8 +19,8 @@ import ray
 from ray.actor import ActorHandle
 
 from pipeline.data.items import DataItem
-from pipeline.decode.registry import decode
 from pipeline.embed.model import EmbeddingModel
+from pipeline.inputs import decode
 from pipeline.kafka.clients import headers, make_producer
 from pipeline.settings import Settings
 from pipeline.store.metadata import MetadataStore
@@ -98,7 +98,7 @@ def test_killed_actor_recovers_every_item_exactly_once(stack, stack_settings, de
         stack.wait_indexed({Modality.FACE: ids}, RECOVERY_TIMEOUT_S)
         assert ray.get(holder.size.remote()) == size_before + ITEMS  # each exactly once
         expected = model.embed(
-            np.stack([decode(Modality.FACE, newest[i].read_bytes()) for i in ids])
+            np.stack([decode(model.config.input, newest[i].read_bytes()) for i in ids])
         )
         deadline = time.monotonic() + RECOVERY_TIMEOUT_S
         while True:

@@ -14,12 +14,19 @@ import torch
 
 from pipeline.data.asterisk import common_words, iter_asterisk
 from pipeline.data.orl import iter_orl
-from pipeline.decode.registry import INPUT_SHAPES, decode
-from pipeline.embed.config import BASELINES, ENCODERS, PRESETS, EncoderConfig, TrainConfig
+from pipeline.embed.config import (
+    BASELINES,
+    ENCODERS,
+    FROM_SCRATCH_FACE,
+    PRESETS,
+    EncoderConfig,
+    TrainConfig,
+)
 from pipeline.embed.encoders import build_encoder
 from pipeline.embed.energy import CosineEnergy, EuclideanEnergy
 from pipeline.embed.model import ArtifactError, EmbeddingModel
 from pipeline.embed.whitening import within_class_whitening
+from pipeline.inputs import AUDIO_MEL, FACE_CHIP, FACE_FRAME, INPUTS, decode
 from pipeline.settings import Settings
 from pipeline.store.metadata import MetadataStore
 from pipeline.store.payloads import PayloadStore
@@ -44,9 +51,17 @@ FACE_PEOPLE = 20
 AUDIO_WORDS = 30
 
 
+def _input(modality: Modality) -> str:
+    return ENCODERS[modality].input
+
+
+def _shape(modality: Modality) -> tuple[int, ...]:
+    return INPUTS[_input(modality)].shape
+
+
 def _samples(items) -> list[Sample]:
     return [
-        Sample(item.id, item.label, item.group, decode(item.modality, item.read_bytes()))
+        Sample(item.id, item.label, item.group, decode(_input(item.modality), item.read_bytes()))
         for item in items
     ]
 
@@ -235,7 +250,7 @@ def test_explicit_pairs_train_only_within_the_training_split(faces):
 
 def test_cosine_energy_is_trained_and_calibrated_in_its_own_units(faces):
     config = dataclasses.replace(PRESETS[Modality.FACE]["quick"], epochs=2, max_seconds=600.0)
-    encoder = EncoderConfig(Modality.FACE, energy="cosine", margin=0.5)
+    encoder = dataclasses.replace(ENCODERS[Modality.FACE], energy="cosine", margin=0.5)
     result = train_model(faces, encoder, config)
     assert isinstance(result.model.energy, CosineEnergy)
     assert 0.0 < result.threshold < 2.0
@@ -332,7 +347,7 @@ def test_whitening_views_stay_within_their_bound(face_config):
     config = dataclasses.replace(ENCODERS[Modality.FACE], whitening=0.1)
 
     def fitted_on(n: int, cfg: TrainConfig = face_config) -> int:
-        x = np.zeros((n, *INPUT_SHAPES[Modality.FACE]), dtype=np.float32)
+        x = np.zeros((n, *_shape(Modality.FACE)), dtype=np.float32)
         views = list(trainer.whitening_views(x, np.arange(n) % 10, cfg, config))
         for inputs, labels in views:
             assert len(labels) == len(inputs)
@@ -358,10 +373,10 @@ def test_head_grid_widens_only_the_head_and_old_artifacts_load_as_they_were():
     round_trip = json.loads(json.dumps(ENCODERS[Modality.FACE].to_dict()))
     assert EncoderConfig.from_dict(round_trip) == ENCODERS[Modality.FACE]
 
+    conv = {Modality.AUDIO: ENCODERS[Modality.AUDIO], Modality.FACE: FROM_SCRATCH_FACE}
     for modality, grid in ((Modality.AUDIO, (1, 4)), (Modality.FACE, (3, 2))):
         one, binned = (
-            build_encoder(dataclasses.replace(ENCODERS[modality], head_grid=g))
-            for g in ((1, 1), grid)
+            build_encoder(dataclasses.replace(conv[modality], head_grid=g)) for g in ((1, 1), grid)
         )
         shapes_one, shapes_binned = (
             {name: tuple(t.shape) for name, t in m.state_dict().items()} for m in (one, binned)
@@ -372,7 +387,7 @@ def test_head_grid_widens_only_the_head_and_old_artifacts_load_as_they_were():
             shapes_binned["head.3.weight"][1] == grid[0] * grid[1] * shapes_one["head.3.weight"][1]
         )
 
-        shape = (8, *INPUT_SHAPES[modality])
+        shape = (8, *INPUTS[conv[modality].input].shape)
         batch = np.random.default_rng(0).standard_normal(shape).astype(np.float32)
         model = EmbeddingModel(binned.eval(), "binned", 0.5)
         np.testing.assert_allclose(
@@ -385,6 +400,26 @@ def test_head_grid_widens_only_the_head_and_old_artifacts_load_as_they_were():
     for conv_only in ({"head_grid": (1, 4)}, {"mirror_tta": True}):
         with pytest.raises(ValueError, match="conv architecture"):
             dataclasses.replace(book, **conv_only)
+    with pytest.raises(ValueError, match="conv architecture"):
+        dataclasses.replace(ENCODERS[Modality.FACE], head_grid=(3, 2))
+
+
+def test_a_config_names_its_input_and_old_artifacts_keep_the_one_they_were_trained_on():
+    """Models saved before inputs had names took ORL's whole frame or 8 kHz mel features;
+    their configs load with exactly those, so they embed as they were calibrated."""
+    for modality, legacy in ((Modality.FACE, FACE_FRAME), (Modality.AUDIO, AUDIO_MEL)):
+        saved_before = ENCODERS[modality].to_dict()
+        for key in ("input", "freeze_trunk", "pretrained_source", "pretrained_sha256"):
+            del saved_before[key]
+        saved_before["architecture"] = "conv"
+        assert EncoderConfig.from_dict(saved_before).input == legacy
+    assert ENCODERS[Modality.FACE].input == FACE_CHIP
+    with pytest.raises(ValueError, match="not an input of audio models"):
+        EncoderConfig(Modality.AUDIO, input=FACE_CHIP)
+    with pytest.raises(ValueError, match="encodes face"):
+        EncoderConfig(Modality.AUDIO, architecture="dlib-resnet")
+    with pytest.raises(ValueError, match="freeze_trunk"):
+        EncoderConfig(Modality.FACE, freeze_trunk=True)
 
 
 def test_corrupted_artifact_is_refused(face_run, tmp_path):
@@ -405,7 +440,7 @@ def test_corrupted_artifact_is_refused(face_run, tmp_path):
 
 def test_model_refuses_inputs_of_another_modality(face_run):
     with pytest.raises(ValueError, match="face model"):
-        face_run.model.embed(np.zeros((2, *INPUT_SHAPES[Modality.AUDIO]), dtype=np.float32))
+        face_run.model.embed(np.zeros((2, *_shape(Modality.AUDIO)), dtype=np.float32))
 
 
 def test_model_respects_an_explicit_device(face_run):
@@ -456,7 +491,7 @@ def test_quick_audio_training_identifies_speakers_on_unseen_words():
 def test_face_augmentation_greys_out_one_box_on_about_half_the_faces():
     """Random erasing: a white face can only reach exactly 0.5 where it was erased (contrast
     and brightness keep white above 0.8), so the grey pixels are the box itself."""
-    _, height, width = INPUT_SHAPES[Modality.FACE]
+    _, height, width = _shape(Modality.FACE)
     faces = torch.ones(400, 1, height, width)
     augmented = AUGMENTATIONS[Modality.FACE](faces, torch.Generator().manual_seed(0))
     grey = augmented[:, 0] == 0.5
@@ -496,4 +531,4 @@ def test_retraining_reads_back_the_newest_labelled_items_up_to_its_window(tmp_pa
     samples = stored_samples(settings, store, Modality.FACE)
 
     assert [s.id for s in samples] == sorted(face.id for face in faces[2:])
-    assert all(s.x.shape == INPUT_SHAPES[Modality.FACE] for s in samples)
+    assert all(s.x.shape == _shape(Modality.FACE) for s in samples)

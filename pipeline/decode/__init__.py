@@ -1,6 +1,5 @@
-"""Payload bytes -> model input arrays, with one error type for everything undecodable."""
+"""Payload bytes -> pixels or features; pipeline/inputs.py names what each model takes."""
 
 from pipeline.decode.errors import DecodeError
-from pipeline.decode.registry import DECODERS, INPUT_SHAPES, decode
 
-__all__ = ["DECODERS", "INPUT_SHAPES", "DecodeError", "decode"]
+__all__ = ["DecodeError"]

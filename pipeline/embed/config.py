@@ -10,6 +10,7 @@ from enum import Enum
 from typing import Any, Self
 
 from pipeline.embed.energy import ENERGIES
+from pipeline.inputs import INPUTS, LEGACY_INPUTS
 from schemas.items import Modality
 
 
@@ -32,10 +33,13 @@ def _plain(value: Any) -> Any:
     return value
 
 
-# "conv": BatchNorm conv blocks, global pooling, unit embeddings (what the service trains).
+# "conv": BatchNorm conv blocks, global pooling, unit embeddings, trained from scratch.
 # "book": the siamese network of the book's chapter 2 (two valid 3×3 convs, Dense 128–D, ReLU
 # output, no normalisation), kept as the measured baseline.
-ARCHITECTURES = ("conv", "book")
+# "dlib-resnet": dlib's pretrained face ResNet (pipeline/embed/dlib_resnet.py) under a linear
+# head, trained further with the contrastive loss; takes aligned face chips.
+ARCHITECTURES = ("conv", "book", "dlib-resnet")
+PRETRAINED_ARCHITECTURES = {"dlib-resnet": Modality.FACE}
 
 
 @dataclass(frozen=True)
@@ -63,9 +67,22 @@ class EncoderConfig(_JsonConfig):
     # their within-class covariance on the training side, shrunk this far toward a multiple
     # of the identity (pipeline/embed/whitening.py), and made unit again. 0: no such layer.
     whitening: float = 0.0
+    # The named input the encoder takes (pipeline/inputs.py); empty: what models saved before
+    # inputs had names were trained on.
+    input: str = ""
+    # Pretrained architectures: keep the trunk's weights as shipped and train the head only.
+    freeze_trunk: bool = False
+    # Pretrained architectures: the file the trunk's weights were read from and its sha256,
+    # filled in when training starts from it.
+    pretrained_source: str = ""
+    pretrained_sha256: str = ""
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "modality", Modality(self.modality))
+        object.__setattr__(self, "input", self.input or LEGACY_INPUTS[self.modality])
+        spec = INPUTS.get(self.input)
+        if spec is None or spec.modality is not self.modality:
+            raise ValueError(f"{self.input!r} is not an input of {self.modality.value} models")
         object.__setattr__(self, "channels", tuple(int(c) for c in self.channels))
         object.__setattr__(self, "head_grid", tuple(int(n) for n in self.head_grid))
         if not self.channels or self.embedding_dim < 1:
@@ -86,6 +103,15 @@ class EncoderConfig(_JsonConfig):
             # The book's network flattens its feature map and embeds one view: these fields
             # would be silently ignored, and a config must say what the network does.
             raise ValueError("head_grid, mirror_tta and whitening belong to the conv architecture")
+        pretrained_for = PRETRAINED_ARCHITECTURES.get(self.architecture)
+        if pretrained_for not in (None, self.modality):
+            raise ValueError(
+                f"{self.architecture} encodes {pretrained_for.value}, not {self.modality.value}"
+            )
+        if pretrained_for is not None and self.head_grid != (1, 1):
+            raise ValueError("head_grid belongs to the conv architecture")
+        if self.freeze_trunk and pretrained_for is None:
+            raise ValueError("freeze_trunk belongs to the pretrained architectures")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Self:
@@ -122,6 +148,8 @@ class TrainConfig(_JsonConfig):
     # instead of P×K identity batches: how the book draws its (X1, X2, Y) pairs.
     random_pairs: int = 0
     pairs_per_batch: int = 128
+    # A pretrained trunk learns at this share of `lr` (its head at `lr`).
+    trunk_lr_factor: float = 1.0
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.max_seconds <= 0:
@@ -134,17 +162,26 @@ class TrainConfig(_JsonConfig):
             raise ValueError("a batch needs at least 2 identities with at least 2 samples each")
         if not 0 < self.held_out_fraction < 1:
             raise ValueError("held_out_fraction must be in (0, 1)")
+        if self.trunk_lr_factor < 0:
+            raise ValueError("trunk_lr_factor must be >= 0")
 
+
+# The face encoder trained from scratch on ORL's frames until 0.2 (docs/evaluation.md): kept
+# as a baseline, and as the config old face models were trained with.
+FROM_SCRATCH_FACE = EncoderConfig(
+    modality=Modality.FACE, embedding_dim=256, head_grid=(3, 2), whitening=0.1
+)
 
 ENCODERS: dict[Modality, EncoderConfig] = {
-    # The face's last map is 3 × 2, kept whole: 1-shot and TAR@FAR=1 % up on every seed
-    # (README, "Face: where, and what is hidden"); whitened after training: EER down and
-    # 1-shot up on every seed (README, "Face: whitened embeddings"). 256 dimensions, not 128:
-    # the whitening reweights directions, and a wider embedding gives it more of them to
-    # reweight; 1-shot up on all 9 (fold split, seed, CPU or CUDA) runs, EER down on 8
-    # (README, "Face: a wider embedding for the whitening").
+    # dlib's pretrained ResNet on aligned chips, adapted with the contrastive loss
+    # (docs/experiments/2026-12-05-pretrained-faces.md).
     Modality.FACE: EncoderConfig(
-        modality=Modality.FACE, embedding_dim=256, head_grid=(3, 2), whitening=0.1
+        modality=Modality.FACE,
+        architecture="dlib-resnet",
+        input="face-chip",
+        embedding_dim=128,
+        dropout=0.0,
+        freeze_trunk=True,
     ),
     # Four time bins: the same-word task gains, the speaker task holds (README, "Speech:
     # time bins").
@@ -163,13 +200,8 @@ STEP_SECONDS = 1e-3
 DEFAULT_BUDGET_S = 600.0
 PRESETS: dict[Modality, dict[str, TrainConfig]] = {
     Modality.FACE: {
-        # 12 people × 5 faces a batch, not 8 × 4: more impostors to mine the hardest from.
-        # Over three seeds on the 4 face folds, 1-shot 10-way +3.0 points (every seed gained)
-        # and EER within seed noise (README, "Face variants").
-        "default": TrainConfig(
-            epochs=60, identities_per_batch=12, samples_per_identity=5, max_seconds=DEFAULT_BUDGET_S
-        ),
-        "quick": TrainConfig(epochs=10, max_seconds=300.0),
+        "default": TrainConfig(epochs=20, lr=1e-3, max_seconds=DEFAULT_BUDGET_S),
+        "quick": TrainConfig(epochs=3, lr=1e-3, max_seconds=300.0),
         "step": TrainConfig(epochs=1, max_seconds=STEP_SECONDS),
     },
     Modality.AUDIO: {
@@ -209,6 +241,13 @@ BASELINES: dict[str, tuple[EncoderConfig, TrainConfig]] = {
             random_pairs=15_000,
             pairs_per_batch=128,
             max_seconds=600.0,
+        ),
+    ),
+    # 12 people × 5 faces a batch: more impostors to mine the hardest from.
+    "from-scratch": (
+        FROM_SCRATCH_FACE,
+        TrainConfig(
+            epochs=60, identities_per_batch=12, samples_per_identity=5, max_seconds=DEFAULT_BUDGET_S
         ),
     ),
 }

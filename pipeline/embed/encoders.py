@@ -1,11 +1,13 @@
-"""The twin networks: small CNNs that map one face or one utterance to a unit embedding.
+"""The twin networks: map one face or one utterance to a unit embedding.
 
-Both modalities share one conv trunk and differ only in how the input is shrunk before it
-(the face is downsampled in both axes, the spectrogram only in time, keeping every mel band)
-so the two encoders cannot drift apart in anything but what their inputs demand.
+Trained from scratch, both modalities share one conv trunk and differ only in how the input
+is shrunk before it (the face is downsampled in both axes, the spectrogram only in time,
+keeping every mel band), so the two cannot drift apart in anything but what their inputs
+demand. A pretrained trunk (dlib's face ResNet) gets a linear head trained on top.
 """
 
 import copy
+import dataclasses
 import math
 from itertools import pairwise
 
@@ -14,9 +16,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.nn.utils.fusion import fuse_conv_bn_eval
 
-from pipeline.decode.registry import INPUT_SHAPES
 from pipeline.embed.config import EncoderConfig
+from pipeline.embed.dlib_resnet import DESCRIPTOR_DIM, DlibResNet, dlib_resnet_weights
 from pipeline.embed.energy import Energy
+from pipeline.inputs import INPUTS
 from schemas.items import Modality
 
 
@@ -38,30 +41,17 @@ def _inference_block(block: nn.Sequential) -> nn.Sequential:
     return nn.Sequential(fuse_conv_bn_eval(conv, norm), pool, relu)
 
 
-class ConvEncoder(nn.Module):
-    """Input pooling -> conv blocks -> average pool (to the `head_grid` bins) -> dropout ->
-    linear -> L2 norm [-> whitening -> L2 norm].
+class UnitEncoder(nn.Module):
+    """What every service encoder ends in: L2 norm [-> whitening -> L2 norm].
 
     The unit-norm output keeps both energies in [0, 2] and makes the FAISS L2 index exact
     for either of them. The whitening map is fitted after training (`set_whitening`), not
     learned: until then it is the identity, which the second norm leaves unchanged.
     """
 
-    # (height, width) factor the raw input is average-pooled by before the trunk.
-    input_pool: tuple[int, int] = (1, 1)
-
     def __init__(self, config: EncoderConfig) -> None:
         super().__init__()
         self.config = config
-        widths = (1, *config.channels)
-        self.stem = nn.Sequential(nn.AvgPool2d(self.input_pool), nn.BatchNorm2d(1))
-        self.trunk = nn.Sequential(*(_conv_block(a, b) for a, b in pairwise(widths)))
-        self.head = nn.Sequential(
-            nn.AdaptiveAvgPool2d(config.head_grid),
-            nn.Flatten(),
-            nn.Dropout(config.dropout),
-            nn.Linear(widths[-1] * math.prod(config.head_grid), config.embedding_dim),
-        )
         if config.whitening:
             # Buffers, not parameters: saved and moved with the weights, never optimised.
             self.register_buffer("whitening_weight", torch.eye(config.embedding_dim))
@@ -74,6 +64,39 @@ class ConvEncoder(nn.Module):
         self.whitening_weight.copy_(weight)
         self.whitening_bias.copy_(bias)
 
+    def embedding(self, x: Tensor) -> Tensor:
+        """The raw embedding of one view, before normalisation."""
+        raise NotImplementedError
+
+    def forward(self, x: Tensor) -> Tensor:
+        embedding = self.embedding(x)
+        if self.config.mirror_tta and not self.training:
+            embedding = embedding + self.embedding(x.flip(-1))
+        unit = F.normalize(embedding, dim=1)
+        if self.config.whitening:
+            unit = F.normalize(F.linear(unit, self.whitening_weight, self.whitening_bias), dim=1)
+        return unit
+
+
+class ConvEncoder(UnitEncoder):
+    """Input pooling -> conv blocks -> average pool (to the `head_grid` bins) -> dropout ->
+    linear -> unit embedding."""
+
+    # (height, width) factor the raw input is average-pooled by before the trunk.
+    input_pool: tuple[int, int] = (1, 1)
+
+    def __init__(self, config: EncoderConfig) -> None:
+        super().__init__(config)
+        widths = (1, *config.channels)
+        self.stem = nn.Sequential(nn.AvgPool2d(self.input_pool), nn.BatchNorm2d(1))
+        self.trunk = nn.Sequential(*(_conv_block(a, b) for a, b in pairwise(widths)))
+        self.head = nn.Sequential(
+            nn.AdaptiveAvgPool2d(config.head_grid),
+            nn.Flatten(),
+            nn.Dropout(config.dropout),
+            nn.Linear(widths[-1] * math.prod(config.head_grid), config.embedding_dim),
+        )
+
     def for_inference(self) -> "ConvEncoder":
         """An eval-mode copy for embedding: blocks folded (see `_inference_block`) and
         channels-last weights, which oneDNN convolves and pools without reordering; inputs
@@ -82,14 +105,8 @@ class ConvEncoder(nn.Module):
         fast.trunk = nn.Sequential(*(_inference_block(block) for block in fast.trunk))
         return fast.to(memory_format=torch.channels_last)
 
-    def forward(self, x: Tensor) -> Tensor:
-        embedding = self.head(self.trunk(self.stem(x)))
-        if self.config.mirror_tta and not self.training:
-            embedding = embedding + self.head(self.trunk(self.stem(x.flip(-1))))
-        unit = F.normalize(embedding, dim=1)
-        if self.config.whitening:
-            unit = F.normalize(F.linear(unit, self.whitening_weight, self.whitening_bias), dim=1)
-        return unit
+    def embedding(self, x: Tensor) -> Tensor:
+        return self.head(self.trunk(self.stem(x)))
 
 
 class FaceEncoder(ConvEncoder):
@@ -110,6 +127,43 @@ ENCODER_CLASSES: dict[Modality, type[ConvEncoder]] = {
 }
 
 
+class PretrainedFaceEncoder(UnitEncoder):
+    """dlib's face ResNet (aligned 150×150 chips -> 128-d descriptor) -> dropout -> linear
+    -> unit embedding.
+
+    The head starts as the identity (when the widths agree), so an untrained encoder already
+    ranks faces as dlib does, and contrastive training moves on from there. With
+    `freeze_trunk` only the head learns, and the trunk runs without building a graph.
+    """
+
+    def __init__(self, config: EncoderConfig) -> None:
+        super().__init__(config)
+        self.trunk = DlibResNet()
+        self.trunk.requires_grad_(not config.freeze_trunk)
+        self.dropout = nn.Dropout(config.dropout)
+        self.head = nn.Linear(DESCRIPTOR_DIM, config.embedding_dim)
+        with torch.no_grad():
+            nn.init.eye_(self.head.weight)
+            self.head.bias.zero_()
+
+    def load_pretrained(self) -> None:
+        """The trunk's weights as shipped; the config records their file and sha256."""
+        state, source, sha256 = dlib_resnet_weights()
+        self.trunk.load_state_dict(state)
+        self.config = dataclasses.replace(
+            self.config, pretrained_source=source, pretrained_sha256=sha256
+        )
+
+    def for_inference(self) -> "PretrainedFaceEncoder":
+        """An eval-mode, channels-last copy (oneDNN convolves those without reordering)."""
+        return copy.deepcopy(self).eval().to(memory_format=torch.channels_last)
+
+    def embedding(self, x: Tensor) -> Tensor:
+        with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_trunk):
+            features = self.trunk(x)
+        return self.head(self.dropout(features))
+
+
 class BookEncoder(nn.Module):
     """The book's chapter 2 twin, layer for layer: valid 3×3 convs with ReLU, 2×2 max pooling
     and dropout, then Dense 128 (ReLU, dropout 0.1) and Dense `embedding_dim` with ReLU.
@@ -127,7 +181,7 @@ class BookEncoder(nn.Module):
         self.config = config
         pool = ENCODER_CLASSES[config.modality].input_pool
         layers: list[nn.Module] = [nn.AvgPool2d(pool)]
-        _, height, width = INPUT_SHAPES[config.modality]
+        _, height, width = INPUTS[config.input].shape
         height, width = height // pool[0], width // pool[1]
         for c_in, c_out in pairwise((1, *config.channels)):
             layers += [
@@ -154,13 +208,24 @@ class BookEncoder(nn.Module):
         return self.head(self.features(x))
 
 
-Encoder = ConvEncoder | BookEncoder
+Encoder = UnitEncoder | BookEncoder
 
 
 def build_encoder(config: EncoderConfig) -> Encoder:
+    """The network `config` describes, with fresh (untrained) weights."""
     if config.architecture == "book":
         return BookEncoder(config)
+    if config.architecture == "dlib-resnet":
+        return PretrainedFaceEncoder(config)
     return ENCODER_CLASSES[config.modality](config)
+
+
+def initial_encoder(config: EncoderConfig) -> Encoder:
+    """What training starts from: fresh weights, with any pretrained trunk loaded."""
+    encoder = build_encoder(config)
+    if isinstance(encoder, PretrainedFaceEncoder):
+        encoder.load_pretrained()
+    return encoder
 
 
 class SiameseNetwork(nn.Module):

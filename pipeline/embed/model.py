@@ -15,10 +15,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from pipeline.decode.registry import INPUT_SHAPES
 from pipeline.embed.config import EncoderConfig
 from pipeline.embed.encoders import Encoder, build_encoder
 from pipeline.embed.energy import Energy, energy_by_name
+from pipeline.inputs import INPUTS
 
 ARTIFACT_FORMAT = 1
 
@@ -76,7 +76,7 @@ class EmbeddingModel:
         Chunked so a large backlog never holds more than one chunk of activations; each chunk
         is copied because arrays that arrive through Ray are read-only.
         """
-        expected = INPUT_SHAPES[self.config.modality]
+        expected = INPUTS[self.config.input].shape
         if batch.ndim != 4 or tuple(batch.shape[1:]) != tuple(expected):
             # The global pooling would happily embed any size, so a face sent to the audio
             # model must be stopped here rather than indexed as nonsense.

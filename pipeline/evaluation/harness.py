@@ -21,7 +21,7 @@ from pipeline.evaluation.protocols import Fold, Task
 from pipeline.evaluation.scoring import Scores, score_embeddings, score_model
 from pipeline.train.metrics import eer, pair_distances
 from pipeline.train.sample import Sample
-from pipeline.train.trainer import train_model
+from pipeline.train.trainer import TrainResult, train_model
 
 Scorer = Callable[[Task, Fold], Scores]
 Embedder = Callable[[Sequence[Sample]], np.ndarray]
@@ -64,10 +64,16 @@ class CandidateResult:
 
 def trained(encoder_config: EncoderConfig, train_config: TrainConfig) -> Scorer:
     """Train on the fold's training side (which calibrates the threshold on a share of its own
-    groups, as the service does) and score the unseen test side at that threshold."""
+    groups, as the service does) and score the unseen test side at that threshold. Tasks that
+    share a training side and recipe (faces cropped or framed) share the trained model."""
+    models: dict[tuple[Any, ...], TrainResult] = {}
 
     def score(task: Task, fold: Fold) -> Scores:
-        result = train_model(fold.train, encoder_config, task.train_config(train_config))
+        config = task.train_config(train_config)
+        key = (tuple(s.id for s in fold.train), tuple(s.label for s in fold.train), config)
+        if key not in models:
+            models[key] = train_model(fold.train, encoder_config, config)
+        result = models[key]
         scores = score_model(result.model, fold.test, threshold=result.threshold)
         seconds = {"train_seconds": result.metrics["train_seconds"]}
         return dataclasses.replace(scores, metrics=scores.metrics | seconds)

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from pipeline.data.asterisk import common_words, iter_asterisk
+from pipeline.data.framed import iter_framed_orl
 from pipeline.data.orl import iter_orl
 from pipeline.embed.config import TrainConfig
 from pipeline.train.job import item_samples
@@ -107,9 +108,10 @@ def fewer_training_groups(task: Task, groups: int, seed: int) -> Task:
     return dataclasses.replace(task, folds=folds)
 
 
-def face_task(folds: int = FOLDS, seed: int = SEED) -> Task:
-    """ORL: 40 people, 4 folds of 30 training / 10 unseen test people."""
-    samples = item_samples(Modality.FACE, iter_orl())
+def face_task(folds: int = FOLDS, seed: int = SEED, input_name: str | None = None) -> Task:
+    """ORL: 40 people, 4 folds of 30 training / 10 unseen test people. Every task decodes its
+    items as `input_name` (pipeline/inputs.py; by default as the service's encoder does)."""
+    samples = item_samples(Modality.FACE, iter_orl(), input_name=input_name)
     return Task(
         "face",
         Modality.FACE,
@@ -119,13 +121,32 @@ def face_task(folds: int = FOLDS, seed: int = SEED) -> Task:
     )
 
 
+def framed_face_task(folds: int = FOLDS, seed: int = SEED, input_name: str | None = None) -> Task:
+    """The face task with every test shot placed in a larger frame (pipeline/data/framed.py)
+    and the training sides as they are: what a photo that is not a face crop costs."""
+    task = face_task(folds, seed, input_name)
+    framed = {
+        s.id: s for s in item_samples(Modality.FACE, iter_framed_orl(), input_name=input_name)
+    }
+    return dataclasses.replace(
+        task,
+        name="face-framed",
+        folds=[
+            dataclasses.replace(fold, test=[framed[s.id] for s in fold.test]) for fold in task.folds
+        ],
+    )
+
+
 def speaker_task(
-    folds: int = FOLDS, seed: int = SEED, words: Collection[str] | None = None
+    folds: int = FOLDS,
+    seed: int = SEED,
+    words: Collection[str] | None = None,
+    input_name: str | None = None,
 ) -> Task:
     """Asterisk speech, identity = speaker (Allison's two languages are one speaker), split by
     spoken word: test words are never heard in training, in any voice. `words` narrows the
     set (tests); by default every usable prompt is in."""
-    samples = item_samples(Modality.AUDIO, iter_asterisk(words=words))
+    samples = item_samples(Modality.AUDIO, iter_asterisk(words=words), input_name=input_name)
     return Task(
         "speaker",
         Modality.AUDIO,
@@ -136,7 +157,10 @@ def speaker_task(
 
 
 def italian_word_task(
-    folds: int = FOLDS, seed: int = SEED, words: Collection[str] | None = None
+    folds: int = FOLDS,
+    seed: int = SEED,
+    words: Collection[str] | None = None,
+    input_name: str | None = None,
 ) -> Task:
     """ "Same word?" between the two Italian voices, identity = word, split by word.
 
@@ -149,7 +173,7 @@ def italian_word_task(
     items = [item for item in iter_asterisk(words=words) if item.id.split("/")[1] in ITALIAN_VOICES]
     samples = [
         dataclasses.replace(sample, label=sample.group)
-        for sample in item_samples(Modality.AUDIO, items)
+        for sample in item_samples(Modality.AUDIO, items, input_name=input_name)
     ]
     return Task(
         "italian-word",
@@ -165,8 +189,13 @@ def italian_word_task(
     )
 
 
-TASKS = {"face": face_task, "speaker": speaker_task, "italian-word": italian_word_task}
+TASKS = {
+    "face": face_task,
+    "face-framed": framed_face_task,
+    "speaker": speaker_task,
+    "italian-word": italian_word_task,
+}
 MODALITY_TASKS: dict[Modality, tuple[str, ...]] = {
-    Modality.FACE: ("face",),
+    Modality.FACE: ("face", "face-framed"),
     Modality.AUDIO: ("speaker", "italian-word"),
 }

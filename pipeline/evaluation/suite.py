@@ -53,7 +53,8 @@ def run_eval(
 ) -> tuple[list[CandidateResult], list[Path]]:
     """Score `candidate` on every task of `modality`; write eval.json, eval.md and curves."""
     name, scorer, about = candidate
-    tasks = [TASKS[task]() for task in MODALITY_TASKS[modality]]
+    input_name = about["encoder"]["input"]
+    tasks = [TASKS[task](input_name=input_name) for task in MODALITY_TASKS[modality]]
     results = [evaluate(task, name, scorer, progress) for task in tasks]
     about = {
         "date": datetime.now(UTC).isoformat(timespec="seconds"),

@@ -5,6 +5,7 @@ replicas) asks its holder which model versions it holds and embeds with exactly 
 a query and the index it searches never disagree.
 """
 
+import threading
 from collections import OrderedDict
 
 import ray
@@ -44,22 +45,29 @@ def ingest_handles() -> dict[str, ActorHandle]:
 
 
 class ModelCache:
-    """Model versions loaded on first use and kept while recently used."""
+    """Model versions loaded on first use and kept while recently used; safe to share between
+    threads (an ingest actor's reading and indexing threads both look models up)."""
 
     def __init__(self, store: MetadataStore, size: int = CACHED_MODELS) -> None:
         self._store = store
         self._size = size
         self._models: OrderedDict[str, EmbeddingModel] = OrderedDict()
+        self._lock = threading.RLock()
 
     def loaded(self, version: str) -> EmbeddingModel | None:
         """The model if it is in memory already: no I/O, so callers on an event loop can try
         this before handing `get` to a thread."""
-        model = self._models.get(version)
-        if model is not None:
-            self._models.move_to_end(version)
-        return model
+        with self._lock:
+            model = self._models.get(version)
+            if model is not None:
+                self._models.move_to_end(version)
+            return model
 
     def get(self, version: str) -> EmbeddingModel:
+        with self._lock:
+            return self._get(version)
+
+    def _get(self, version: str) -> EmbeddingModel:
         model = self.loaded(version)
         if model is None:
             record = self._store.get_model(version)

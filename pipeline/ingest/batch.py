@@ -4,10 +4,12 @@ The records are applied as if one at a time, in log order: each is parsed and
 decoded on its own (a bad one is rejected without touching the rest), then only
 the last surviving operation per item id is kept, so an upsert followed by a
 tombstone in the same batch deletes, and two versions of an item leave one entry.
+An item is decoded into every input the modality's current models take (during a
+switch the new model may take another one), and rejected if any of them fails.
 """
 
 import time
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
@@ -15,10 +17,10 @@ import numpy as np
 from kafka.consumer.fetcher import ConsumerRecord
 
 from pipeline.decode.errors import DecodeError
-from pipeline.decode.registry import INPUT_SHAPES, decode
 from pipeline.embed.model import EmbeddingModel
 from pipeline.index.holder import IndexUpdate
 from pipeline.ingest.message import ItemMessage, Rejected, parse_item
+from pipeline.inputs import INPUTS, decode
 from pipeline.store.payloads import PayloadStore
 from pipeline.store.records import ItemRecord
 from schemas.items import ITEM_TOPICS, Modality, topic_modality
@@ -26,21 +28,36 @@ from schemas.items import ITEM_TOPICS, Modality, topic_modality
 
 @dataclass
 class ModalityBatch:
-    """One modality's share of a poll: the index update and the decoded inputs behind its
-    upserts, kept so the update can be embedded for each model version the holder wants."""
+    """One modality's share of a poll: the index update, the payloads behind its upserts and
+    their decoded inputs by input name, kept so the update can be embedded for each model
+    version the holder wants."""
 
     update: IndexUpdate
-    features: np.ndarray
+    payloads: list[bytes]
+    features: dict[str, np.ndarray]
     # Seconds of each encoder forward pass run for this batch (the embed-latency metric).
     embed_seconds: list[float] = field(default_factory=list)
+
+    def inputs(self, input_name: str) -> np.ndarray:
+        """The upserts decoded as `input_name`: decoded now if a model that takes it was
+        added after the batch was read (DecodeError then means the batch must be read again,
+        so the item is rejected for every model alike)."""
+        if input_name not in self.features:
+            shape = (0, *INPUTS[input_name].shape)
+            decoded = [decode(input_name, payload) for payload in self.payloads]
+            self.features[input_name] = (
+                np.stack(decoded) if decoded else np.empty(shape, np.float32)
+            )
+        return self.features[input_name]
 
     def embed_for(self, models: Iterable[EmbeddingModel]) -> None:
         for model in models:
             if model.version in self.update.vectors:
                 continue
-            if len(self.features):
+            features = self.inputs(model.config.input)
+            if len(features):
                 started = time.perf_counter()
-                self.update.vectors[model.version] = model.embed(self.features)
+                self.update.vectors[model.version] = model.embed(features)
                 self.embed_seconds.append(time.perf_counter() - started)
             else:
                 self.update.vectors[model.version] = np.empty(
@@ -83,17 +100,22 @@ def process_records(
     records: Sequence[ConsumerRecord],
     positions: Mapping[tuple[str, int], int],
     max_item_bytes: int,
+    inputs: Mapping[Modality, Collection[str]],
 ) -> BatchResult:
     """Records must be in log order within each partition (as a poll returns them);
-    `positions` are the offsets each (topic, partition) was consumed from for this batch.
-    Vectors are left to `ModalityBatch.embed_for`."""
+    `positions` are the offsets each (topic, partition) was consumed from for this batch;
+    `inputs` the input names each modality's current models take. Vectors are left to
+    `ModalityBatch.embed_for`."""
     result = BatchResult(records=len(records))
-    latest: dict[tuple[Modality, str], tuple[ItemMessage, np.ndarray | None]] = {}
+    latest: dict[tuple[Modality, str], tuple[ItemMessage, dict[str, np.ndarray] | None]] = {}
     for record in records:
         try:
             message = parse_item(record, max_item_bytes)
+            payload = message.payload
             features = (
-                None if message.payload is None else decode(message.modality, message.payload)
+                None
+                if payload is None
+                else {name: decode(name, payload) for name in inputs[message.modality]}
             )
         except (Rejected, DecodeError) as error:
             result.rejected.append((record, str(error)))
@@ -119,9 +141,11 @@ def process_records(
             start_offsets={p: positions[(topic, p)] for p in ends},
             offsets=ends,
         )
-        shape = (0, *INPUT_SHAPES[modality])
-        features = np.stack([f for _, f in upserts]) if upserts else np.empty(shape, np.float32)
-        result.batches[modality] = ModalityBatch(update, features)
+        features = {
+            name: np.stack([f[name] for _, f in upserts]) for name in inputs[modality] if upserts
+        }
+        payloads = [m.payload for m, _ in upserts if m.payload is not None]
+        result.batches[modality] = ModalityBatch(update, payloads, features)
         result.deletes[modality] = update.delete_ids
         for message, _ in upserts:
             if message.payload is not None:

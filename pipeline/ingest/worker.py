@@ -34,6 +34,7 @@ import torch
 from kafka import ConsumerRebalanceListener, OffsetAndMetadata, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
+from pipeline.decode.errors import DecodeError
 from pipeline.index.handles import ModelCache, holder_handles
 from pipeline.index.holder import ApplyResult
 from pipeline.ingest.batch import BatchResult, ModalityBatch, process_records
@@ -220,7 +221,11 @@ class IngestWorker:
         self, records: list[ConsumerRecord], starts: dict[tuple[str, int], int]
     ) -> BatchResult:
         """Dead letters, then metadata and payloads: each step may be repeated on replay."""
-        result = process_records(records, starts, self._settings.max_item_bytes)
+        inputs = {
+            modality: {self._models.get(v).config.input for v in versions}
+            for modality, versions in self._versions.items()
+        }
+        result = process_records(records, starts, self._settings.max_item_bytes, inputs)
         for record, reason in result.rejected:
             dead_letter(self._producer, record, reason)
         self._producer.flush()
@@ -266,7 +271,13 @@ class IngestWorker:
         """Embed for every version the holder wants (a build may start meanwhile: then embed
         again for the new one) and apply; None when the holder wants a replay."""
         while True:
-            batch.embed_for(self._models.get(v) for v in self._versions[modality])
+            try:
+                batch.embed_for(self._models.get(v) for v in self._versions[modality])
+            except DecodeError as error:
+                # A model added meanwhile takes an input this batch was not read for, and an
+                # item cannot become it: read the batch again, rejecting that item for all.
+                log.warning("re-reading a %s batch for a new model's input: %s", modality, error)
+                return None
             result: ApplyResult = ray.get(self._holders[modality].apply.remote(batch.update))
             self._versions[modality] = result.versions
             if result.applied:

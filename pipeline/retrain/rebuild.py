@@ -14,8 +14,8 @@ import ray
 from ray.actor import ActorHandle
 
 from pipeline.decode.errors import DecodeError
-from pipeline.decode.registry import decode
 from pipeline.embed.model import EmbeddingModel
+from pipeline.inputs import decode
 from pipeline.settings import Settings
 from pipeline.store.metadata import MetadataStore
 from pipeline.store.payloads import PayloadStore
@@ -41,7 +41,9 @@ def rebuild_and_switch(
             ids, labels, inputs = [], [], []
             for item in items[start : start + CHUNK]:
                 try:
-                    inputs.append(decode(modality, payloads.get(item.payload_sha256 or "")))
+                    inputs.append(
+                        decode(model.config.input, payloads.get(item.payload_sha256 or ""))
+                    )
                 except (OSError, DecodeError):
                     # Deleted since the listing: its tombstone reaches the new index live.
                     continue

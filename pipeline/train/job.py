@@ -10,8 +10,8 @@ from uuid import uuid4
 
 from pipeline.data.demo import demo_items
 from pipeline.data.items import DataItem
-from pipeline.decode.registry import decode
 from pipeline.embed.config import ENCODERS, PRESETS
+from pipeline.inputs import decode
 from pipeline.settings import Settings
 from pipeline.store.metadata import MetadataStore, VersionExistsError
 from pipeline.store.payloads import PayloadStore
@@ -41,10 +41,16 @@ def _excluded(item_id: str, exclude: Sequence[str]) -> bool:
 
 
 def _samples(
-    modality: Modality, items: Iterable[tuple[str, str, bytes]], exclude: Sequence[str]
+    modality: Modality,
+    items: Iterable[tuple[str, str, bytes]],
+    exclude: Sequence[str],
+    input_name: str | None,
 ) -> list[Sample]:
+    """Decoded as `input_name` (pipeline/inputs.py), by default as the service's encoder takes
+    its input."""
+    name = input_name or ENCODERS[modality].input
     return [
-        Sample(item_id, label, split_group(modality, item_id, label), decode(modality, payload))
+        Sample(item_id, label, split_group(modality, item_id, label), decode(name, payload))
         for item_id, label, payload in items
         if not _excluded(item_id, exclude)
     ]
@@ -67,14 +73,19 @@ def stored_samples(
             if item.label is not None and item.payload_sha256 is not None
         ),
         exclude,
+        None,
     )
 
 
 def item_samples(
-    modality: Modality, items: Iterable[DataItem], exclude: Sequence[str] = ()
+    modality: Modality,
+    items: Iterable[DataItem],
+    exclude: Sequence[str] = (),
+    input_name: str | None = None,
 ) -> list[Sample]:
     """Data-set items read from disk: how first models exist before anything was streamed."""
-    return _samples(modality, ((i.id, i.label, i.read_bytes()) for i in items), exclude)
+    items = ((i.id, i.label, i.read_bytes()) for i in items)
+    return _samples(modality, items, exclude, input_name)
 
 
 def demo_samples(modality: Modality) -> list[Sample]:
@@ -108,7 +119,10 @@ def train_and_register(
                 ModelRecord(
                     version=result.model.version,
                     modality=modality,
-                    config={"encoder": encoder_config.to_dict(), "train": train_config.to_dict()},
+                    config={
+                        "encoder": result.model.config.to_dict(),
+                        "train": train_config.to_dict(),
+                    },
                     metrics=result.metrics | {"counts": result.counts},
                     threshold=result.threshold,
                     energy=encoder_config.energy,

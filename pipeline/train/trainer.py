@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from pipeline.embed.config import EncoderConfig, TrainConfig
-from pipeline.embed.encoders import ConvEncoder, Encoder, build_encoder
+from pipeline.embed.encoders import Encoder, PretrainedFaceEncoder, UnitEncoder, initial_encoder
 from pipeline.embed.energy import energy_by_name
 from pipeline.embed.loss import ContrastiveLoss
 from pipeline.embed.model import EmbeddingModel, new_version, pick_device
@@ -215,7 +215,7 @@ def _train(
             pairs=train_pairs,
         )
     )
-    encoder = build_encoder(encoder_config)
+    encoder = initial_encoder(encoder_config)
     x_train = np.stack([s.x for s in train])
     fit = _fit(encoder, x_train, batches, cfg, report, device)
     if encoder_config.whitening:
@@ -283,7 +283,7 @@ def _fit_whitening(
 ) -> None:
     """From the training side only, so the held-out groups still calibrate a model that
     has seen nothing of them."""
-    assert isinstance(encoder, ConvEncoder)  # EncoderConfig refuses whitening otherwise
+    assert isinstance(encoder, UnitEncoder)  # EncoderConfig refuses whitening otherwise
     model = EmbeddingModel(encoder, "unwhitened", float("nan"), device)
     embedded = [(model.embed(inputs), labels) for inputs, labels in views]
     unwhitened = np.concatenate([vectors for vectors, _ in embedded])
@@ -361,13 +361,25 @@ def _affordable_epochs(cfg: TrainConfig, first_epoch_seconds: float) -> int:
     return max(1, min(cfg.epochs, int(PLANNED_SHARE * cfg.max_seconds / seconds)))
 
 
+def _parameter_groups(encoder: Encoder, cfg: TrainConfig) -> list[dict[str, Any]]:
+    """The trainable parameters; a pretrained trunk's at `trunk_lr_factor` times the rate,
+    so fine-tuning adapts what it learned instead of overwriting it. Each group keeps its
+    peak rate, which the schedule reads (it rewrites "lr" as it goes)."""
+    if isinstance(encoder, PretrainedFaceEncoder):
+        trunk = [p for p in encoder.trunk.parameters() if p.requires_grad]
+        rest = [p for n, p in encoder.named_parameters() if not n.startswith("trunk.")]
+        groups = [(rest, cfg.lr), (trunk, cfg.lr * cfg.trunk_lr_factor)]
+    else:
+        groups = [(list(encoder.parameters()), cfg.lr)]
+    return [{"params": ps, "lr": lr, "peak_lr": lr} for ps, lr in groups if ps]
+
+
 def _optimizer(encoder: Encoder, cfg: TrainConfig) -> torch.optim.Optimizer:
     """AdamW, or the book's RMSprop (with Keras' rho and epsilon)."""
+    groups = _parameter_groups(encoder, cfg)
     if cfg.optimizer == "rmsprop":
-        return torch.optim.RMSprop(
-            encoder.parameters(), lr=cfg.lr, alpha=0.9, eps=1e-7, weight_decay=cfg.weight_decay
-        )
-    return torch.optim.AdamW(encoder.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        return torch.optim.RMSprop(groups, alpha=0.9, eps=1e-7, weight_decay=cfg.weight_decay)
+    return torch.optim.AdamW(groups, weight_decay=cfg.weight_decay)
 
 
 def _schedule(
@@ -377,7 +389,8 @@ def _schedule(
     rate), advanced past the `done_steps` already taken when a run re-plans its length."""
     if cfg.optimizer == "rmsprop":
         return torch.optim.lr_scheduler.ConstantLR(optimizer, factor=1.0)
-    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, cfg.lr, total_steps=total_steps)
+    peaks = [group["peak_lr"] for group in optimizer.param_groups]
+    schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, peaks, total_steps=total_steps)
     for _ in range(done_steps):
         schedule.step()
     return schedule

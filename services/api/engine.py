@@ -16,6 +16,7 @@ holder round trip; otherwise they go to the holder, batched.
 """
 
 import asyncio
+import dataclasses
 import socket
 from collections.abc import Awaitable, Callable, Sequence
 from typing import TypeVar
@@ -24,18 +25,20 @@ import numpy as np
 from ray.actor import ActorHandle
 
 from pipeline.decode.errors import DecodeError
-from pipeline.decode.registry import decode
 from pipeline.embed.model import EmbeddingModel
 from pipeline.index.feed import FeedPosition, FeedReply
 from pipeline.index.handles import ModelCache
 from pipeline.index.holder import StaleVersionError
 from pipeline.index.replica_copy import IndexCopy, Poll
 from pipeline.index.vector_index import Hit, VectorIndex
+from pipeline.inputs import Decoded, decode_detailed
 from pipeline.kafka.clients import bootstrap_servers
 from pipeline.settings import Settings
 from schemas.api import (
+    FaceBox,
     ItemRef,
     Match,
+    QueryFace,
     Readiness,
     SearchRequest,
     SearchResponse,
@@ -115,16 +118,19 @@ class QueryEngine:
         """Off the event loop only when the artifact must be read from disk."""
         return self._models.loaded(version) or await asyncio.to_thread(self._models.get, version)
 
-    async def _embed(self, model: EmbeddingModel, modality: Modality, payload: bytes) -> np.ndarray:
-        decoded = await asyncio.to_thread(decode, modality, payload)
-        return await self._batches.embed(model, decoded)
+    async def _embed(self, model: EmbeddingModel, payload: bytes) -> tuple[np.ndarray, Decoded]:
+        decoded = await asyncio.to_thread(decode_detailed, model.config.input, payload)
+        return await self._batches.embed(model, decoded.x), decoded
 
-    async def _vector(self, model: EmbeddingModel, modality: Modality, ref: ItemRef) -> np.ndarray:
+    async def _vector(
+        self, model: EmbeddingModel, modality: Modality, ref: ItemRef
+    ) -> tuple[np.ndarray, QueryFace | None]:
+        """The ref's vector, and where its face was when it is a photo sent with the query."""
         if ref.id is not None:
             vector = await self._indexed_vector(model, modality, ref.id)
             if vector is None:
                 raise not_found(f"no {modality.value} item with id {ref.id!r} is indexed")
-            return vector
+            return vector, None
         try:
             payload = ref.payload()
         except ValueError as error:
@@ -134,9 +140,10 @@ class QueryEngine:
                 f"item is {len(payload)} bytes, over the limit of {self.settings.max_item_bytes}"
             )
         try:
-            return await self._embed(model, modality, payload)
+            vector, decoded = await self._embed(model, payload)
         except DecodeError as error:
             raise unprocessable(str(error)) from error
+        return vector, _query_face(decoded)
 
     async def similarity(self, request: SimilarityRequest) -> SimilarityResponse:
         return await self._retrying_switches(request.modality, lambda: self._similarity(request))
@@ -148,14 +155,16 @@ class QueryEngine:
         if request.a.id is None and request.b.id is None:
             # No holder lookup would notice a switch: ask while the payloads embed.
             lookups.append(self._confirm_version(modality, model.version))
-        a, b, *_ = await asyncio.gather(*lookups)
+        (a, a_face), (b, b_face), *_ = await asyncio.gather(*lookups)
         squared = np.asarray([np.sum((a - b) ** 2)], dtype=np.float64)
         distance = float(model.energy.from_squared_l2(squared)[0])
+        faces = {name: face for name, face in (("a", a_face), ("b", b_face)) if face is not None}
         return SimilarityResponse(
             distance=distance,
             same=distance <= model.threshold,
             threshold=model.threshold,
             model_version=model.version,
+            faces=faces,
         )
 
     async def search(self, request: SearchRequest) -> SearchResponse:
@@ -171,7 +180,7 @@ class QueryEngine:
 
     async def _search(self, request: SearchRequest) -> SearchResponse:
         model = await self._active_model(request.modality)
-        vector = await self._vector(model, request.modality, request.item)
+        vector, face = await self._vector(model, request.modality, request.item)
         index = self._copy(request.modality, model.version)
         if index is not None:
             hits = index.search(vector[np.newaxis], request.k, request.label)[0]
@@ -179,7 +188,7 @@ class QueryEngine:
             hits = await self._searches.search(
                 request.modality, model.version, vector, request.k, request.label
             )
-        return search_response(model, hits)
+        return search_response(model, hits, face)
 
     def _kafka_reachable(self) -> bool:
         host, _, port = bootstrap_servers(self.settings)[0].rpartition(":")
@@ -215,6 +224,13 @@ class QueryEngine:
         )
 
 
+def _query_face(decoded: Decoded) -> QueryFace | None:
+    if decoded.face is None:
+        return None
+    box = FaceBox(**dataclasses.asdict(decoded.face))
+    return QueryFace(box=box, faces_found=decoded.faces_found)
+
+
 def _feed(holder: ActorHandle) -> Poll:
     async def poll(copy_id: str, position: FeedPosition | None) -> FeedReply:
         return await holder.changes.remote(copy_id, position)
@@ -222,7 +238,9 @@ def _feed(holder: ActorHandle) -> Poll:
     return poll
 
 
-def search_response(model: EmbeddingModel, hits: Sequence[Hit]) -> SearchResponse:
+def search_response(
+    model: EmbeddingModel, hits: Sequence[Hit], query_face: QueryFace | None = None
+) -> SearchResponse:
     """Index hits (squared L2) as the API answers them: in the model's energy, judged by its
     calibrated threshold, named by its version."""
     distances = model.energy.from_squared_l2(
@@ -234,4 +252,5 @@ def search_response(model: EmbeddingModel, hits: Sequence[Hit]) -> SearchRespons
             for h, d in zip(hits, distances, strict=True)
         ],
         model_version=model.version,
+        query_face=query_face,
     )

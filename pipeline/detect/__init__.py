@@ -1,0 +1,1 @@
+"""Detect and align: between decoding a photo and embedding its face."""
