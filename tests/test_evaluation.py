@@ -14,7 +14,14 @@ import pytest
 import torch
 
 from pipeline.data.asterisk import common_words
-from pipeline.embed.config import BASELINES, ENCODERS, PRESETS, EncoderConfig, TrainConfig
+from pipeline.embed.config import (
+    BASELINES,
+    ENCODERS,
+    FROM_SCRATCH_FACE,
+    PRESETS,
+    EncoderConfig,
+    TrainConfig,
+)
 from pipeline.embed.encoders import BookEncoder, ConvEncoder, build_encoder
 from pipeline.embed.energy import EuclideanEnergy
 from pipeline.embed.model import EmbeddingModel
@@ -220,7 +227,7 @@ def test_a_large_held_out_set_is_scored_on_a_bounded_repeatable_subset_that_keep
     small = few_faces_each[:100]
     assert [s.id for s in scored_subset(small)] == [s.id for s in small]
 
-    model = EmbeddingModel(build_encoder(ENCODERS[Modality.FACE]), "face-test", 0.5)
+    model = EmbeddingModel(build_encoder(FROM_SCRATCH_FACE), "face-test", 0.5)
     scores = score_model(model, many_people)
     assert scores.pairs == MAX_SCORED_SAMPLES * (MAX_SCORED_SAMPLES - 1) // 2
     assert scores.genuine_pairs == MAX_SCORED_SAMPLES // 2
@@ -294,7 +301,7 @@ def test_book_encoder_is_the_chapter_two_network():
 
 
 def test_configs_saved_before_the_architecture_field_still_load_as_conv():
-    saved = ENCODERS[Modality.FACE].to_dict()
+    saved = FROM_SCRATCH_FACE.to_dict()
     del saved["architecture"]
     config = EncoderConfig.from_dict(saved)
     assert config.architecture == "conv"

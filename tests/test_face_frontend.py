@@ -2,6 +2,10 @@
 there is none."""
 
 import io
+import subprocess
+import sys
+import tarfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +15,11 @@ from pipeline.data.framed import framed_face
 from pipeline.data.orl import iter_orl
 from pipeline.decode import DecodeError
 from pipeline.detect.faces import NoFaceError
+from pipeline.embed.config import ENCODERS
+from pipeline.embed.encoders import initial_encoder
+from pipeline.embed.model import EmbeddingModel
 from pipeline.inputs import FACE_CHIP, decode, decode_detailed
+from schemas.items import Modality
 
 
 def encode(image: Image.Image, image_format: str = "PNG", **options) -> bytes:
@@ -111,3 +119,37 @@ def test_an_image_without_a_face_is_refused_with_the_reason(image):
     with pytest.raises(NoFaceError, match="no face found"):
         decode(FACE_CHIP, encode(image))
     assert issubclass(NoFaceError, DecodeError)  # so ingest dead-letters it, the API says 422
+
+
+@pytest.fixture(scope="module")
+def real_photos(tmp_path_factory) -> Path:
+    """The face_recognition 1.3.0 sdist's test photographs (Obama ×6, Biden ×1): fetched from
+    PyPI at test time, never committed (they are copyrighted stills)."""
+    folder = tmp_path_factory.mktemp("face_recognition")
+    sdist = ["face_recognition==1.3.0", "--no-deps", "--no-binary", ":all:", "-d", str(folder)]
+    fetched = subprocess.run(
+        [sys.executable, "-m", "pip", "download", "-q", *sdist],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    if fetched.returncode != 0:
+        pytest.skip(f"the face_recognition sdist could not be fetched: {fetched.stderr[-300:]}")
+    with tarfile.open(next(folder.glob("*.tar.gz"))) as sdist:
+        members = [m for m in sdist.getmembers() if "/tests/test_images/" in m.name]
+        sdist.extractall(folder, members=members, filter="data")
+    return next(folder.glob("*/tests/test_images"))
+
+
+def test_real_photographs_find_one_face_each_and_tell_the_two_people_apart(real_photos):
+    """A smoke test on real photos (too few for an EER): dlib's ResNet behind the front end, as
+    training starts from it, puts every photo of one person nearer each other than the other."""
+    model = EmbeddingModel(initial_encoder(ENCODERS[Modality.FACE]), "pretrained", 0.5)
+    photos = sorted(p for p in real_photos.iterdir() if p.suffix in {".jpg", ".png"})
+    decoded = {p.stem: decode_detailed(FACE_CHIP, p.read_bytes()) for p in photos}
+    assert len(decoded) == 7 and {d.faces_found for d in decoded.values()} == {1}
+    vectors = {name: model.embed(d.x[np.newaxis])[0] for name, d in decoded.items()}
+    obama = [name for name in vectors if name != "biden"]
+    same = [np.linalg.norm(vectors[a] - vectors[b]) for a in obama for b in obama if a < b]
+    other = [np.linalg.norm(vectors[a] - vectors["biden"]) for a in obama]
+    assert max(same) < min(other)

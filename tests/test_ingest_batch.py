@@ -1,13 +1,19 @@
 """One poll's records applied as if one at a time, in log order, with the real decoders."""
 
+import io
+
+import numpy as np
 import pytest
 from kafka.consumer.fetcher import ConsumerRecord
+from PIL import Image
 
 from pipeline.data.orl import iter_orl
-from pipeline.embed.config import ENCODERS
+from pipeline.decode import DecodeError
+from pipeline.embed.config import ENCODERS, FROM_SCRATCH_FACE
 from pipeline.embed.encoders import build_encoder
 from pipeline.embed.model import EmbeddingModel
 from pipeline.ingest.batch import process_records
+from pipeline.inputs import FACE_FRAME, decode
 from pipeline.kafka.clients import headers
 from schemas.items import ITEM_TOPICS, Modality
 
@@ -45,7 +51,8 @@ def model() -> EmbeddingModel:
 def run(records, model, tmp_path):
     """Consumed from offset 0 of every partition, embedded for one model version."""
     positions = {(FACE_TOPIC, p): 0 for p in range(2)}
-    result = process_records(records, positions, 1 << 20)
+    inputs = {modality: {model.config.input} for modality in Modality}
+    result = process_records(records, positions, 1 << 20, inputs)
     for batch in result.batches.values():
         batch.embed_for([model])
     return result
@@ -93,3 +100,26 @@ def test_offsets_move_past_every_record_including_rejected_ones(faces, model, tm
     assert update.start_offsets == {0: 0, 1: 0} and update.offsets == {0: 6, 1: 10}
     assert [r.key for r, _ in result.rejected] == [b"b"]
     assert result.records == 3
+
+
+def test_a_model_added_after_the_batch_was_read_gets_it_in_its_own_input(faces, model, tmp_path):
+    """A switch to a model that takes another input (an old face model on ORL frames, here)
+    starts while a batch is in flight: the batch is decoded for it then, and an item that
+    cannot become its input sends the batch back to be read again."""
+    result = run([record(0, b"a", faces[0]), record(1, b"b", faces[1])], model, tmp_path)
+    batch = result.batches[Modality.FACE]
+    framed = EmbeddingModel(build_encoder(FROM_SCRATCH_FACE), "face-frames", 0.5)
+    batch.embed_for([model, framed])
+    assert batch.update.vectors["face-frames"].shape == (2, framed.embedding_dim)
+    np.testing.assert_array_equal(
+        batch.features[FACE_FRAME], np.stack([decode(FACE_FRAME, f) for f in faces[:2]])
+    )
+
+    no_face = io.BytesIO()
+    Image.new("L", (120, 120), 128).save(no_face, "PNG")
+    inputs = {modality: {FACE_FRAME} for modality in Modality}
+    frames_only = process_records(
+        [record(0, b"c", no_face.getvalue())], {(FACE_TOPIC, 0): 0}, 1 << 20, inputs
+    )
+    with pytest.raises(DecodeError, match="no face found"):
+        frames_only.batches[Modality.FACE].embed_for([model])

@@ -150,6 +150,8 @@ class TrainConfig(_JsonConfig):
     pairs_per_batch: int = 128
     # A pretrained trunk learns at this share of `lr` (its head at `lr`).
     trunk_lr_factor: float = 1.0
+    # Pretrained architectures: start from the shipped weights (False: from random ones).
+    from_pretrained: bool = True
 
     def __post_init__(self) -> None:
         if self.epochs < 1 or self.max_seconds <= 0:
@@ -194,15 +196,16 @@ ENCODERS: dict[Modality, EncoderConfig] = {
 # makes a worse model, which the gate would then rightly refuse; seeded runs reproduce.
 # max_seconds is a safety net at the 10-minute training budget: a run whose first epoch shows
 # that its epochs would not fit (a large training set) plans fewer and finishes them.
-# "step" stops after one optimisation step (the budget is spent by then): a model that is
-# certainly worse than a trained one, to show that the promotion gate refuses it.
+# "step" stops after one optimisation step (the budget is spent by then), from random weights
+# even where a pretrained trunk exists: a model that is certainly worse than a trained one, to
+# show that the promotion gate refuses it.
 STEP_SECONDS = 1e-3
 DEFAULT_BUDGET_S = 600.0
 PRESETS: dict[Modality, dict[str, TrainConfig]] = {
     Modality.FACE: {
         "default": TrainConfig(epochs=20, lr=1e-3, max_seconds=DEFAULT_BUDGET_S),
         "quick": TrainConfig(epochs=3, lr=1e-3, max_seconds=300.0),
-        "step": TrainConfig(epochs=1, max_seconds=STEP_SECONDS),
+        "step": TrainConfig(epochs=1, max_seconds=STEP_SECONDS, from_pretrained=False),
     },
     Modality.AUDIO: {
         "default": TrainConfig(

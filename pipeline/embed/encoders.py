@@ -220,10 +220,11 @@ def build_encoder(config: EncoderConfig) -> Encoder:
     return ENCODER_CLASSES[config.modality](config)
 
 
-def initial_encoder(config: EncoderConfig) -> Encoder:
-    """What training starts from: fresh weights, with any pretrained trunk loaded."""
+def initial_encoder(config: EncoderConfig, pretrained: bool = True) -> Encoder:
+    """What training starts from: fresh weights, with any pretrained trunk loaded unless
+    `pretrained` is False."""
     encoder = build_encoder(config)
-    if isinstance(encoder, PretrainedFaceEncoder):
+    if pretrained and isinstance(encoder, PretrainedFaceEncoder):
         encoder.load_pretrained()
     return encoder
 

@@ -215,7 +215,7 @@ def _train(
             pairs=train_pairs,
         )
     )
-    encoder = initial_encoder(encoder_config)
+    encoder = initial_encoder(encoder_config, pretrained=cfg.from_pretrained)
     x_train = np.stack([s.x for s in train])
     fit = _fit(encoder, x_train, batches, cfg, report, device)
     if encoder_config.whitening:
