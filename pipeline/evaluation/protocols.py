@@ -16,6 +16,7 @@ import numpy as np
 from pipeline.data.asterisk import common_words, iter_asterisk
 from pipeline.data.framed import iter_framed_orl
 from pipeline.data.orl import iter_orl
+from pipeline.data.speakers import iter_speakers
 from pipeline.embed.config import TrainConfig
 from pipeline.train.job import item_samples
 from pipeline.train.sample import Sample
@@ -156,6 +157,23 @@ def speaker_task(
     )
 
 
+def unseen_speaker_task(
+    folds: int = FOLDS, seed: int = SEED, input_name: str | None = None
+) -> Task:
+    """Every speaker of pipeline/data/speakers.py (the demo voices and the other packaged
+    ones), identity = speaker, split by speaker: test voices are never heard in training.
+    1-shot is N-way over a fold's test speakers."""
+    samples = item_samples(Modality.AUDIO, iter_speakers(), input_name=input_name)
+    by_speaker = [dataclasses.replace(sample, group=sample.label) for sample in samples]
+    return Task(
+        "speaker-unseen",
+        Modality.AUDIO,
+        same_means="same speaker",
+        split_by="speaker",
+        folds=group_folds(by_speaker, folds, seed),
+    )
+
+
 def italian_word_task(
     folds: int = FOLDS,
     seed: int = SEED,
@@ -193,9 +211,10 @@ TASKS = {
     "face": face_task,
     "face-framed": framed_face_task,
     "speaker": speaker_task,
+    "speaker-unseen": unseen_speaker_task,
     "italian-word": italian_word_task,
 }
 MODALITY_TASKS: dict[Modality, tuple[str, ...]] = {
     Modality.FACE: ("face", "face-framed"),
-    Modality.AUDIO: ("speaker", "italian-word"),
+    Modality.AUDIO: ("speaker", "speaker-unseen", "italian-word"),
 }

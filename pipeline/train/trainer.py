@@ -20,7 +20,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from pipeline.embed.config import EncoderConfig, TrainConfig
-from pipeline.embed.encoders import Encoder, PretrainedFaceEncoder, UnitEncoder, initial_encoder
+from pipeline.embed.encoders import Encoder, PretrainedEncoder, UnitEncoder, initial_encoder
 from pipeline.embed.energy import energy_by_name
 from pipeline.embed.loss import ContrastiveLoss
 from pipeline.embed.model import EmbeddingModel, new_version, pick_device
@@ -307,13 +307,17 @@ def _fit(
     Augmentation runs on the CPU with its own seeded generator, so a batch is the same
     whatever device trains on it.
     """
-    x_all = torch.from_numpy(x_train.astype(np.float32, copy=False))
     encoder.to(device).train()
+    features = _frozen_trunk_features(encoder, x_train, cfg, device)
+    x_all = (
+        torch.from_numpy(x_train.astype(np.float32, copy=False)) if features is None else features
+    )
+    forward = encoder if features is None else encoder.from_trunk
     criterion = ContrastiveLoss(energy_by_name(encoder.config.energy), encoder.config.margin)
     fit = _Fit(planned_epochs=cfg.epochs, steps_per_epoch=len(batches))
     optimizer = _optimizer(encoder, cfg)
     schedule = _schedule(optimizer, cfg, fit.total_steps)
-    augment = AUGMENTATIONS[encoder.config.modality] if cfg.augment else None
+    augment = AUGMENTATIONS[encoder.config.modality] if cfg.augment and features is None else None
     gen = torch.Generator().manual_seed(cfg.seed)
 
     started = time.monotonic()
@@ -324,7 +328,7 @@ def _fit(
             # embedding is shared by every pair it is in.
             unique, inverse = np.unique(batch.indices, return_inverse=True)
             x = x_all[torch.from_numpy(unique)]
-            encoded = encoder((augment(x, gen) if augment else x).to(device))
+            encoded = forward((augment(x, gen) if augment else x).to(device))
             emb = encoded.index_select(0, torch.from_numpy(inverse).to(device))
             loss = _pair_loss(criterion, emb, batch, cfg.hard_impostors)
             optimizer.zero_grad(set_to_none=True)
@@ -347,6 +351,29 @@ def _fit(
     return fit
 
 
+# Inputs a frozen trunk is run on at a time when its outputs are computed up front.
+TRUNK_CHUNK = 256
+
+
+def _frozen_trunk_features(
+    encoder: Encoder, x_train: np.ndarray, cfg: TrainConfig, device: torch.device
+) -> Tensor | None:
+    """The training side through a frozen pretrained trunk, once, when nothing the trunk sees
+    changes between epochs (no augmentation): training the head is then a matter of seconds
+    instead of a trunk pass per step. None when that does not hold."""
+    if not isinstance(encoder, PretrainedEncoder) or not encoder.config.freeze_trunk:
+        return None
+    if cfg.augment:
+        return None
+    with torch.inference_mode():
+        chunks = [
+            encoder.trunk(torch.from_numpy(np.array(x_train[i : i + TRUNK_CHUNK])).to(device))
+            for i in range(0, len(x_train), TRUNK_CHUNK)
+        ]
+    # A plain tensor again: inference tensors cannot be saved for the head's backward pass.
+    return torch.cat(chunks).clone()
+
+
 # Share of max_seconds the epochs are planned into: the first epoch's time is a noisy
 # estimate of the rest, on a machine that may be busier later.
 PLANNED_SHARE = 0.9
@@ -365,7 +392,7 @@ def _parameter_groups(encoder: Encoder, cfg: TrainConfig) -> list[dict[str, Any]
     """The trainable parameters; a pretrained trunk's at `trunk_lr_factor` times the rate,
     so fine-tuning adapts what it learned instead of overwriting it. Each group keeps its
     peak rate, which the schedule reads (it rewrites "lr" as it goes)."""
-    if isinstance(encoder, PretrainedFaceEncoder):
+    if isinstance(encoder, PretrainedEncoder):
         trunk = [p for p in encoder.trunk.parameters() if p.requires_grad]
         rest = [p for n, p in encoder.named_parameters() if not n.startswith("trunk.")]
         groups = [(rest, cfg.lr), (trunk, cfg.lr * cfg.trunk_lr_factor)]
