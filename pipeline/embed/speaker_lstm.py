@@ -8,9 +8,6 @@ the installed wheel (MIT licence) without importing resemblyzer, whose import pu
 librosa and webrtcvad.
 """
 
-import hashlib
-import importlib.util
-from importlib import metadata
 from pathlib import Path
 
 import torch
@@ -18,6 +15,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from pipeline.decode.speech import N_MELS, PARTIAL_FRAMES
+from pipeline.embed.shipped import provenance, shipped_file
 
 HIDDEN = 256
 EMBEDDING_DIM = 256
@@ -57,34 +55,25 @@ class SpeakerLSTM(nn.Module):
 
 def resemblyzer_weights_path() -> Path:
     """`pretrained.pt` inside the installed resemblyzer package, found without importing it."""
-    spec = importlib.util.find_spec(WEIGHTS_PACKAGE)
-    folders = list(spec.submodule_search_locations or []) if spec else []
-    for folder in folders:
-        candidate = Path(folder) / WEIGHTS_FILE
-        if candidate.is_file():
-            return candidate
-    raise FileNotFoundError(
-        f"{WEIGHTS_PACKAGE}/{WEIGHTS_FILE} not found: install the PyPI package with "
-        f"`pip install --no-deps resemblyzer==0.1.4` (MIT; only its weights file is read)"
+    return shipped_file(
+        WEIGHTS_PACKAGE,
+        WEIGHTS_FILE,
+        WEIGHTS_PACKAGE,
+        "pip install --no-deps resemblyzer==0.1.4 (MIT; only its weights file is read)",
     )
 
 
 def read_resemblyzer_weights() -> tuple[dict[str, Tensor], str, str]:
     """(SpeakerLSTM state dict, "resemblyzer==<version>:pretrained.pt", sha256 of the file)."""
     path = resemblyzer_weights_path()
-    raw = path.read_bytes()
     # weights_only: the checkpoint is plain tensors, so nothing in it may run code.
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     state = {k: v.float() for k, v in checkpoint["model_state"].items() if k in _PARAMETER_NAMES}
     missing = _PARAMETER_NAMES - state.keys()
     if missing:
         raise ValueError(f"{path}: no {sorted(missing)} in model_state; not the GE2E encoder")
-    try:
-        version = metadata.version(WEIGHTS_PACKAGE)
-    except metadata.PackageNotFoundError:
-        version = "unknown"
-    source = f"{WEIGHTS_PACKAGE}=={version}:{WEIGHTS_FILE}"
-    return state, source, hashlib.sha256(raw).hexdigest()
+    source, sha256 = provenance(WEIGHTS_PACKAGE, WEIGHTS_FILE, path)
+    return state, source, sha256
 
 
 def pretrained_speaker_lstm() -> SpeakerLSTM:
