@@ -35,8 +35,6 @@ _NATIVE_PGM = (FACE_WIDTH, FACE_HEIGHT, 255)
 
 def decode_face(data: bytes) -> np.ndarray:
     """Decode a PNG, JPEG or PGM face; raises DecodeError for anything else."""
-    if not data:
-        raise DecodeError("empty image payload")
     native = _native_pgm(data)
     if native is not None:
         return native

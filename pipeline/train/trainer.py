@@ -317,7 +317,7 @@ def _fit(
     fit = _Fit(planned_epochs=cfg.epochs, steps_per_epoch=len(batches))
     optimizer = _optimizer(encoder, cfg)
     schedule = _schedule(optimizer, cfg, fit.total_steps)
-    augment = AUGMENTATIONS[encoder.config.modality] if cfg.augment and features is None else None
+    augment = AUGMENTATIONS[encoder.config.modality] if cfg.augment else None
     gen = torch.Generator().manual_seed(cfg.seed)
 
     started = time.monotonic()
