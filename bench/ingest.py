@@ -83,7 +83,7 @@ def _train(settings: Settings) -> None:
 def _raw_rate(settings: Settings, faces: Sequence[bytes], threads: int) -> float:
     """Items/s of the front end and encoder alone on face bytes, the way an actor batches them."""
     record = MetadataStore.from_settings(settings).active_model(Modality.FACE)
-    model = EmbeddingModel.load(record.artifact_path, record.artifact_sha256)
+    model = EmbeddingModel.from_record(record)
     torch.set_num_threads(threads)
     size = settings.ingest_batch_size
     # Cycled so that several full batches fit whatever the batch size.

@@ -70,7 +70,7 @@ def run(results_dir: Path) -> BenchReport:
             switch_s = time.perf_counter() - started
             record = store.get_model(other)
             assert record is not None
-            model = EmbeddingModel.load(record.artifact_path, record.artifact_sha256)
+            model = EmbeddingModel.from_record(record)
             inputs = np.stack([decode(model.config.input, i.read_bytes()) for i in items[modality]])
             encoder = _encoder_items_per_s(model, inputs)
             reembed = len(items[modality]) / switch_s

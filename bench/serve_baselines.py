@@ -66,7 +66,7 @@ def plain_app(settings: Settings) -> FastAPI:
     record = MetadataStore.from_settings(settings).active_model(Modality.FACE)
     if record is None:
         raise LookupError("no active face model")
-    model = EmbeddingModel.load(record.artifact_path, record.artifact_sha256)
+    model = EmbeddingModel.from_record(record)
     faces = list(iter_orl())
     index = VectorIndex(model.embedding_dim)
     inputs = np.stack([decode(model.config.input, face.read_bytes()) for face in faces])

@@ -224,7 +224,7 @@ def embed(
     if record is None or record.modality is not modality:
         console.print(f"no {modality.value} model {model or '(active)'}")
         raise typer.Exit(1)
-    encoder = EmbeddingModel.load(record.artifact_path, record.artifact_sha256)
+    encoder = EmbeddingModel.from_record(record)
     failed = False
     for file in files:
         try:
@@ -297,9 +297,7 @@ def evaluate(
         if record is None or record.modality is not modality:
             console.print(f"no {modality.value} model {model}")
             raise typer.Exit(1)
-        candidate = model_candidate(
-            EmbeddingModel.load(record.artifact_path, record.artifact_sha256)
-        )
+        candidate = model_candidate(EmbeddingModel.from_record(record))
     stamp = f"{modality.value}-{datetime.now(UTC):%Y%m%dT%H%M%S}"
     folder = out or settings.state_dir / "eval" / stamp
     results, paths = run_eval(modality, candidate, folder, console.print)

@@ -73,7 +73,7 @@ def test_killed_actor_recovers_every_item_exactly_once(stack, stack_settings, de
     faces = demo_data.held_out[Modality.FACE]
     holder = stack.holders[Modality.FACE]
     record = MetadataStore.from_settings(stack_settings).active_model(Modality.FACE)
-    model = EmbeddingModel.load(record.artifact_path, record.artifact_sha256)
+    model = EmbeddingModel.from_record(record)
     rng = random.Random(int(time.time()))
     size_before = ray.get(holder.size.remote())
     for _ in range(ROUNDS):

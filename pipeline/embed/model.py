@@ -9,7 +9,6 @@ import hashlib
 import io
 import os
 import secrets
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ from pipeline.embed.config import EncoderConfig
 from pipeline.embed.encoders import Encoder, build_encoder
 from pipeline.embed.energy import Energy, energy_by_name
 from pipeline.inputs import INPUTS
+from pipeline.store.records import ModelRecord
 
 ARTIFACT_FORMAT = 1
 
@@ -27,9 +27,8 @@ class ArtifactError(ValueError):
     """The artifact is corrupt, tampered with, or not a twinstream model."""
 
 
-def new_version(modality: str) -> str:
-    """Sortable by creation time, unique across concurrent trainers."""
-    return f"{modality}-{datetime.now(UTC):%Y%m%dT%H%M%S}-{secrets.token_hex(3)}"
+# What a model is called until the store registers it and names it `<modality>-vN`.
+UNREGISTERED = "unregistered"
 
 
 def pick_device(device: str | torch.device | None = None) -> torch.device:
@@ -147,6 +146,13 @@ class EmbeddingModel:
             # callers need one answer: this is not a usable model.
             raise ArtifactError(f"{path}: not a usable twinstream model artifact ({exc})") from exc
         return cls(encoder, version, threshold, device=device)
+
+    @classmethod
+    def from_record(
+        cls, record: ModelRecord, device: str | torch.device | None = None
+    ) -> "EmbeddingModel":
+        """The registered version's artifact, refused unless its sha256 is the recorded one."""
+        return cls.load(record.artifact_path, record.artifact_sha256, device)
 
     def __repr__(self) -> str:
         return (

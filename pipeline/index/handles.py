@@ -73,7 +73,7 @@ class ModelCache:
             record = self._store.get_model(version)
             if record is None:
                 raise LookupError(f"model {version} is not in the store")
-            model = EmbeddingModel.load(record.artifact_path, record.artifact_sha256)
+            model = EmbeddingModel.from_record(record)
             self._models[version] = model
             while len(self._models) > self._size:
                 self._models.popitem(last=False)

@@ -7,7 +7,6 @@ run's row in the store, so `GET /v1/retrain/{run_id}` and the CLI see it whereve
 from dataclasses import dataclass
 from typing import Any
 
-from pipeline.embed.config import PRESETS
 from pipeline.embed.model import EmbeddingModel
 from pipeline.evaluation.scoring import Scores, score_model
 from pipeline.retrain.feedback import read_pairs
@@ -15,8 +14,7 @@ from pipeline.retrain.gate import Decision, judge
 from pipeline.settings import Settings
 from pipeline.store.metadata import MetadataStore
 from pipeline.store.records import ModelRecord, RunStatus
-from pipeline.train.job import stored_samples, train_and_register
-from pipeline.train.split import split_by_group
+from pipeline.train.job import stored_samples, train_registered
 from schemas.items import Modality
 
 # Shares of a run's progress bar: most of it is training.
@@ -27,10 +25,6 @@ TRAINING_SHARE = (0.05, 0.75)
 class Candidate:
     record: ModelRecord
     decision: Decision
-
-
-def _load(record: ModelRecord) -> EmbeddingModel:
-    return EmbeddingModel.load(record.artifact_path, record.artifact_sha256)
 
 
 def _summary(scores: Scores) -> dict[str, Any]:
@@ -64,7 +58,7 @@ def train_candidate(
     def progress(fraction: float, _message: str) -> None:
         store.update_run(run_id, progress=low + (high - low) * fraction)
 
-    record = train_and_register(
+    run = train_registered(
         settings,
         store,
         modality,
@@ -74,14 +68,17 @@ def train_candidate(
         pairs=pairs,
         preset=preset,
     )
+    record = run.record
     store.update_run(run_id, phase="evaluating", progress=high, candidate_version=record.version)
-    # The trainer's own held-out split (same function, fraction and seed): both models are
-    # scored on identities the candidate never saw.
-    train_config = PRESETS[modality][preset or settings.train_preset]
-    _, held_out = split_by_group(samples, train_config.held_out_fraction, train_config.seed)
-    candidate = score_model(_load(record), held_out)
+    # Both models are scored on the identities the candidate was not trained on.
+    held_out = run.result.held_out
+    candidate = score_model(EmbeddingModel.from_record(record), held_out)
     active_record = store.active_model(modality)
-    active = None if active_record is None else score_model(_load(active_record), held_out)
+    active = (
+        None
+        if active_record is None
+        else score_model(EmbeddingModel.from_record(active_record), held_out)
+    )
     decision = judge(candidate, active, settings.retrain_min_improvement)
     store.update_run(
         run_id,

@@ -127,7 +127,7 @@ class Retrainer:
             if run_id is not None:
                 self._store.update_run(run_id, progress=low + (high - low) * fraction)
 
-        model = EmbeddingModel.load(record.artifact_path, record.artifact_sha256)
+        model = EmbeddingModel.from_record(record)
         previous = rebuild_and_switch(
             self._settings, self._store, self._holders[record.modality], model, progress
         )

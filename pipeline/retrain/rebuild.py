@@ -19,6 +19,7 @@ from pipeline.inputs import decode
 from pipeline.settings import Settings
 from pipeline.store.metadata import MetadataStore
 from pipeline.store.payloads import PayloadStore
+from schemas.items import Modality
 
 CHUNK = 128
 Progress = Callable[[float], None]
@@ -54,8 +55,24 @@ def rebuild_and_switch(
                 ray.get(holder.backfill.remote(model.version, ids, vectors, labels))
             if progress:
                 progress(min(start + CHUNK, len(items)) / max(len(items), 1))
-        store.activate_model(model.version)
-        return ray.get(holder.activate_everywhere.remote(model.version))
+        return switch_active(
+            store, modality, model.version, lambda v: ray.get(holder.activate_everywhere.remote(v))
+        )
     except BaseException:
         holder.abandon_build.remote(model.version)
+        raise
+
+
+def switch_active(
+    store: MetadataStore, modality: Modality, version: str, activate: Callable[[str], str]
+) -> str:
+    """Store first, so a holder restarted mid-switch loads the new version; if `activate` (the
+    holder's switch) fails, the store is put back, so the two never disagree."""
+    before = store.active_model(modality)
+    store.activate_model(version)
+    try:
+        return activate(version)
+    except BaseException:
+        if before is not None:
+            store.activate_model(before.version)
         raise

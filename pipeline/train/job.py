@@ -5,6 +5,7 @@ The CLI, `make run`'s first start and (later) the scheduler all go through
 """
 
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from fnmatch import fnmatchcase
 from uuid import uuid4
 
@@ -17,7 +18,7 @@ from pipeline.store.metadata import MetadataStore, VersionExistsError
 from pipeline.store.payloads import PayloadStore
 from pipeline.store.records import ModelRecord
 from pipeline.train.sample import Sample
-from pipeline.train.trainer import train_model
+from pipeline.train.trainer import TrainResult, train_model
 from schemas.items import Modality
 
 Progress = Callable[[float, str], None]
@@ -105,6 +106,36 @@ def train_and_register(
 ) -> ModelRecord:
     """`pairs` are explicit labelled pairs as positions into `samples`; `preset` overrides
     the service's TRAIN_PRESET."""
+    return train_registered(
+        settings,
+        store,
+        modality,
+        samples,
+        activate=activate,
+        progress=progress,
+        pairs=pairs,
+        preset=preset,
+    ).record
+
+
+@dataclass(frozen=True)
+class RegisteredRun:
+    record: ModelRecord
+    result: TrainResult
+
+
+def train_registered(
+    settings: Settings,
+    store: MetadataStore,
+    modality: Modality,
+    samples: list[Sample],
+    *,
+    activate: bool,
+    progress: Progress | None = None,
+    pairs: Sequence[tuple[int, int, bool]] = (),
+    preset: str | None = None,
+) -> RegisteredRun:
+    """`train_and_register`, keeping the trained model and its held-out identities."""
     encoder_config = ENCODERS[modality]
     train_config = PRESETS[modality][preset or settings.train_preset]
     result = train_model(samples, encoder_config, train_config, progress, pairs)
@@ -133,4 +164,4 @@ def train_and_register(
             )
         except VersionExistsError:
             continue
-        return record
+        return RegisteredRun(record, result)

@@ -23,7 +23,7 @@ from pipeline.embed.config import EncoderConfig, TrainConfig
 from pipeline.embed.encoders import Encoder, PretrainedEncoder, UnitEncoder, initial_encoder
 from pipeline.embed.energy import energy_by_name
 from pipeline.embed.loss import ContrastiveLoss
-from pipeline.embed.model import EmbeddingModel, new_version, pick_device
+from pipeline.embed.model import UNREGISTERED, EmbeddingModel, pick_device
 from pipeline.embed.whitening import within_class_whitening
 from pipeline.evaluation.scoring import score_model
 from pipeline.train.batches import Batch, PairBatches, RandomPairBatches, balanced_hard_pairs
@@ -46,6 +46,8 @@ class TrainResult:
     threshold: float
     metrics: dict[str, Any]
     counts: dict[str, int]
+    # The identities kept out of training and calibrated on: a gate scores on the same ones.
+    held_out: list[Sample]
 
 
 # Half the faces get a grey square over this share of their height and width.
@@ -116,7 +118,7 @@ def train_model(
     train_config: TrainConfig,
     progress: Progress | None = None,
     pairs: Sequence[tuple[int, int, bool]] = (),
-    version: str | None = None,
+    version: str = UNREGISTERED,
     threads: int | None = None,
     device: str | torch.device | None = None,
 ) -> TrainResult:
@@ -198,7 +200,7 @@ def _train(
     cfg: TrainConfig,
     report: Progress,
     pairs: Sequence[tuple[int, int, bool]],
-    version: str | None,
+    version: str,
     device: torch.device,
 ) -> TrainResult:
     train, held_out = split_by_group(samples, cfg.held_out_fraction, cfg.seed)
@@ -223,9 +225,7 @@ def _train(
         _fit_whitening(encoder, views, device)
 
     report(0.95, "calibrating on held-out groups")
-    model = EmbeddingModel(
-        encoder, version or new_version(encoder_config.modality.value), float("nan"), device
-    )
+    model = EmbeddingModel(encoder, version, float("nan"), device)
     scores = score_model(model, held_out)
     model.threshold = scores.threshold
     metrics = dict(scores.metrics)
@@ -250,7 +250,13 @@ def _train(
         "explicit_pairs_dropped": len(pairs) - len(train_pairs),
     }
     report(1.0, f"held-out EER {metrics['eer']:.3f} at E <= {model.threshold:.4f}")
-    return TrainResult(model=model, threshold=model.threshold, metrics=metrics, counts=counts)
+    return TrainResult(
+        model=model,
+        threshold=model.threshold,
+        metrics=metrics,
+        counts=counts,
+        held_out=list(held_out),
+    )
 
 
 # The whitening is fitted on up to this many inputs: the training side plus augmented views
