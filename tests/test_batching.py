@@ -1,16 +1,19 @@
 """Concurrent queries share forward passes and searches; a batch never mixes model versions.
 
-`@serve.batch` only runs inside a Serve replica, so the version check runs in one:
-a small deployment on the session's Serve instance embeds interleaved queries for
-two model versions at once and reports what each pass held.
+`@serve.batch` only runs inside a Serve replica, so the checks run in one: small
+deployments on the session's Serve instance embed interleaved queries for two model
+versions at once, and send concurrent searches with different k and label filters to a
+real holder actor, which they cannot answer from a replica's own copy of the index.
 """
 
 import asyncio
 import base64
+import dataclasses
 from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
+import ray
 import torch
 from ray import serve
 
@@ -18,11 +21,17 @@ from pipeline.data.orl import iter_orl
 from pipeline.embed.config import ENCODERS
 from pipeline.embed.encoders import build_encoder
 from pipeline.embed.model import EmbeddingModel
+from pipeline.index.holder import IndexHolder
 from pipeline.inputs import decode
 from pipeline.settings import Settings
 from schemas.items import Modality
-from services.api.batching import EncoderBatches
+from services.api.batching import EncoderBatches, SearchBatches
 from services.api.metrics import METRICS
+from tests.test_holder import settings as holder_settings
+from tests.test_holder import store as holder_store
+from tests.test_holder import unit, upserts
+
+settings, store = holder_settings, holder_store
 
 QUERIES = 24
 MAX_BATCH = 8
@@ -113,3 +122,50 @@ def test_concurrent_searches_answer_as_if_sent_alone(api, demo_data):
         )
         assert len(single["matches"]) == body["k"]
         assert body["label"] is None or {m["label"] for m in single["matches"]} == {body["label"]}
+
+
+LABELS = ("a", "b", "c")
+
+
+@serve.deployment(ray_actor_options={"num_cpus": 0})
+class MergedSearches:
+    def __init__(self, settings: Settings, max_batch: int) -> None:
+        rng = np.random.default_rng(0)
+        self._holder = ray.remote(IndexHolder).remote(settings, Modality.FACE)
+        ids = [f"item-{i}" for i in range(60)]
+        update = upserts(ids, {"face-v1": unit(rng, len(ids))}, offset=0)
+        labels = [LABELS[i % len(LABELS)] for i in range(len(ids))]
+        ray.get(self._holder.apply.remote(dataclasses.replace(update, labels=labels)))
+        self._queries = unit(rng, QUERIES)
+        self._batches = SearchBatches(
+            Settings(api_batch_max_size=max_batch, api_batch_wait_s=0.05),
+            {Modality.FACE: self._holder},
+        )
+
+    async def run(self) -> tuple[list, list]:
+        """Each query's hits searched together with the others, and searched alone."""
+        asks = [(q, 1 + i % 7, [None, *LABELS][i % 4]) for i, q in enumerate(self._queries)]
+        together = await asyncio.gather(
+            *(self._batches.search(Modality.FACE, "face-v1", q, k, label) for q, k, label in asks)
+        )
+        alone = [
+            (await self._holder.search.remote("face-v1", q[np.newaxis], k, label))[0]
+            for q, k, label in asks
+        ]
+        return [[(h.item_id, h.label) for h in hits] for hits in together], [
+            [(h.item_id, h.label) for h in hits] for hits in alone
+        ]
+
+
+def test_searches_batched_by_label_get_their_own_k_hits(stack, settings, store):
+    handle = serve.run(MergedSearches.bind(settings, MAX_BATCH), name="searches", route_prefix=None)
+    try:
+        together, alone = handle.run.remote().result()
+    finally:
+        serve.delete("searches")
+    assert together == alone
+    # The asks cover every label filter with several k each, so the merge cut longest lists.
+    assert [len(hits) for hits in alone] == [1 + i % 7 for i in range(QUERIES)]
+    for i, hits in enumerate(alone):
+        label = [None, *LABELS][i % 4]
+        assert label is None or {h[1] for h in hits} == {label}

@@ -1,4 +1,4 @@
-"""Energies, the contrastive loss and the shared-weight twin, on hand-computed values."""
+"""Energies, the contrastive loss and the siamese pair step, on hand-computed values."""
 
 import math
 
@@ -8,10 +8,12 @@ import torch
 import torch.nn.functional as F
 
 from pipeline.embed.config import ENCODERS
-from pipeline.embed.encoders import SiameseNetwork, build_encoder
+from pipeline.embed.encoders import build_encoder
 from pipeline.embed.energy import CosineEnergy, EuclideanEnergy, energy_by_name
 from pipeline.embed.loss import ContrastiveLoss
 from pipeline.inputs import INPUTS
+from pipeline.train.batches import Batch
+from pipeline.train.trainer import pair_loss
 from schemas.items import Modality
 
 
@@ -91,26 +93,26 @@ def test_encoders_give_unit_embeddings(modality):
     np.testing.assert_allclose(emb.norm(dim=1).numpy(), 1.0, atol=1e-5)
 
 
-def test_siamese_twin_shares_one_parameter_set_and_learns_from_both_branches():
+def test_the_pair_loss_trains_one_encoder_through_both_ends_of_every_pair():
     torch.manual_seed(0)
     encoder = build_encoder(ENCODERS[Modality.FACE]).eval()
-    twin = SiameseNetwork(encoder, EuclideanEnergy())
-    assert [id(p) for p in twin.parameters()] == [id(p) for p in encoder.parameters()]
-
-    shape = INPUTS[encoder.config.input].shape
-    x1, x2 = torch.rand(2, *shape), torch.rand(2, *shape)
-    energy = twin(x1, x2)
-    np.testing.assert_allclose(
-        energy.detach().numpy(), EuclideanEnergy()(encoder(x1), encoder(x2)).detach().numpy()
-    )
+    criterion = ContrastiveLoss(EuclideanEnergy(), margin=1.0)
+    x = torch.rand(3, *INPUTS[encoder.config.input].shape)
+    first, second, same = np.array([0, 0, 1]), np.array([1, 2, 2]), np.array([True, False, False])
+    batch = Batch(np.arange(3), first, second, same, np.zeros(3, dtype=bool))
 
     def grads(loss: torch.Tensor) -> torch.Tensor:
-        twin.zero_grad()
+        encoder.zero_grad()
         loss.backward()
         return torch.cat([p.grad.flatten() for p in encoder.parameters() if p.grad is not None])
 
-    both = grads(twin(x1, x2).sum())
-    first_only = grads(EuclideanEnergy()(encoder(x1), encoder(x2).detach()).sum())
-    second_only = grads(EuclideanEnergy()(encoder(x1).detach(), encoder(x2)).sum())
+    emb = encoder(x)
+    expected = criterion(emb[first], emb[second], torch.from_numpy(same))
+    both = grads(pair_loss(criterion, encoder(x), batch, mine=False))
+    torch.testing.assert_close(pair_loss(criterion, emb, batch, mine=False), expected)
+    emb = encoder(x)
+    first_only = grads(criterion(emb[first], emb[second].detach(), torch.from_numpy(same)))
+    emb = encoder(x)
+    second_only = grads(criterion(emb[first].detach(), emb[second], torch.from_numpy(same)))
     assert first_only.abs().sum() > 0 and second_only.abs().sum() > 0
     torch.testing.assert_close(both, first_only + second_only, rtol=1e-4, atol=1e-6)

@@ -25,15 +25,13 @@ N_FFT = 400  # 25 ms
 HOP = 160  # 10 ms
 N_MELS = 40
 PARTIAL_FRAMES = 160  # 1.6 s, the length the encoder was trained on
-# Windows a clip is covered by: on 5-clip utterances (~7.7 s) 4-6 scored best (EER) and cost
-# least; more only repeat overlapping frames of the short prompts that are most clips.
+# Windows a clip is covered by (chosen in docs/experiments/2026-12-05-unseen-speakers.md).
 N_PARTIALS = 6
 SPEECH_SHAPE = (N_PARTIALS, N_MELS, PARTIAL_FRAMES)
 # Voice considered at most: windows stay under 1.5 s apart, so none of it goes unheard.
 MAX_VOICED_SECONDS = 16.0
-# Applied both ways so that gain cannot move embeddings. Resemblyzer raises whole clips
-# (silence included) to -30 dBFS and never lowers them, which leaves its voice louder than
-# that; -20 dBFS of voice measured better here than -30 (and -10 or -40 worse).
+# The voice's level, raised or lowered to it, so that gain cannot move embeddings (the level
+# is chosen in docs/experiments/2026-12-05-unseen-speakers.md).
 TARGET_DBFS = -20.0
 # Frames more than this far below the loudest 10 ms frame are silence (room tone, breaths).
 VOICED_RANGE_DB = 40.0

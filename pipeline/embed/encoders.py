@@ -19,7 +19,6 @@ from torch.nn.utils.fusion import fuse_conv_bn_eval
 
 from pipeline.embed.config import EncoderConfig
 from pipeline.embed.dlib_resnet import DESCRIPTOR_DIM, DlibResNet, dlib_resnet_weights
-from pipeline.embed.energy import Energy
 from pipeline.embed.speaker_lstm import EMBEDDING_DIM as SPEAKER_DIM
 from pipeline.embed.speaker_lstm import SpeakerLSTM, read_resemblyzer_weights
 from pipeline.inputs import INPUTS
@@ -270,19 +269,3 @@ def initial_encoder(config: EncoderConfig, pretrained: bool = True) -> Encoder:
     if pretrained and isinstance(encoder, PretrainedEncoder):
         encoder.load_pretrained()
     return encoder
-
-
-class SiameseNetwork(nn.Module):
-    """Two identical branches joined by an energy: one encoder, applied to both inputs.
-
-    Sharing is structural (a single module), so both branches always have the same
-    weights and both contribute gradients to them.
-    """
-
-    def __init__(self, encoder: nn.Module, energy: Energy) -> None:
-        super().__init__()
-        self.encoder = encoder
-        self.energy = energy
-
-    def forward(self, x1: Tensor, x2: Tensor) -> Tensor:
-        return self.energy(self.encoder(x1), self.encoder(x2))

@@ -48,8 +48,7 @@ class EmbeddingModel:
     ) -> None:
         self.device = pick_device(device)
         self.encoder = encoder.to(self.device).eval()
-        # What `embed` runs: the same function as `encoder`, computed faster (on the 2-core
-        # dev machine 16 faces take 12 ms instead of 31 with one thread).
+        # What `embed` runs: the same function as `encoder`, computed faster.
         self._inference = encoder.for_inference()
         self.version = version
         # E <= threshold means "same"; calibrated on held-out pairs at the EER point.

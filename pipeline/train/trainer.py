@@ -336,7 +336,7 @@ def _fit(
             x = x_all[torch.from_numpy(unique)]
             encoded = forward((augment(x, gen) if augment else x).to(device))
             emb = encoded.index_select(0, torch.from_numpy(inverse).to(device))
-            loss = _pair_loss(criterion, emb, batch, cfg.hard_impostors)
+            loss = pair_loss(criterion, emb, batch, cfg.hard_impostors)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -429,8 +429,12 @@ def _schedule(
     return schedule
 
 
-def _pair_loss(criterion: ContrastiveLoss, emb: Tensor, batch: Batch, mine: bool) -> Tensor:
-    """The contrastive loss over the batch's pairs, or over the mined subset of them."""
+def pair_loss(criterion: ContrastiveLoss, emb: Tensor, batch: Batch, mine: bool) -> Tensor:
+    """The contrastive loss over the batch's pairs, or over the mined subset of them.
+
+    The siamese step: one encoder embedded every sample of the batch (`emb`), and both ends
+    of each pair are rows of that one output, so the twins share weights by construction.
+    """
     chosen = np.arange(len(batch.first))
     if mine:
         with torch.no_grad():
