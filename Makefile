@@ -1,4 +1,4 @@
-# The two set-up commands of the README: `make run` and `make test` (and `make bench`).
+# The two set-up commands of README.md#two-commands: `make run` and `make test` (and `make bench`).
 # Both install only what is missing, so a second run starts at once.
 PYTHON ?= python3.11
 VENV := .venv

@@ -70,8 +70,9 @@ class Stack:
             # notice; the one HAProxy here is told by the controller at once.
             os.environ.setdefault("RAY_SERVE_DIRECT_INGRESS_MIN_DRAINING_PERIOD_S", "2")
             # Ingest actors, API replicas and retraining runs all run torch on these cores;
-            # OpenMP threads spinning between layers take them from each other (README, "When
-            # a training run shares the cores"). Workers inherit this; a cluster's nodes set it.
+            # OpenMP threads spinning between layers take them from each other
+            # (docs/architecture.md#threads-and-cores). Workers inherit this; a cluster's
+            # nodes set it.
             os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         self._log(f"ray: {self.settings.ray_address or 'local'}")
         ray.init(

@@ -170,7 +170,7 @@ class TrainConfig(_JsonConfig):
             raise ValueError("trunk_lr_factor must be >= 0")
 
 
-# The face encoder trained from scratch on ORL's frames until 0.2 (README, Evaluation): kept
+# The face encoder trained from scratch until 0.2 (docs/evaluation.md#candidates): kept
 # as a baseline, and as the config old face models were trained with.
 FROM_SCRATCH_FACE = EncoderConfig(
     modality=Modality.FACE, embedding_dim=256, head_grid=(3, 2), whitening=0.1

@@ -21,8 +21,8 @@ MIN_MESSAGE_BYTES = 64 * 1024 * 1024
 ENVELOPE_BYTES = 1024 * 1024
 # Bytes a producer packs into one partition's record batch. kafka-python's 16 KiB default holds
 # one 10 KB face, so each item cost a request of its own: a 1 MiB batch lets a producer send
-# ~4× the items per second of CPU (README, "Ingest throughput"). A larger item still goes,
-# alone in its batch.
+# ~4× the items per second of CPU (docs/experiments/2026-11-27-producers-pack-their-batches.md).
+# A larger item still goes, alone in its batch.
 PRODUCER_BATCH_BYTES = 1024 * 1024
 
 

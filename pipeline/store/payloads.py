@@ -66,8 +66,8 @@ class PayloadStore:
         batch: every new payload is written under a temporary name, synced, and only then
         named by its hash, and the names synced. A name therefore never points at bytes a
         crash could lose, which `put_all` relies on when it finds a name present. One fsync
-        per file cost about as much CPU per item as decoding it (README, "Payloads are
-        synced a batch at a time").
+        per file cost about as much CPU per item as decoding it
+        (docs/experiments/2026-11-27-payloads-synced-a-batch-at-a-time.md).
         """
         addresses, staged = [], {}
         for data in payloads:

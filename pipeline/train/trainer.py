@@ -85,8 +85,9 @@ def _erase(x: Tensor, gen: torch.Generator) -> Tensor:
     eh, ew = int(h * ERASE_FRACTION), int(w * ERASE_FRACTION)
     top = torch.randint(0, h - eh + 1, (n,), generator=gen).view(n, 1, 1, 1)
     left = torch.randint(0, w - ew + 1, (n,), generator=gen).view(n, 1, 1, 1)
-    # The draws (box, then whether) and the upper-tail test are those the README's seeded
-    # runs were measured with, so the default reproduces them exactly.
+    # The draws (box, then whether) and the upper-tail test are those the seeded runs were
+    # measured with (docs/experiments/2026-11-27-face-head-grid-and-erasing.md), so the
+    # default reproduces them exactly.
     chosen = (torch.rand(n, generator=gen) >= 1 - ERASE_PROBABILITY).view(n, 1, 1, 1)
     rows, cols = torch.arange(h).view(1, 1, h, 1), torch.arange(w).view(1, 1, 1, w)
     inside = (rows >= top) & (rows < top + eh) & (cols >= left) & (cols < left + ew)
@@ -261,8 +262,8 @@ def _train(
 
 # The whitening is fitted on up to this many inputs: the training side plus augmented views
 # of it (WHITENING_VIEWS at most). 240 faces in 256 dimensions estimate a covariance poorly,
-# and the views add the variation within a person that augmentation stands for (over three
-# seeds on the face folds EER 8.2 -> 7.5 %, README "Face: whitened embeddings"); a training
+# and the views add the variation within a person that augmentation stands for
+# (docs/experiments/2026-11-28-face-whitened-embeddings.md); a training
 # side this large needs none, and the fit's cost stays bounded.
 WHITENING_VIEWS = 4
 WHITENING_MAX_INPUTS = 8192
