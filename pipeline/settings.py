@@ -8,10 +8,12 @@ import os
 from functools import cached_property
 from ipaddress import ip_address
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from schemas.runs import TrainPreset
 
 DEFAULT_KAFKA_BOOTSTRAP = "127.0.0.1:9092"
 # Index size at which exact search gives way to IVF (a 100k×64 flat scan is ~10 ms).
@@ -29,91 +31,155 @@ def is_loopback(host: str) -> bool:
 
 
 class Settings(BaseSettings):
+    """Every field is read from the environment variable `TWINSTREAM_<FIELD>`."""
+
     model_config = SettingsConfigDict(env_prefix="TWINSTREAM_", extra="ignore")
 
-    kafka_bootstrap: str = DEFAULT_KAFKA_BOOTSTRAP
-    database_url: str | None = None
-    state_dir: Path = Path(".twinstream")
-    http_host: str = "127.0.0.1"
-    http_port: int = 8000
-    api_key: SecretStr | None = None
-    retrain_schedule: str = "off"
-    ray_address: str | None = None
-    # How many ingest actors share the consumer group; unset = one per GPU, or one per CPU
-    # but one (left for the API and the holders), never more than there are partitions.
-    ingest_actors: int | None = None
-    # Items larger than this are rejected to the dead-letter topic / with 413.
-    max_item_bytes: int = 10 * 1024 * 1024
-    # Partitions per item topic: the ceiling on ingest parallelism.
-    topic_partitions: int = 4
-    # GPUs per ingest actor; unset = one if the cluster has a GPU when the stack starts.
-    ingest_num_gpus: float | None = None
-    # Most records per ingest poll: the micro-batch the encoder sees while the actor is behind
-    # (at the live tail a poll returns what has arrived). 256 drains a backlog ~25 % faster
-    # than 64 on a 2-core CPU (README, "Ingest throughput"); memory is bounded by the fetch
-    # size and decoded inputs are small (under 100 kB an item).
-    ingest_batch_size: int = 256
-    # torch threads of an ingest actor or a training run; Ray would otherwise pin actors to one.
-    embed_threads: int = os.cpu_count() or 1
-    # Training preset the service uses for first models and retraining.
-    train_preset: str = "default"
-    # Items at which an index switches from exact search to IVF (0 = stay exact).
-    index_ivf_threshold: int = DEFAULT_IVF_THRESHOLD
-    # Raw item bytes kept for retraining; unset = <state_dir>/payloads. A separate
-    # disk (or a mount shared by the nodes of a cluster) can hold them instead.
-    payloads_dir: Path = Path()
-    # An index checkpoint is written after this many seconds or index operations, whichever
-    # comes first: the most a crash can make the stack replay from Kafka.
-    snapshot_interval_s: float = 30.0
-    snapshot_every_updates: int = 5000
-    # The promotion gate: a candidate must beat the active model's held-out EER by this much.
-    retrain_min_improvement: float = 0.0
-    # CPUs a retraining run reserves in the Ray cluster (it uses a GPU when there is one).
-    retrain_num_cpus: float = 1.0
-    # A retraining run learns from this many most recently indexed labelled items at most:
-    # it decodes all of them into memory (20,000 faces are ~0.8 GB), so the stream's growth
-    # must not decide whether it fits.
-    retrain_max_items: int = Field(default=20_000, ge=2)
-    # Serve replicas of the query API, and the requests each one works on at once.
-    api_replicas: int = Field(default=1, ge=1)
-    api_max_ongoing_requests: int = Field(default=32, ge=1)
-    # GPUs per API replica; unset = a share of what the ingest actors leave free.
-    api_num_gpus: float | None = Field(default=None, ge=0)
-    # Concurrent queries of one replica share one encoder forward pass of up to this many
-    # items, waiting at most this long for the batch to fill. 0 = take what queued while
-    # the previous pass ran: no added latency when idle, full batches under load. 1 = no
-    # Serve batching at all.
-    api_batch_max_size: int = Field(default=16, ge=1)
-    api_batch_wait_s: float = Field(default=0.0, ge=0)
-    # torch threads of an API replica's forward pass. Query batches are small, and the
-    # replica shares its cores with Serve's proxy and event loops: more replicas, not
-    # more threads, is how queries scale on CPU.
-    api_embed_threads: int = Field(default=1, ge=1)
-    # Each replica searches its own copy of the active indexes, kept current by the holders
-    # (a round trip saved per query; deletes and model switches wait for every copy).
-    # false = every search and id lookup asks the holder.
-    api_index_copies: bool = True
-    # What receives HTTP: Serve's Python proxy, or HAProxy in front of replicas that serve
-    # HTTP themselves (about 1.5× the query throughput on 2 cores; their ports then listen on
-    # every interface, so it needs API_KEY). Set for a local Ray; a cluster sets
-    # RAY_SERVE_ENABLE_HA_PROXY=1 in its own environment.
-    api_ingress: Literal["proxy", "haproxy"] = "proxy"
+    kafka_bootstrap: str = Field(
+        default=DEFAULT_KAFKA_BOOTSTRAP,
+        description="Kafka bootstrap servers; on this machine's loopback the stack runs an "
+        "embedded broker, anywhere else it uses the one there.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL of the metadata store (PostgreSQL for a cluster); "
+        "unset: SQLite at `<STATE_DIR>/twinstream.db`.",
+    )
+    state_dir: Path = Field(
+        default=Path(".twinstream"),
+        description="Models, index checkpoints, the embedded broker's data and the SQLite store.",
+    )
+    http_host: str = Field(
+        default="127.0.0.1",
+        description="Interface the HTTP API binds; anything but loopback needs API_KEY.",
+    )
+    http_port: int = Field(default=8000, description="Port of the HTTP API.")
+    api_key: SecretStr | None = Field(
+        default=None,
+        description="When set, every /v1/* request needs it in the x-api-key header.",
+    )
+    retrain_schedule: str = Field(
+        default="off",
+        description="When to retrain every modality on its own: `off`, `every <N>s|m|h|d`, "
+        "or a five-field cron expression (UTC).",
+    )
+    ray_address: str | None = Field(
+        default=None,
+        description="Address of an existing Ray cluster to run on (e.g. `ray://head:10001` "
+        "or `auto`); unset: start a local Ray.",
+    )
+    ingest_actors: int | None = Field(
+        default=None,
+        description="Ingest actors sharing the consumer group; unset: one per GPU, or one per "
+        "CPU but one, never more than TOPIC_PARTITIONS.",
+    )
+    max_item_bytes: int = Field(
+        default=10 * 1024 * 1024,
+        description="Largest item accepted: larger ones go to the dead-letter topic, or are "
+        "answered 413.",
+    )
+    topic_partitions: int = Field(
+        default=4, description="Partitions per item topic: the ceiling on ingest parallelism."
+    )
+    ingest_num_gpus: float | None = Field(
+        default=None,
+        description="GPUs per ingest actor; unset: one if the cluster has a GPU at start.",
+    )
+    ingest_batch_size: int = Field(
+        default=256,
+        description="Most records per ingest poll: the batch the encoder sees while an actor "
+        "is behind (at the live tail a poll returns what has arrived).",
+    )
+    embed_threads: int = Field(
+        default_factory=lambda: os.cpu_count() or 1,
+        description="torch threads of an ingest actor or a training run; default: the "
+        "machine's CPU count (Ray would otherwise pin an actor to one).",
+    )
+    train_preset: TrainPreset = Field(
+        default=TrainPreset.DEFAULT,
+        description="Training preset for first models and for runs that name none.",
+    )
+    train_overrides: dict[str, Any] = Field(
+        default={},
+        description="Training config fields (JSON) that replace the preset's in every run, "
+        'e.g. `{"max_seconds": 1200}` on a slow machine.',
+    )
+    index_ivf_threshold: int = Field(
+        default=DEFAULT_IVF_THRESHOLD,
+        description="Items at which an index switches from exact search to IVF; 0: stay exact.",
+    )
+    payloads_dir: Path = Field(
+        default_factory=lambda data: data["state_dir"] / "payloads",
+        description="Raw item bytes kept for retraining; default: `<STATE_DIR>/payloads`. On a "
+        "cluster, a mount shared by the nodes.",
+    )
+    snapshot_interval_s: float = Field(
+        default=30.0,
+        description="An index checkpoint is written after this many seconds or "
+        "SNAPSHOT_EVERY_UPDATES operations, whichever comes first: the most a crash replays.",
+    )
+    snapshot_every_updates: int = Field(
+        default=5000, description="Index operations between checkpoints (see above)."
+    )
+    retrain_min_improvement: float = Field(
+        default=0.0,
+        description="The promotion gate: a candidate must beat the active model's held-out EER "
+        "by this much.",
+    )
+    retrain_num_cpus: float = Field(
+        default=1.0,
+        description="CPUs a retraining run reserves in Ray (it uses a GPU when there is one).",
+    )
+    retrain_max_items: int = Field(
+        default=20_000,
+        ge=2,
+        description="A retraining run learns from at most this many most recently indexed "
+        "labelled items; it decodes them all into memory (20,000 faces are ~0.8 GB).",
+    )
+    api_replicas: int = Field(default=1, ge=1, description="Serve replicas of the query API.")
+    api_max_ongoing_requests: int = Field(
+        default=32, ge=1, description="Requests one API replica works on at once."
+    )
+    api_num_gpus: float | None = Field(
+        default=None,
+        ge=0,
+        description="GPUs per API replica; unset: a share of what the ingest actors leave.",
+    )
+    api_batch_max_size: int = Field(
+        default=16,
+        ge=1,
+        description="Concurrent queries of a replica share one encoder pass of up to this "
+        "many items; 1: no batching.",
+    )
+    api_batch_wait_s: float = Field(
+        default=0.0,
+        ge=0,
+        description="Longest wait for a query batch to fill; 0: take what queued during the "
+        "previous pass (no added latency when idle).",
+    )
+    api_embed_threads: int = Field(
+        default=1,
+        ge=1,
+        description="torch threads of an API replica's forward pass; on CPU, queries scale "
+        "with replicas, not threads.",
+    )
+    api_index_copies: bool = Field(
+        default=True,
+        description="Each replica searches its own copy of the active indexes, kept current "
+        "by the holders; false: every search asks the holder.",
+    )
+    api_ingress: Literal["proxy", "haproxy"] = Field(
+        default="proxy",
+        description="What receives HTTP: Serve's Python proxy, or HAProxy in front of "
+        "replicas (about 1.5x the query throughput; needs API_KEY). A cluster sets "
+        "RAY_SERVE_ENABLE_HA_PROXY=1 in its own environment instead.",
+    )
 
     @field_validator("state_dir")
     @classmethod
     def _absolute(cls, state_dir: Path) -> Path:
         """Ray workers and tools such as mvn run in other directories than the caller."""
         return state_dir.expanduser().resolve()
-
-    @model_validator(mode="before")
-    @classmethod
-    def _default_payloads_dir(cls, values: dict) -> dict:
-        """The default lives under whichever state_dir was given, so it is filled in here."""
-        if not values.get("payloads_dir"):
-            values = values | {
-                "payloads_dir": Path(values.get("state_dir", ".twinstream")) / "payloads"
-            }
-        return values
 
     @field_validator("payloads_dir")
     @classmethod

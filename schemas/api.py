@@ -1,13 +1,14 @@
-"""HTTP request and response models: the typed surface of the query API (see CONTRACT.md)."""
+"""HTTP request and response models: the typed surface of the query API (docs/api.md)."""
 
 import base64
 import binascii
 from datetime import datetime
-from typing import Any, Self
+from typing import Any, Literal, Self
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from schemas.items import Modality
+from schemas.runs import RunPhase, RunStatus, RunTrigger, TrainPreset
 
 # Bounds shared by the JSON and the multipart form of a search.
 MAX_K = 1000
@@ -27,8 +28,12 @@ class ItemRef(BaseModel):
         json_schema_extra={"examples": [{"id": "orl/s7/3"}, {"data": EXAMPLE_FACE}]},
     )
 
-    id: str | None = Field(default=None, min_length=1, max_length=1024)
-    data: str | None = Field(default=None, min_length=1, description="base64 file bytes")
+    id: str | None = Field(
+        default=None, min_length=1, max_length=1024, description="an indexed item's id"
+    )
+    data: str | None = Field(
+        default=None, min_length=1, description="base64 file bytes: an image or a WAV file"
+    )
 
     @model_validator(mode="after")
     def _exactly_one(self) -> Self:
@@ -45,6 +50,8 @@ class ItemRef(BaseModel):
 
 
 class SimilarityRequest(BaseModel):
+    """Two items to compare with the active model of one modality."""
+
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
@@ -55,32 +62,34 @@ class SimilarityRequest(BaseModel):
         },
     )
 
-    modality: Modality
-    a: ItemRef
-    b: ItemRef
+    modality: Modality = Field(description="whose model compares them: `face` or `audio`")
+    a: ItemRef = Field(description="the first item")
+    b: ItemRef = Field(description="the second item")
 
 
 class FaceBox(BaseModel):
     """Where the face was found, in pixels of the photo as sent (after its EXIF rotation)."""
 
-    left: int
-    top: int
-    width: int
-    height: int
+    left: int = Field(description="pixels from the left edge")
+    top: int = Field(description="pixels from the top edge")
+    width: int = Field(description="width in pixels")
+    height: int = Field(description="height in pixels")
 
 
 class QueryFace(BaseModel):
     """The face an uploaded photo was embedded by: the largest one found."""
 
-    box: FaceBox
+    box: FaceBox = Field(description="where it is in the photo")
     faces_found: int = Field(description="faces detected in the photo; the largest is used")
 
 
 class SimilarityResponse(BaseModel):
+    """The distance between the two items and the model's verdict."""
+
     distance: float = Field(description="energy E of the active model")
     same: bool = Field(description="distance <= threshold")
     threshold: float = Field(description="calibrated on held-out data for this model version")
-    model_version: str
+    model_version: str = Field(description="the model version that compared them")
     faces: dict[str, QueryFace] = Field(
         default_factory=dict,
         description="for `a` and `b` given as photo data: where the face was found",
@@ -88,6 +97,8 @@ class SimilarityResponse(BaseModel):
 
 
 class SearchRequest(BaseModel):
+    """An item to find the nearest indexed items to."""
+
     model_config = ConfigDict(
         extra="forbid",
         json_schema_extra={
@@ -98,22 +109,26 @@ class SearchRequest(BaseModel):
         },
     )
 
-    modality: Modality
-    item: ItemRef
-    k: int = Field(default=DEFAULT_K, ge=1, le=MAX_K)
+    modality: Modality = Field(description="which index to search: `face` or `audio`")
+    item: ItemRef = Field(description="the query item")
+    k: int = Field(default=DEFAULT_K, ge=1, le=MAX_K, description="how many matches at most")
     label: str | None = Field(default=None, description="only match items with this label")
 
 
 class Match(BaseModel):
-    id: str
-    label: str | None
-    distance: float
-    same: bool
+    """One indexed item near the query."""
+
+    id: str = Field(description="the item's id")
+    label: str | None = Field(description="the item's label, if it was produced with one")
+    distance: float = Field(description="energy E between the query and this item")
+    same: bool = Field(description="distance <= the model's threshold")
 
 
 class SearchResponse(BaseModel):
+    """The nearest indexed items to the query."""
+
     matches: list[Match] = Field(description="nearest first")
-    model_version: str
+    model_version: str = Field(description="the model version that embedded the query")
     query_face: QueryFace | None = Field(
         default=None, description="for a query given as photo data: where the face was found"
     )
@@ -122,80 +137,104 @@ class SearchResponse(BaseModel):
 class Problem(BaseModel):
     """RFC 9457 problem details, the body of every error response."""
 
-    type: str = "about:blank"
-    title: str
-    status: int
-    detail: str
+    type: str = Field(default="about:blank", description="always `about:blank`")
+    title: str = Field(description="the HTTP status phrase")
+    status: int = Field(description="the HTTP status code")
+    detail: str = Field(description="what was wrong, for a person to read")
 
 
 class Health(BaseModel):
-    status: str
+    """The process answers."""
+
+    status: Literal["ok"] = Field(description="always `ok`")
 
 
 class Readiness(BaseModel):
-    ready: bool
-    checks: dict[str, bool]
-    model_versions: dict[Modality, str]
-    index_sizes: dict[Modality, int]
+    """Whether the service can answer queries, and what with."""
+
+    ready: bool = Field(description="every check passed")
+    checks: dict[str, bool] = Field(
+        description="`models_loaded`, `indexes_loaded` and `kafka_reachable`"
+    )
+    model_versions: dict[Modality, str] = Field(description="the active version per modality")
+    index_sizes: dict[Modality, int] = Field(description="items in the index per modality")
 
 
 class SourcePosition(BaseModel):
-    topic: str
-    partition: int
-    offset: int
+    """Where in Kafka an item was read from."""
+
+    topic: str = Field(description="the item topic")
+    partition: int = Field(description="its partition")
+    offset: int = Field(description="the record's offset")
 
 
 class ItemMetadata(BaseModel):
-    id: str
-    modality: Modality
-    label: str | None
-    model_version: str | None
-    indexed_at: datetime
-    source: SourcePosition
+    """An indexed item (its bytes are not returned)."""
+
+    id: str = Field(description="the item's id: its Kafka key")
+    modality: Modality = Field(description="`face` or `audio`")
+    label: str | None = Field(description="the label it was produced with, if any")
+    model_version: str | None = Field(description="the model version its vector comes from")
+    indexed_at: datetime = Field(description="when it was indexed (UTC)")
+    source: SourcePosition = Field(description="the Kafka record it was indexed from")
 
 
 class ModelInfo(BaseModel):
-    version: str
-    modality: Modality
-    active: bool
-    threshold: float
-    energy: str
-    metrics: dict[str, Any]
-    created_at: datetime
+    """A trained model version."""
+
+    version: str = Field(description="`<modality>-v<N>`, numbered per modality")
+    modality: Modality = Field(description="`face` or `audio`")
+    active: bool = Field(description="queries and ingest use this version")
+    threshold: float = Field(description="distances at or below it mean `same`")
+    energy: str = Field(description="the distance it measures: `euclidean` or `cosine`")
+    metrics: dict[str, Any] = Field(
+        description="held-out metrics from its training: `eer`, `auc`, ... and `counts`"
+    )
+    created_at: datetime = Field(description="when it was registered (UTC)")
 
 
 class ModelList(BaseModel):
     """Newest first, per modality."""
 
-    models: dict[Modality, list[ModelInfo]]
+    models: dict[Modality, list[ModelInfo]] = Field(description="the versions of each modality")
 
 
 class RetrainRequest(BaseModel):
-    modality: Modality
-    preset: str | None = Field(
+    """A retraining run to start."""
+
+    modality: Modality = Field(description="the modality to retrain: `face` or `audio`")
+    preset: TrainPreset | None = Field(
         default=None, description="training preset; the service's TRAIN_PRESET when omitted"
     )
 
 
 class RetrainAccepted(BaseModel):
-    run_id: str
+    """The run was started."""
+
+    run_id: str = Field(description="follow it at `GET /v1/retrain/{run_id}`")
 
 
 class RetrainRun(BaseModel):
     """A retraining run: `phase` and `progress` while it runs; the candidate's and the
     active model's held-out metrics, and whether the candidate was promoted, once judged."""
 
-    run_id: str
-    modality: Modality
-    trigger: str
-    status: str
-    phase: str
-    progress: float
-    created_at: datetime
-    started_at: datetime | None
-    finished_at: datetime | None
-    data_counts: dict[str, Any]
-    metrics: dict[str, Any]
-    candidate_version: str | None
-    promoted: bool | None
-    error: str | None
+    run_id: str = Field(description="the run's id")
+    modality: Modality = Field(description="the modality retrained")
+    trigger: RunTrigger = Field(description="what started it")
+    status: RunStatus = Field(description="queued, running, or how it finished")
+    phase: RunPhase = Field(description="the step it is at, or ended with")
+    progress: float = Field(description="0 to 1")
+    created_at: datetime = Field(description="when it was requested (UTC)")
+    started_at: datetime | None = Field(description="when it started running")
+    finished_at: datetime | None = Field(description="when it succeeded or failed")
+    data_counts: dict[str, Any] = Field(
+        description="what it trained on: `items`, `identities`, `feedback_pairs`, "
+        "`feedback_pairs_used`, `feedback_messages_skipped`"
+    )
+    metrics: dict[str, Any] = Field(
+        description="once judged: `candidate` and `active` held-out metrics, "
+        "`active_version` and the gate's `decision`"
+    )
+    candidate_version: str | None = Field(description="the model version it trained")
+    promoted: bool | None = Field(description="whether the candidate replaced the active model")
+    error: str | None = Field(description="why it failed")

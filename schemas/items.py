@@ -8,6 +8,8 @@ from enum import StrEnum
 
 
 class Modality(StrEnum):
+    """What an item is: a face photo or an audio clip."""
+
     FACE = "face"
     AUDIO = "audio"
 

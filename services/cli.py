@@ -14,7 +14,6 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from pipeline.data.demo import demo_items
-from pipeline.data.items import DataItem
 from pipeline.decode.errors import DecodeError
 from pipeline.embed.model import EmbeddingModel
 from pipeline.evaluation.report import markdown_table
@@ -28,13 +27,33 @@ from pipeline.train.job import demo_samples, stored_samples, train_and_register
 from schemas.items import Modality
 from services.stack import Stack
 
-app = typer.Typer(help="Streaming similarity search for faces and audio.", no_args_is_help=True)
-kafka_app = typer.Typer(help="The embedded Apache Kafka broker.", no_args_is_help=True)
+# Markdown: docstrings wrap as paragraphs in --help instead of keeping their line breaks.
+app = typer.Typer(
+    help="Streaming similarity search for faces and audio.",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+)
+kafka_app = typer.Typer(
+    help="The embedded Apache Kafka broker.", no_args_is_help=True, rich_markup_mode="markdown"
+)
 app.add_typer(kafka_app, name="kafka")
+models_app = typer.Typer(
+    help="Trained model versions: list them, switch between them.",
+    no_args_is_help=True,
+    rich_markup_mode="markdown",
+)
+app.add_typer(models_app, name="models")
 console = Console(stderr=True)
 
-DATASETS = {"faces": Modality.FACE, "audio": Modality.AUDIO}
 READY_TIMEOUT_S = 900.0
+ModalityOption = Annotated[Modality, typer.Option(help="which kind of item")]
+OfflineOption = Annotated[
+    bool,
+    typer.Option(
+        "--offline",
+        help="no service is running: make the version active in the store, for the next start",
+    ),
+]
 
 
 def _progress() -> Progress:
@@ -67,24 +86,39 @@ def _train(
     return record.version
 
 
-def _activate(settings: Settings, store: MetadataStore, version: str) -> None:
-    """Through the running service when there is one, so it re-embeds and switches without
-    a pause; otherwise in the store, for the next start."""
+def _service_url(settings: Settings) -> str:
     host = "127.0.0.1" if settings.http_host in ("0.0.0.0", "::") else settings.http_host
+    return f"http://{host}:{settings.http_port}"
+
+
+def _no_service(settings: Settings, version: str) -> typer.Exit:
+    console.print(
+        f"no service answers at {_service_url(settings)}: start it, or pass --offline to make "
+        f"{version} active in the store for the next start"
+    )
+    return typer.Exit(1)
+
+
+def _activate(settings: Settings, store: MetadataStore, version: str, offline: bool) -> None:
+    """Through the running service, so it re-embeds and switches without a pause; only
+    with `offline` in the store, since a switch behind a running service's back would
+    leave its index on the old model."""
     key = settings.api_key
     try:
         response = httpx.post(
-            f"http://{host}:{settings.http_port}/v1/models/{version}/activate",
+            f"{_service_url(settings)}/v1/models/{version}/activate",
             headers={"x-api-key": key.get_secret_value()} if key else {},
             timeout=None,
         )
-    except httpx.ConnectError:
+    except httpx.ConnectError as error:
+        if not offline:
+            raise _no_service(settings, version) from error
         try:
             store.activate_model(version)
-        except LookupError as error:
-            console.print(str(error))
-            raise typer.Exit(1) from error
-        console.print(f"{version} is active (no service running: the next start uses it)")
+        except LookupError as lookup:
+            console.print(str(lookup))
+            raise typer.Exit(1) from lookup
+        console.print(f"{version} is active in the store: the next start uses it")
         return
     if not response.is_success:
         console.print(f"the service refused: {response.json().get('detail', response.text)}")
@@ -92,8 +126,12 @@ def _activate(settings: Settings, store: MetadataStore, version: str) -> None:
     console.print(f"{version} is active: the running service switched to it")
 
 
-def _dataset_items(dataset: str, path: Path | None) -> list[DataItem]:
-    return list(demo_items(DATASETS[dataset], path))
+def _service_answers(settings: Settings) -> bool:
+    try:
+        httpx.get(f"{_service_url(settings)}/healthz")
+    except httpx.ConnectError:
+        return False
+    return True
 
 
 def _serve_until_signalled() -> None:
@@ -113,7 +151,13 @@ def up(
         bool, typer.Option(help="also stream the demo data sets and wait for them")
     ] = False,
 ) -> None:
-    """Start the local stack (Kafka, Ray, ingest actors, Serve API) and serve until Ctrl-C."""
+    """Start the stack (Kafka, Ray, ingest actors, Serve API) and serve until Ctrl-C.
+
+    Starts a local Ray, or runs on an existing Ray cluster when TWINSTREAM_RAY_ADDRESS is
+    set; starts an embedded Kafka broker unless TWINSTREAM_KAFKA_BOOTSTRAP points to another
+    machine's. The first start trains a model per modality on the demo data (minutes); later
+    starts use the stored active ones.
+    """
     settings = Settings()
     store = MetadataStore.from_settings(settings)
     stack = Stack(settings, log=console.print)
@@ -128,12 +172,12 @@ def up(
         stack.start_services()
         if demo:
             ids: dict[Modality, list[str]] = {}
-            for dataset, modality in DATASETS.items():
-                items = _dataset_items(dataset, None)
+            for modality in Modality:
+                items = list(demo_items(modality))
                 ids[modality] = [i.id for i in items]
                 # After a restart the index already holds them: produce only what it lacks.
                 missing = set(stack.missing(modality, ids[modality]))
-                console.print(f"producing {len(missing)} of {len(items)} {dataset} items")
+                console.print(f"producing {len(missing)} of {len(items)} {modality} items")
                 produce_items(settings, [i for i in items if i.id in missing])
             stack.wait_indexed(ids, READY_TIMEOUT_S)
         print(f"twinstream ready: {stack.url}", flush=True)
@@ -171,48 +215,53 @@ def kafka_status() -> None:
 
 @app.command()
 def produce(
-    dataset: Annotated[str, typer.Argument(help="faces | audio")],
+    modality: ModalityOption,
     path: Annotated[
-        Path | None, typer.Option(help="data set root (default: the shipped one)")
+        Path | None,
+        typer.Option(help="data set root, laid out as the shipped one (default: the shipped one)"),
     ] = None,
 ) -> None:
-    """Publish a data set to its Kafka topic, labels in headers."""
-    if dataset not in DATASETS:
-        raise typer.BadParameter(f"choose one of {sorted(DATASETS)}", param_hint="DATASET")
+    """Publish a data set to its modality's Kafka topic, labels in headers."""
     settings = Settings()
     ensure_topics(settings)
-    items = _dataset_items(dataset, path)
+    items = list(demo_items(modality, path))
     with _progress() as bar:
-        task = bar.add_task(f"produce {dataset}", total=len(items))
+        task = bar.add_task(f"produce {modality}", total=len(items))
         sent = produce_items(settings, items, progress=lambda n: bar.update(task, completed=n))
-    console.print(f"produced {len(sent)} {dataset} items")
+    console.print(f"produced {len(sent)} {modality} items")
 
 
 @app.command()
 def train(
-    modality: Annotated[Modality, typer.Option(help="face | audio")],
+    modality: ModalityOption,
     exclude: Annotated[
         list[str] | None, typer.Option(help="skip item ids matching this glob")
     ] = None,
     activate: Annotated[bool, typer.Option(help="make the new version the active one")] = True,
+    offline: OfflineOption = False,
 ) -> None:
     """Train a model on the stored labelled items; prints the new version."""
     settings = Settings()
     store = MetadataStore.from_settings(settings)
+    # Refused before the minutes of training, not after them.
+    if activate and not offline and not _service_answers(settings):
+        raise _no_service(settings, "the new version")
     samples = stored_samples(settings, store, modality, exclude or [])
     if not samples:
         console.print(f"no labelled {modality.value} items stored yet: produce some first")
         raise typer.Exit(1)
     version = _train(settings, store, modality, samples, activate=False)
     if activate:
-        _activate(settings, store, version)
+        _activate(settings, store, version, offline)
     print(version)
 
 
 @app.command()
 def embed(
-    modality: Annotated[Modality, typer.Option(help="face | audio")],
-    files: Annotated[list[Path], typer.Argument(exists=True, dir_okay=False)],
+    modality: ModalityOption,
+    files: Annotated[
+        list[Path], typer.Argument(exists=True, dir_okay=False, help="image or WAV files")
+    ],
     model: Annotated[
         str | None, typer.Option(help="model version (default: the active one)")
     ] = None,
@@ -245,19 +294,11 @@ def embed(
         raise typer.Exit(1)
 
 
-@app.command()
-def models(
-    action: Annotated[str | None, typer.Argument(help="`activate` to switch versions")] = None,
-    version: Annotated[str | None, typer.Argument(help="the version to activate")] = None,
-) -> None:
-    """List model versions with metrics, or `models activate VERSION`."""
-    settings = Settings()
-    store = MetadataStore.from_settings(settings)
-    if action is not None:
-        if action != "activate" or version is None:
-            raise typer.BadParameter("usage: twinstream models activate VERSION")
-        _activate(settings, store, version)
-        return
+@models_app.command("list")
+def models_list() -> None:
+    """Every version with its modality, held-out EER and AUC, threshold and creation time;
+    `*` marks the active ones."""
+    store = MetadataStore.from_settings(Settings())
     table = Table("version", "modality", "active", "EER", "AUC", "threshold", "created")
     for record in store.list_models():
         table.add_row(
@@ -272,9 +313,20 @@ def models(
     Console().print(table)
 
 
+@models_app.command("activate")
+def models_activate(
+    version: Annotated[str, typer.Argument(help="the version to serve, e.g. face-v3")],
+    offline: OfflineOption = False,
+) -> None:
+    """Switch a modality to a stored version (a rollback is one): the running service
+    re-embeds its items and switches without a pause."""
+    settings = Settings()
+    _activate(settings, MetadataStore.from_settings(settings), version, offline)
+
+
 @app.command("eval")
 def evaluate(
-    modality: Annotated[Modality, typer.Option(help="face | audio")],
+    modality: ModalityOption,
     model: Annotated[
         str | None,
         typer.Option(

@@ -1,17 +1,22 @@
-"""The `twinstream` CLI against the running test stack's state, as a user would run it."""
+"""The `twinstream` CLI against the running test stack's state, as a user would run it, and
+what it does with no service to talk to."""
 
 import json
 import os
+import socket
 import subprocess
 import sys
 import time
 
+import pytest
 import ray
+from typer.testing import CliRunner
 
 from pipeline.data.orl import iter_orl as demo_faces
 from pipeline.settings import Settings
 from pipeline.store.metadata import MetadataStore
 from schemas.items import Modality
+from services.cli import app
 
 
 def twinstream(settings: Settings, *args: str) -> subprocess.CompletedProcess:
@@ -52,7 +57,7 @@ def test_train_on_stored_items_registers_a_new_inactive_version(stack, stack_set
     assert counts["train_samples"] + counts["held_out_samples"] >= 39 * 9
     assert store.active_model(Modality.FACE) == active_before
 
-    listing = twinstream(stack_settings, "models")
+    listing = twinstream(stack_settings, "models", "list")
     assert version in listing.stdout and active_before.version in listing.stdout
 
 
@@ -82,9 +87,9 @@ def test_produce_publishes_a_data_set_from_a_path(stack, stack_settings, tmp_pat
     (tmp_path / "s2").mkdir()
     for shot in source.glob("*.pgm"):
         (tmp_path / "s2" / shot.name).write_bytes(shot.read_bytes())
-    result = twinstream(stack_settings, "produce", "faces", "--path", str(tmp_path))
+    result = twinstream(stack_settings, "produce", "--modality", "face", "--path", str(tmp_path))
     assert result.returncode == 0, result.stderr
-    assert "produced 10 faces items" in result.stderr
+    assert "produced 10 face items" in result.stderr
     deadline = time.monotonic() + 60
     while store.get_item(Modality.FACE, "orl/s2/1").source_offset == before.source_offset:
         assert time.monotonic() < deadline, "the re-produced item was not re-indexed"
@@ -92,3 +97,39 @@ def test_produce_publishes_a_data_set_from_a_path(stack, stack_settings, tmp_pat
     # Shots 1-9 were indexed already (same key again = upsert, one entry each);
     # shot 10 is held out by the fixture, so it is the one new entry.
     assert ray.get(stack.holders[Modality.FACE].size.remote()) == size_before + 1
+
+
+@pytest.fixture
+def no_service(tmp_path, monkeypatch) -> CliRunner:
+    """A runner whose settings name an empty state dir and a port nothing listens on."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    monkeypatch.setenv("TWINSTREAM_STATE_DIR", str(tmp_path))
+    monkeypatch.setenv("TWINSTREAM_HTTP_PORT", str(port))
+    return CliRunner()
+
+
+def test_activation_with_no_service_answering_needs_offline(no_service):
+    refused = no_service.invoke(app, ["models", "activate", "face-v1"])
+    assert refused.exit_code == 1
+    assert "no service answers" in refused.output and "--offline" in refused.output
+    offline = no_service.invoke(app, ["models", "activate", "face-v1", "--offline"])
+    assert offline.exit_code == 1 and "unknown model version" in offline.output
+
+
+def test_training_to_activate_with_no_service_is_refused_before_it_trains(no_service):
+    result = no_service.invoke(app, ["train", "--modality", "face"])
+    assert result.exit_code == 1 and "--offline" in result.output
+
+
+def test_every_command_takes_the_modality_the_same_way():
+    runner = CliRunner()
+    for command in (["produce"], ["train"], ["embed"], ["eval"]):
+        result = runner.invoke(app, [*command, "--modality", "speech"])
+        assert result.exit_code == 2 and "face" in result.output, command
+
+
+def test_up_help_tells_where_it_runs_and_that_the_first_start_trains():
+    text = " ".join(CliRunner().invoke(app, ["up", "--help"]).output.split())
+    assert "existing Ray cluster" in text and "first start trains" in text

@@ -1,12 +1,18 @@
-"""The rules of retraining that need no running stack: schedules and the promotion gate."""
+"""The rules of retraining that need no running stack: schedules, the promotion gate and
+what TRAIN_OVERRIDES do to a preset."""
+
+from dataclasses import replace
 
 import pytest
 from apscheduler.triggers.cron import CronTrigger
 from apscheduler.triggers.interval import IntervalTrigger
 
+from pipeline.embed.config import PRESETS, preset_config
 from pipeline.evaluation.scoring import Scores
 from pipeline.retrain.gate import judge
 from pipeline.retrain.schedule import parse_schedule
+from schemas.items import Modality
+from schemas.runs import TrainPreset
 
 
 def scores(eer: float) -> Scores:
@@ -39,3 +45,14 @@ def test_the_gate_promotes_only_a_better_candidate():
     assert not judge(scores(0.12), scores(0.10), 0.0).promote
     assert not judge(scores(0.09), scores(0.10), 0.02).promote
     assert judge(scores(0.05), None, 0.0).promote
+
+
+def test_train_overrides_replace_the_presets_fields_and_nothing_else():
+    quick = PRESETS[Modality.FACE][TrainPreset.QUICK]
+    config = preset_config(Modality.FACE, TrainPreset.QUICK, {"epochs": 1, "max_seconds": 1e-3})
+    assert (config.epochs, config.max_seconds) == (1, 1e-3)
+    assert config == replace(quick, epochs=1, max_seconds=1e-3)
+    with pytest.raises(TypeError, match="no_such_field"):
+        preset_config(Modality.FACE, TrainPreset.QUICK, {"no_such_field": 1})
+    with pytest.raises(ValueError, match="positive"):
+        preset_config(Modality.FACE, TrainPreset.QUICK, {"epochs": 0})

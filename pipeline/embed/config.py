@@ -5,13 +5,15 @@ network and energy it was trained with); the train config is stored next to each
 so its metrics can be reproduced.
 """
 
-from dataclasses import asdict, dataclass
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, replace
 from enum import Enum
 from typing import Any, Self
 
 from pipeline.embed.energy import ENERGIES
 from pipeline.inputs import INPUTS, LEGACY_INPUTS
 from schemas.items import Modality
+from schemas.runs import TrainPreset
 
 
 class _JsonConfig:
@@ -200,29 +202,30 @@ ENCODERS: dict[Modality, EncoderConfig] = {
 # makes a worse model, which the gate would then rightly refuse; seeded runs reproduce.
 # max_seconds is a safety net at the 10-minute training budget: a run whose first epoch shows
 # that its epochs would not fit (a large training set) plans fewer and finishes them.
-# "step" stops after one optimisation step (the budget is spent by then), from random weights
-# even where a pretrained trunk exists: a model that is certainly worse than a trained one, to
-# show that the promotion gate refuses it.
-STEP_SECONDS = 1e-3
 DEFAULT_BUDGET_S = 600.0
-PRESETS: dict[Modality, dict[str, TrainConfig]] = {
+PRESETS: dict[Modality, dict[TrainPreset, TrainConfig]] = {
     Modality.FACE: {
-        "default": TrainConfig(epochs=20, lr=1e-3, max_seconds=DEFAULT_BUDGET_S),
-        "quick": TrainConfig(epochs=3, lr=1e-3, max_seconds=300.0),
-        "step": TrainConfig(epochs=1, max_seconds=STEP_SECONDS, from_pretrained=False),
+        TrainPreset.DEFAULT: TrainConfig(epochs=20, lr=1e-3, max_seconds=DEFAULT_BUDGET_S),
+        TrainPreset.QUICK: TrainConfig(epochs=3, lr=1e-3, max_seconds=300.0),
     },
     Modality.AUDIO: {
-        "default": TrainConfig(
+        TrainPreset.DEFAULT: TrainConfig(
             epochs=30, identities_per_batch=5, samples_per_identity=8, max_seconds=DEFAULT_BUDGET_S
         ),
-        "quick": TrainConfig(
+        TrainPreset.QUICK: TrainConfig(
             epochs=20, identities_per_batch=5, samples_per_identity=6, max_seconds=300.0
-        ),
-        "step": TrainConfig(
-            epochs=1, identities_per_batch=5, samples_per_identity=6, max_seconds=STEP_SECONDS
         ),
     },
 }
+
+
+def preset_config(
+    modality: Modality, preset: TrainPreset, overrides: Mapping[str, Any]
+) -> TrainConfig:
+    """A preset with the operator's TRAIN_OVERRIDES applied (TypeError for a field
+    TrainConfig does not have)."""
+    return replace(PRESETS[modality][preset], **overrides)
+
 
 # Named baselines the evaluation harness scores beside the service's config. "book" is the
 # siamese network of the book's chapter 2 with its recipe: 56×46 faces, Conv6–Conv12, Dense

@@ -7,31 +7,14 @@ back into a closed database session the way ORM objects would.
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from enum import StrEnum
 from typing import Any
 
 from schemas.items import Modality
+from schemas.runs import RunStatus, RunTrigger
 
 
 def utc_now() -> datetime:
     return datetime.now(UTC)
-
-
-class RunStatus(StrEnum):
-    QUEUED = "queued"
-    RUNNING = "running"
-    SUCCEEDED = "succeeded"
-    FAILED = "failed"
-
-    @property
-    def finished(self) -> bool:
-        return self in (RunStatus.SUCCEEDED, RunStatus.FAILED)
-
-
-class RunTrigger(StrEnum):
-    CLI = "cli"
-    API = "api"
-    SCHEDULE = "schedule"
 
 
 @dataclass(frozen=True, kw_only=True, slots=True)

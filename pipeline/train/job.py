@@ -11,7 +11,7 @@ from uuid import uuid4
 
 from pipeline.data.demo import demo_items
 from pipeline.data.items import DataItem
-from pipeline.embed.config import ENCODERS, PRESETS
+from pipeline.embed.config import ENCODERS, preset_config
 from pipeline.inputs import decode
 from pipeline.settings import Settings
 from pipeline.store.metadata import MetadataStore, VersionExistsError
@@ -137,7 +137,9 @@ def train_registered(
 ) -> RegisteredRun:
     """`train_and_register`, keeping the trained model and its held-out identities."""
     encoder_config = ENCODERS[modality]
-    train_config = PRESETS[modality][preset or settings.train_preset]
+    train_config = preset_config(
+        modality, preset or settings.train_preset, settings.train_overrides
+    )
     result = train_model(samples, encoder_config, train_config, progress, pairs)
     while True:
         # Two trainers of one modality may race for the next number; the loser renumbers.

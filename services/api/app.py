@@ -38,17 +38,21 @@ def create_app() -> FastAPI:
     def openapi() -> dict[str, Any]:
         # Built on first request, in the replica, where the settings are installed.
         if app.openapi_schema is None:
-            schema = get_openapi(
-                title=app.title,
-                version=app.version,
-                summary=app.summary,
-                description=app.description,
-                routes=app.routes,
-            )
-            app.openapi_schema = published_security(
-                problems_as_problem_json(schema), installed().settings
-            )
+            app.openapi_schema = published_security(api_schema(app), installed().settings)
         return app.openapi_schema
 
     app.openapi = openapi  # type: ignore[method-assign]
     return app
+
+
+def api_schema(app: FastAPI) -> dict[str, Any]:
+    """The OpenAPI schema with the API key scheme: docs/openapi.json, and what a deployment
+    with TWINSTREAM_API_KEY set publishes."""
+    schema = get_openapi(
+        title=app.title,
+        version=app.version,
+        summary=app.summary,
+        description=app.description,
+        routes=app.routes,
+    )
+    return problems_as_problem_json(schema)

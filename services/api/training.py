@@ -6,13 +6,12 @@ from dataclasses import asdict
 
 from ray.actor import ActorHandle
 
-from pipeline.embed.config import PRESETS
 from pipeline.retrain.coordinator import BusyError
 from pipeline.store.metadata import MetadataStore
 from pipeline.store.records import RunTrigger
 from schemas.api import ModelInfo, RetrainAccepted, RetrainRequest, RetrainRun
 from services.api.catalog import model_info
-from services.api.problems import conflict, not_found, unprocessable
+from services.api.problems import conflict, not_found
 
 
 class Training:
@@ -21,11 +20,6 @@ class Training:
         self._coordinator = coordinator
 
     async def start(self, request: RetrainRequest) -> RetrainAccepted:
-        presets = PRESETS[request.modality]
-        if request.preset is not None and request.preset not in presets:
-            raise unprocessable(
-                f"unknown preset {request.preset!r}; known: {', '.join(sorted(presets))}"
-            )
         try:
             run_id = await self._coordinator.start.remote(
                 request.modality, RunTrigger.API, request.preset

@@ -14,6 +14,7 @@ router = APIRouter(tags=["health"])
 
 @router.get("/healthz")
 async def healthz() -> Health:
+    """200 while the process answers: a liveness probe; it checks nothing else."""
     return Health(status="ok")
 
 

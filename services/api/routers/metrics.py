@@ -22,4 +22,5 @@ PROMETHEUS_TEXT = {
 async def metrics(
     probe: Annotated[PipelineProbe, Depends(get_probe)],
 ) -> Response:
+    """Request, ingest, index and model metrics in the Prometheus text format."""
     return await probe.render()

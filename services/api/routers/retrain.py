@@ -2,7 +2,7 @@
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends
+from fastapi import APIRouter, Depends, Path
 
 from schemas.api import RetrainAccepted, RetrainRequest, RetrainRun
 from services.api.dependencies import get_training
@@ -26,8 +26,11 @@ async def start_retraining(
     return await training.start(request)
 
 
-@router.get("/{run_id}", responses=error_responses(401, 404))
+@router.get("/{run_id}", responses=error_responses(401, 404, 422))
 async def retraining_run(
-    run_id: str, training: Annotated[Training, Depends(get_training)]
+    run_id: Annotated[str, Path(description="the id `POST /v1/retrain` answered with")],
+    training: Annotated[Training, Depends(get_training)],
 ) -> RetrainRun:
+    """The run's status, phase and progress; once judged, both models' held-out metrics and
+    whether the candidate was promoted. 404 for an unknown run."""
     return await training.run(run_id)

@@ -19,15 +19,18 @@ router = APIRouter(prefix="/v1", tags=["search"], dependencies=[API_KEY])
 async def search(
     request: SearchRequest, engine: Annotated[QueryEngine, Depends(get_engine)]
 ) -> SearchResponse:
+    """The `k` indexed items nearest to an indexed item (`id`) or to file bytes (`data`),
+    nearest first, by the active model. 404 for an unknown id; 422 for bytes that are not
+    a usable image or WAV file."""
     return await engine.search(request)
 
 
 @router.post("/search/upload", responses=error_responses(401, 413, 422))
 async def search_upload(
-    modality: Annotated[Modality, Form()],
+    modality: Annotated[Modality, Form(description="which index to search")],
     item: Annotated[UploadFile, File(description="image or WAV file")],
     engine: Annotated[QueryEngine, Depends(get_engine)],
-    k: Annotated[int, Form(ge=1, le=MAX_K)] = DEFAULT_K,
+    k: Annotated[int, Form(ge=1, le=MAX_K, description="how many matches at most")] = DEFAULT_K,
     label: Annotated[str | None, Form(description="only match items with this label")] = None,
 ) -> SearchResponse:
     """`/v1/search` for a file sent as multipart/form-data (`curl -F item=@x.png`)."""

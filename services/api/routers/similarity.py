@@ -19,12 +19,15 @@ router = APIRouter(prefix="/v1", tags=["similarity"], dependencies=[API_KEY])
 async def similarity(
     request: SimilarityRequest, engine: Annotated[QueryEngine, Depends(get_engine)]
 ) -> SimilarityResponse:
+    """The active model's distance between two items, each an indexed item (`id`) or file
+    bytes (`data`), and whether it calls them the same person or sound. 404 for an unknown
+    id; 422 for bytes that are not a usable image or WAV file."""
     return await engine.similarity(request)
 
 
 @router.post("/similarity/upload", responses=error_responses(401, 413, 422))
 async def similarity_upload(
-    modality: Annotated[Modality, Form()],
+    modality: Annotated[Modality, Form(description="whose model compares them")],
     a: Annotated[UploadFile, File(description="image or WAV file")],
     b: Annotated[UploadFile, File(description="image or WAV file")],
     engine: Annotated[QueryEngine, Depends(get_engine)],
