@@ -4,13 +4,14 @@ replayed operations it applies, and how it switches model versions."""
 import numpy as np
 import pytest
 
-from pipeline.index.holder import IndexHolder, IndexUpdate, StaleVersionError
+from pipeline.index.holder import ApplyOutcome, IndexHolder, IndexUpdate, StaleVersionError
 from pipeline.settings import Settings
 from pipeline.store.metadata import MetadataStore
 from pipeline.store.records import ModelRecord
 from schemas.items import Modality
 
 DIM = 8
+APPLIED = ApplyOutcome.APPLIED
 # face-v3 embeds wider than the others, as a model of newer code may (faces: 128 -> 256).
 WIDTHS = {"face-v1": DIM, "face-v2": DIM, "face-v3": 2 * DIM}
 
@@ -81,8 +82,8 @@ def deletes(ids: list[str], offset: int) -> IndexUpdate:
 
 def test_a_holder_resumes_its_checkpoint_only_for_the_active_model(settings, store, rng):
     holder = IndexHolder(settings, Modality.FACE)
-    assert holder.apply(upserts(["a", "b"], {"face-v1": unit(rng, 2)}, 0)).applied
-    assert holder.apply(deletes(["a"], 2)).applied
+    assert holder.apply(upserts(["a", "b"], {"face-v1": unit(rng, 2)}, 0)).outcome is APPLIED
+    assert holder.apply(deletes(["a"], 2)).outcome is APPLIED
     assert holder.snapshot() is not None
 
     same = IndexHolder(settings, Modality.FACE)
@@ -96,15 +97,15 @@ def test_a_holder_resumes_its_checkpoint_only_for_the_active_model(settings, sto
 def test_commits_may_only_follow_a_durable_checkpoint(settings, store, rng):
     holder = IndexHolder(settings, Modality.FACE)
     result = holder.apply(upserts(["a"], {"face-v1": unit(rng, 1)}, 0))
-    assert result.applied and result.durable_offsets == {}
+    assert result.outcome is APPLIED and result.durable.offsets == {}
     holder.snapshot()
-    assert holder.apply(upserts(["b"], {"face-v1": unit(rng, 1)}, 1)).durable_offsets == {0: 1}
+    assert holder.apply(upserts(["b"], {"face-v1": unit(rng, 1)}, 1)).durable.offsets == {0: 1}
 
 
 def test_a_batch_after_a_gap_is_refused_so_the_writer_replays(settings, store, rng):
     holder = IndexHolder(settings, Modality.FACE)
     result = holder.apply(upserts(["a"], {"face-v1": unit(rng, 1)}, 5))
-    assert not result.applied and result.rewind and holder.size() == 0
+    assert result.outcome is ApplyOutcome.REPLAY and holder.size() == 0
 
 
 def test_a_stale_replay_never_reverts_newer_state(settings, store, rng):
@@ -116,7 +117,7 @@ def test_a_stale_replay_never_reverts_newer_state(settings, store, rng):
     holder.apply(upserts(["a"], {"face-v1": new[None]}, 1))
     holder.apply(deletes(["gone"], 2))
     late = holder.apply(upserts(["a", "gone"], {"face-v1": unit(rng, 2)}, 0))
-    assert late.applied and holder.size() == 1 and holder.offsets() == {0: 3}
+    assert late.outcome is APPLIED and holder.size() == 1 and holder.offsets() == {0: 3}
     np.testing.assert_allclose(holder.vector("face-v1", "a")[0], new)
 
 
@@ -127,10 +128,11 @@ def test_a_build_asks_for_every_version_and_switches_at_once(settings, store, rn
 
     # Writers that only embedded for the active version are told to embed for both.
     refused = holder.apply(upserts(["d"], {"face-v1": unit(rng, 1)}, 3))
-    assert not refused.applied and not refused.rewind
+    assert refused.outcome is ApplyOutcome.EMBED_AGAIN
     assert refused.versions == ["face-v1", "face-v2"]
     live = unit(rng, 1)
-    assert holder.apply(upserts(["b"], {"face-v1": unit(rng, 1), "face-v2": live}, 3)).applied
+    both = {"face-v1": unit(rng, 1), "face-v2": live}
+    assert holder.apply(upserts(["b"], both, 3)).outcome is APPLIED
     holder.delete(["c"])
 
     # The backfill from stored payloads loses to whatever the stream did meanwhile.

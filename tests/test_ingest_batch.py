@@ -12,7 +12,7 @@ from pipeline.decode import DecodeError
 from pipeline.embed.config import ENCODERS, FROM_SCRATCH_FACE
 from pipeline.embed.encoders import build_encoder
 from pipeline.embed.model import EmbeddingModel
-from pipeline.ingest.batch import process_records
+from pipeline.ingest.batch import parse_poll
 from pipeline.inputs import FACE_FRAME, decode
 from pipeline.kafka.clients import headers
 from schemas.items import ITEM_TOPICS, Modality
@@ -52,7 +52,7 @@ def run(records, model, tmp_path):
     """Consumed from offset 0 of every partition, embedded for one model version."""
     positions = {(FACE_TOPIC, p): 0 for p in range(2)}
     inputs = {modality: {model.config.input} for modality in Modality}
-    result = process_records(records, positions, 1 << 20, inputs)
+    result = parse_poll(records, positions, 1 << 20, inputs)
     for batch in result.batches.values():
         batch.embed_for([model])
     return result
@@ -118,7 +118,7 @@ def test_a_model_added_after_the_batch_was_read_gets_it_in_its_own_input(faces, 
     no_face = io.BytesIO()
     Image.new("L", (120, 120), 128).save(no_face, "PNG")
     inputs = {modality: {FACE_FRAME} for modality in Modality}
-    frames_only = process_records(
+    frames_only = parse_poll(
         [record(0, b"c", no_face.getvalue())], {(FACE_TOPIC, 0): 0}, 1 << 20, inputs
     )
     with pytest.raises(DecodeError, match="no face found"):

@@ -7,16 +7,19 @@ where a model switch happens: while a new version is being built it keeps one in
 version, asks every writer for vectors of each, and flips the active version in one step.
 It also feeds every change of the active index to the copies API replicas search
 (pipeline/index/feed.py), and acknowledges an API delete or a switch only once they have it.
+When its index and offsets are written to disk is its `Checkpoint`'s business
+(pipeline/index/checkpoint.py).
 """
 
-import time
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 
 import numpy as np
 
+from pipeline.index.checkpoint import Checkpoint, DurableOffsets
 from pipeline.index.feed import ChangeFeed, Deleted, FeedPosition, FeedReply, Upserted
-from pipeline.index.snapshot import Snapshot, read_latest_snapshot, write_snapshot
+from pipeline.index.snapshot import read_latest_snapshot
 from pipeline.index.vector_index import Hit, VectorIndex
 from pipeline.settings import Settings
 from pipeline.store.metadata import MetadataStore
@@ -47,17 +50,22 @@ class IndexUpdate:
     offsets: dict[int, int] = field(default_factory=dict)
 
 
+class ApplyOutcome(Enum):
+    APPLIED = "applied"
+    # A build began: embed the batch for every version in `versions` as well, and send it again.
+    EMBED_AGAIN = "embed-again"
+    # The batch starts past what the index has applied (the holder came back from an older
+    # snapshot): consume again from the holder's offsets.
+    REPLAY = "replay"
+
+
 @dataclass(frozen=True)
 class ApplyResult:
-    """`applied` is false when the update must be redone: with vectors for `versions`
-    (a build started), or from the holder's offsets (`rewind`: it has not seen the records
-    before this batch, e.g. because it restarted from a checkpoint)."""
-
-    applied: bool
+    outcome: ApplyOutcome
+    # Every version writers must embed for, the active one first.
     versions: list[str]
-    rewind: bool
-    # What the newest durable checkpoint covers: the most a consumer group may commit.
-    durable_offsets: dict[int, int]
+    # What the newest snapshot covers: the most the consumer group may commit.
+    durable: DurableOffsets
 
 
 class IndexHolder:
@@ -67,19 +75,16 @@ class IndexHolder:
         if model is None:
             raise LookupError(f"no active {modality.value} model to index with")
         store.close()
-        self._dir: Path = settings.index_dir / modality.value
-        self._interval = settings.snapshot_interval_s
-        self._every = settings.snapshot_every_updates
+        directory: Path = settings.index_dir / modality.value
         self._ivf_threshold = settings.index_ivf_threshold
-        snapshot = read_latest_snapshot(self._dir)
+        snapshot = read_latest_snapshot(directory)
         if snapshot is not None and snapshot.model_version == model.version:
-            index, self._offsets = snapshot.index, snapshot.offsets
+            index, offsets = snapshot.index, snapshot.offsets
         else:
             # A new model means every stored vector is stale: start empty and let
             # the consumers replay the (compacted) topic from the beginning.
             dim = model.config["encoder"]["embedding_dim"]
-            index, self._offsets = VectorIndex(dim, self._ivf_threshold), {}
-        self._durable = dict(self._offsets)
+            index, offsets = VectorIndex(dim, self._ivf_threshold), {}
         self._active = model.version
         self._indexes: dict[str, VectorIndex] = {model.version: index}
         self._feed = ChangeFeed(model.version)
@@ -87,12 +92,14 @@ class IndexHolder:
         # a backfill from older stored payloads must not overwrite or bring back.
         self._touched: dict[str, set[str]] = {}
         # Upserts applied by this process: the ingest rate is its derivative.
-        self._applied = 0
-        self._pending = 0
-        self._last_snapshot = time.monotonic()
-        # For the checkpoint metrics: when the state was last all durable, last write's seconds.
-        self._durable_at = time.time()
-        self._checkpoint_s = 0.0
+        self._upserted = 0
+        self._checkpoint = Checkpoint(
+            directory,
+            settings.snapshot_interval_s,
+            settings.snapshot_every_updates,
+            offsets,
+            lambda: (self._active, self._indexes[self._active]),
+        )
 
     # --- versions -------------------------------------------------------------------------
 
@@ -135,8 +142,10 @@ class IndexHolder:
         if previous != version:
             del self._indexes[previous]
         self._feed.restart(version)
-        self._pending += 1
-        self.snapshot()
+        # At once: a holder restarted after the store switched must find this version on disk,
+        # or it starts empty.
+        self._checkpoint.record({}, 1)
+        self._checkpoint.make_durable()
         return previous
 
     def _index(self, version: str) -> VectorIndex:
@@ -147,22 +156,22 @@ class IndexHolder:
     # --- writes ---------------------------------------------------------------------------
 
     def offsets(self) -> dict[int, int]:
-        return dict(self._offsets)
+        """partition -> the next offset the index expects: where writers resume."""
+        return self._checkpoint.applied()
 
     def apply(self, update: IndexUpdate) -> ApplyResult:
         versions = self.versions()
         if update.upsert_ids and not set(versions) <= set(update.vectors):
-            return ApplyResult(False, versions, False, dict(self._durable))
-        if any(start > self._offsets.get(p, 0) for p, start in update.start_offsets.items()):
-            return ApplyResult(False, versions, True, dict(self._durable))
+            return ApplyResult(ApplyOutcome.EMBED_AGAIN, versions, self._checkpoint.durable())
+        applied = self._checkpoint.applied()
+        if any(start > applied.get(p, 0) for p, start in update.start_offsets.items()):
+            return ApplyResult(ApplyOutcome.REPLAY, versions, self._checkpoint.durable())
         fresh_deletes = [
             item_id
             for item_id, (p, o) in zip(update.delete_ids, update.delete_positions, strict=True)
-            if o >= self._offsets.get(p, 0)
+            if o >= applied.get(p, 0)
         ]
-        fresh = [
-            i for i, (p, o) in enumerate(update.upsert_positions) if o >= self._offsets.get(p, 0)
-        ]
+        fresh = [i for i, (p, o) in enumerate(update.upsert_positions) if o >= applied.get(p, 0)]
         fresh_ids = [update.upsert_ids[i] for i in fresh]
         for version, index in self._indexes.items():
             index.delete(fresh_deletes)
@@ -182,13 +191,12 @@ class IndexHolder:
                     [update.labels[i] for i in fresh],
                 )
             )
-        for partition, offset in update.offsets.items():
-            self._offsets[partition] = max(offset, self._offsets.get(partition, 0))
-        self._applied += len(fresh)
-        self._pending += len(fresh) + len(fresh_deletes) + 1
-        if self._pending >= self._every or time.monotonic() - self._last_snapshot >= self._interval:
-            self.snapshot()
-        return ApplyResult(True, versions, False, dict(self._durable))
+        # A writer that lost a partition in a rebalance may still send a batch its new owner
+        # went past: its operations were skipped above, and its end moves nothing.
+        moved = {p: end for p, end in update.offsets.items() if end > applied.get(p, 0)}
+        self._upserted += len(fresh)
+        self._checkpoint.record(moved, len(fresh) + len(fresh_deletes) + 1)
+        return ApplyResult(ApplyOutcome.APPLIED, versions, self._checkpoint.durable())
 
     def delete(self, item_ids: list[str]) -> int:
         """An API delete: gone from search at once; its tombstone follows through the log."""
@@ -196,7 +204,7 @@ class IndexHolder:
         for touched in self._touched.values():
             touched.update(item_ids)
         self._feed.record(Deleted(list(item_ids)))
-        self._pending += 1
+        self._checkpoint.record({}, 1)
         return removed[list(self._indexes).index(self._active)]
 
     # --- copies in API replicas (the Ray actor runs these on its event loop, between the
@@ -230,12 +238,10 @@ class IndexHolder:
         """One call for a metrics scrape."""
         return {
             "size": self.size(),
-            "applied": self._applied,
+            "applied": self._upserted,
             "offsets": self.offsets(),
             "model_version": self._active,
-            # 0 while nothing is waiting for a checkpoint.
-            "checkpoint_age_s": time.time() - self._durable_at if self._pending else 0.0,
-            "checkpoint_s": self._checkpoint_s,
+            **self._checkpoint.stats(),
         }
 
     def contains(self, item_ids: list[str]) -> list[bool]:
@@ -255,17 +261,5 @@ class IndexHolder:
     # --- checkpoints ----------------------------------------------------------------------
 
     def snapshot(self) -> Path | None:
-        """Write the active index and its offsets as one checkpoint; consumers may commit
-        up to these offsets once this returns."""
-        self._last_snapshot = time.monotonic()
-        if not self._pending:
-            return None
-        path = write_snapshot(
-            self._dir,
-            Snapshot(self._active, dict(self._offsets), self._indexes[self._active]),
-        )
-        self._checkpoint_s = time.monotonic() - self._last_snapshot
-        self._durable_at = time.time()
-        self._durable = dict(self._offsets)
-        self._pending = 0
-        return path
+        """Make what the index has applied durable now, as on a clean stop."""
+        return self._checkpoint.make_durable()

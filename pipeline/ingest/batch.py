@@ -66,7 +66,9 @@ class ModalityBatch:
 
 
 @dataclass
-class BatchResult:
+class ParsedPoll:
+    """What the consuming thread hands the applying thread, and what it retains first."""
+
     batches: dict[Modality, ModalityBatch] = field(default_factory=dict)
     items: list[ItemRecord] = field(default_factory=list)
     # sha256 -> bytes of every item in `items`, stored with them (pipeline/store/retention.py).
@@ -96,17 +98,17 @@ def _item_record(message: ItemMessage, sha256: str) -> ItemRecord:
     )
 
 
-def process_records(
+def parse_poll(
     records: Sequence[ConsumerRecord],
     positions: Mapping[tuple[str, int], int],
     max_item_bytes: int,
     inputs: Mapping[Modality, Collection[str]],
-) -> BatchResult:
+) -> ParsedPoll:
     """Records must be in log order within each partition (as a poll returns them);
     `positions` are the offsets each (topic, partition) was consumed from for this batch;
     `inputs` the input names each modality's current models take. Vectors are left to
     `ModalityBatch.embed_for`."""
-    result = BatchResult(records=len(records))
+    poll = ParsedPoll(records=len(records))
     latest: dict[tuple[Modality, str], tuple[ItemMessage, dict[str, np.ndarray] | None]] = {}
     for record in records:
         try:
@@ -118,7 +120,7 @@ def process_records(
                 else {name: decode(name, payload) for name in inputs[message.modality]}
             )
         except (Rejected, DecodeError) as error:
-            result.rejected.append((record, str(error)))
+            poll.rejected.append((record, str(error)))
             continue
         latest[(message.modality, message.item_id)] = (message, features)
 
@@ -145,11 +147,11 @@ def process_records(
             name: np.stack([f[name] for _, f in upserts]) for name in inputs[modality] if upserts
         }
         payloads = [m.payload for m, _ in upserts if m.payload is not None]
-        result.batches[modality] = ModalityBatch(update, payloads, features)
-        result.deletes[modality] = update.delete_ids
+        poll.batches[modality] = ModalityBatch(update, payloads, features)
+        poll.deletes[modality] = update.delete_ids
         for message, _ in upserts:
             if message.payload is not None:
                 sha256 = PayloadStore.address(message.payload)
-                result.payloads[sha256] = message.payload
-                result.items.append(_item_record(message, sha256))
-    return result
+                poll.payloads[sha256] = message.payload
+                poll.items.append(_item_record(message, sha256))
+    return poll

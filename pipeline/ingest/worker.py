@@ -4,20 +4,20 @@ The source of truth for "what has been indexed" is the offsets each index holder
 applied together with its vectors. On every partition assignment the consumer seeks
 to those, so a restarted actor or stack resumes exactly where the index is; the
 group's committed offsets (what lag is measured against) only ever advance to
-what a durable checkpoint covers.
+what a durable checkpoint covers (pipeline/index/checkpoint.py).
 
 Two threads make a two-stage pipeline. The consuming thread owns the Kafka consumer (which is
-not thread-safe): it polls, parses, decodes and stores a batch (dead letters, payloads,
-metadata rows), hands it over, and commits what the holders have made durable. The indexing
-thread embeds each batch and applies it to its holder. A batch is consumed while the one
-before it is embedded, and at most one waits between them, so a burst stays in Kafka.
-Parsing a poll alone took a fifth of the indexing loop's time when one thread did both
-(README, "Consuming beside embedding").
+not thread-safe): it polls, then parses a batch, dead-letters what is rejected and retains the
+rest (payloads, metadata rows), hands it over, and commits what the holders have made durable.
+The applying thread embeds each batch and applies it to its holder. A batch is consumed while
+the one before it is embedded, and at most one waits between them, so a burst stays in Kafka;
+parsing beside embedding keeps the encoder busy
+(docs/experiments/2026-11-27-consuming-beside-embedding.md).
 
 Both stages are idempotent and the holder applies only a batch that starts at its offsets,
 so a batch prepared and then dropped by a replay, or prepared for a partition that a
 rebalance handed elsewhere, cannot double an item. A replay from the holders' offsets
-(after a failure, a holder's refusal or a rebalance) runs while no batch is being indexed,
+(after a failure, a holder's refusal or a rebalance) runs while no batch is being applied,
 and drops every batch handed over before it.
 """
 
@@ -31,13 +31,14 @@ from dataclasses import dataclass
 
 import ray
 import torch
-from kafka import ConsumerRebalanceListener, OffsetAndMetadata, TopicPartition
+from kafka import ConsumerRebalanceListener, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
 from pipeline.decode.errors import DecodeError
+from pipeline.index.checkpoint import GroupCommit
 from pipeline.index.handles import ModelCache, holder_handles
-from pipeline.index.holder import ApplyResult
-from pipeline.ingest.batch import BatchResult, ModalityBatch, process_records
+from pipeline.index.holder import ApplyOutcome, ApplyResult
+from pipeline.ingest.batch import ModalityBatch, ParsedPoll, parse_poll
 from pipeline.ingest.dead_letter import dead_letter
 from pipeline.ingest.stall import fetch_from, lagging
 from pipeline.ingest.stats import IngestStats
@@ -62,13 +63,13 @@ STALL_CHECK_S = 15.0
 @dataclass(frozen=True)
 class _Handover:
     """A prepared batch, and the replay generation it was consumed in: a batch from before
-    the latest seek is dropped, not indexed."""
+    the latest seek is dropped, not applied."""
 
-    result: BatchResult
+    poll: ParsedPoll
     generation: int
 
 
-class _SeekToIndex(ConsumerRebalanceListener):
+class _ResumeFromHolders(ConsumerRebalanceListener):
     def __init__(self, worker: "IngestWorker") -> None:
         self._worker = worker
 
@@ -76,7 +77,7 @@ class _SeekToIndex(ConsumerRebalanceListener):
         """Nothing to flush: every applied batch already moved its holder's offsets."""
 
     def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        self._worker.seek_to_index(assigned)
+        self._worker.resume_from_holders(assigned)
 
 
 class IngestWorker:
@@ -100,174 +101,173 @@ class IngestWorker:
         # moves it.
         self._positions: dict[tuple[str, int], int] = {}
         self._handover: queue.Queue[_Handover] = queue.Queue(maxsize=1)
-        # Held while a batch is indexed and while the consumer seeks: a seek reads the
-        # holders' offsets, which must not move under it.
-        self._indexing = threading.Lock()
+        # Held while a batch is embedded and applied and while the consumer seeks: a seek
+        # reads the holders' offsets, which must not move under it.
+        self._applying = threading.Lock()
         self._generation = 0
         self._replay = threading.Event()
-        # Offsets the holders made durable, for the consuming thread to commit.
-        self._durable: dict[TopicPartition, OffsetAndMetadata] = {}
-        self._durable_lock = threading.Lock()
+        self._group_commit = GroupCommit()
         self._consumer = make_consumer(settings, CONSUMER_GROUP)
         self._producer = make_producer(settings)
         self._consumer.subscribe(
-            [ITEM_TOPICS[m] for m in self._holders], listener=_SeekToIndex(self)
+            [ITEM_TOPICS[m] for m in self._holders], listener=_ResumeFromHolders(self)
         )
         self._stop = threading.Event()
         self._stats = IngestStats()
         self._threads = [
-            threading.Thread(target=self._consume, name="ingest-consume", daemon=True),
-            threading.Thread(target=self._index_handed_over, name="ingest", daemon=True),
+            threading.Thread(target=self._consume_loop, name="ingest-consume", daemon=True),
+            threading.Thread(target=self._apply_loop, name="ingest-apply", daemon=True),
         ]
         for thread in self._threads:
             thread.start()
 
-    def _index_offsets(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+    def _holders_applied(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
         """The next offset each partition's index holder expects: what it has applied."""
         offsets = {m: ray.get(h.offsets.remote()) for m, h in self._holders.items()}
         return {tp: offsets[topic_modality(tp.topic)].get(tp.partition, 0) for tp in partitions}
 
-    def seek_to_index(self, partitions: list[TopicPartition]) -> None:
+    def resume_from_holders(self, partitions: list[TopicPartition]) -> None:
         """Fetch `partitions` from what their holders have applied; batches handed over
         before this are dropped."""
-        with self._indexing:
-            offsets = self._index_offsets(partitions)
+        with self._applying:
+            offsets = self._holders_applied(partitions)
             fetch_from(self._consumer, offsets)
             for tp, offset in offsets.items():
                 self._positions[(tp.topic, tp.partition)] = offset
             self._generation += 1
 
-    def _consume(self) -> None:
+    def _failed(self, error: Exception) -> None:
+        """Whatever part of a batch did not reach a holder is replayed from the offsets the
+        holders report; the steps before that are idempotent."""
+        log.exception("ingest failed; replaying from the holders' offsets")
+        self._stats.retries += 1
+        self._stats.last_error = f"{type(error).__name__}: {error}"
+        self._replay.set()
+        self._stop.wait(RETRY_PAUSE_S)
+
+    # --- the consuming thread: poll, parse, dead-letter, retain, hand over, commit ----------
+
+    def _consume_loop(self) -> None:
         quiet_since = time.monotonic()
         batch_size = self._settings.ingest_batch_size
         while not self._stop.is_set():
             try:
                 if self._replay.is_set():
-                    self._replay_from_index()
-                self._commit_durable()
+                    self._replay_from_holders()
+                self._group_commit.commit(self._consumer)
                 polled = self._consumer.poll(timeout_ms=POLL_TIMEOUT_MS, max_records=batch_size)
                 records = [r for batch in polled.values() for r in batch]
                 if records:
                     quiet_since = time.monotonic()
-                    self._hand_over(self._prepare_next(records))
+                    self._hand_over(self._prepare(records))
                 elif time.monotonic() - quiet_since > STALL_CHECK_S:
                     quiet_since = time.monotonic()
                     if self._stalled():
                         self._replay.set()
             except Exception as error:
                 self._failed(error)
-        self._commit_durable()
+        self._group_commit.commit(self._consumer)
 
-    def _replay_from_index(self) -> None:
+    def _replay_from_holders(self) -> None:
         """The seek's new generation drops whatever is still handed over."""
-        self.seek_to_index(list(self._consumer.assignment()))
+        self.resume_from_holders(list(self._consumer.assignment()))
         self._replay.clear()
 
+    def _prepare(self, records: list[ConsumerRecord]) -> _Handover:
+        """Every step before the holder, each of which may be repeated on replay."""
+        starts = self._advance_positions(records)
+        poll = self._parse(records, starts)
+        self._dead_letter(poll)
+        self._retain(poll)
+        return _Handover(poll, self._generation)
+
+    def _advance_positions(self, records: list[ConsumerRecord]) -> dict[tuple[str, int], int]:
+        """Move the positions past `records` for the next poll; returns where they were
+        consumed from."""
+        starts = dict(self._positions)
+        for record in records:
+            self._positions[(record.topic, record.partition)] = record.offset + 1
+        return starts
+
+    def _parse(
+        self, records: list[ConsumerRecord], starts: dict[tuple[str, int], int]
+    ) -> ParsedPoll:
+        """Decoded into every input the modality's current models take."""
+        inputs = {
+            modality: {self._models.get(v).config.input for v in versions}
+            for modality, versions in self._versions.items()
+        }
+        return parse_poll(records, starts, self._settings.max_item_bytes, inputs)
+
+    def _dead_letter(self, poll: ParsedPoll) -> None:
+        for record, reason in poll.rejected:
+            dead_letter(self._producer, record, reason)
+        self._producer.flush()
+
+    def _retain(self, poll: ParsedPoll) -> None:
+        """Payloads and metadata rows, kept for queries by id and for retraining."""
+        self._retained.upsert(poll.items, poll.payloads)
+        for modality, item_ids in poll.deletes.items():
+            self._retained.delete(modality, item_ids)
+
     def _hand_over(self, handover: _Handover) -> None:
-        """Wait for the indexing thread to take `handover`; give up on a stop or a replay,
+        """Wait for the applying thread to take `handover`; give up on a stop or a replay,
         which would drop it anyway."""
         while not (self._stop.is_set() or self._replay.is_set()):
             try:
                 self._handover.put(handover, timeout=HANDOVER_WAIT_S)
                 return
             except queue.Full:
-                self._commit_durable()
+                self._group_commit.commit(self._consumer)
 
-    def _index_handed_over(self) -> None:
+    def _stalled(self) -> bool:
+        """Polls came back empty although a held partition's log goes past what its index
+        has applied (see `pipeline.ingest.stall`): true to fetch from the holders again."""
+        held = list(self._consumer.assignment())
+        behind = lagging(self._consumer, self._holders_applied(held)) if held else []
+        if behind:
+            log.warning("no records for %.0f s while %s lag; seeking again", STALL_CHECK_S, behind)
+            self._stats.stalls += 1
+        return bool(behind)
+
+    # --- the applying thread: embed, apply, stage the durable offsets for commit ------------
+
+    def _apply_loop(self) -> None:
         while not self._stop.is_set():
             try:
                 handover = self._handover.get(timeout=HANDOVER_WAIT_S)
             except queue.Empty:
                 continue
             try:
-                self._index_if_current(handover)
+                self._apply_if_current(handover)
             except Exception as error:
                 self._failed(error)
 
-    def _index_if_current(self, handover: _Handover) -> None:
-        with self._indexing:
+    def _apply_if_current(self, handover: _Handover) -> None:
+        with self._applying:
             stale = handover.generation != self._generation or self._replay.is_set()
-            if not stale and not self._index(handover.result):
+            if not stale and not self._apply_poll(handover.poll):
                 self._replay.set()
 
-    def _failed(self, error: Exception) -> None:
-        """Whatever part of a batch did not reach a holder is replayed from the offsets the
-        holders report; the steps before that are idempotent."""
-        log.exception("ingest failed; replaying from the index's offsets")
-        self._stats.retries += 1
-        self._stats.last_error = f"{type(error).__name__}: {error}"
-        self._replay.set()
-        self._stop.wait(RETRY_PAUSE_S)
-
-    def _prepare_next(self, records: list[ConsumerRecord]) -> _Handover:
-        """Prepare `records` with the positions they were consumed from, and move the
-        positions past them for the poll after."""
-        starts = dict(self._positions)
-        for record in records:
-            self._positions[(record.topic, record.partition)] = record.offset + 1
-        return _Handover(self._prepare(records, starts), self._generation)
-
-    def _stalled(self) -> bool:
-        """Polls came back empty although a held partition's log goes past what its index
-        has applied (see `pipeline.ingest.stall`): true to fetch from the index again."""
-        held = list(self._consumer.assignment())
-        behind = lagging(self._consumer, self._index_offsets(held)) if held else []
-        if behind:
-            log.warning("no records for %.0f s while %s lag; seeking again", STALL_CHECK_S, behind)
-            self._stats.stalls += 1
-        return bool(behind)
-
-    def _prepare(
-        self, records: list[ConsumerRecord], starts: dict[tuple[str, int], int]
-    ) -> BatchResult:
-        """Dead letters, then metadata and payloads: each step may be repeated on replay."""
-        inputs = {
-            modality: {self._models.get(v).config.input for v in versions}
-            for modality, versions in self._versions.items()
-        }
-        result = process_records(records, starts, self._settings.max_item_bytes, inputs)
-        for record, reason in result.rejected:
-            dead_letter(self._producer, record, reason)
-        self._producer.flush()
-        self._retained.upsert(result.items, result.payloads)
-        for modality, item_ids in result.deletes.items():
-            self._retained.delete(modality, item_ids)
-        return result
-
-    def _commit_durable(self) -> None:
-        """Commit what the holders have made durable, for the partitions still held: a group
-        offset never runs ahead of a checkpoint."""
-        with self._durable_lock:
-            durable, self._durable = self._durable, {}
-        owned = self._consumer.assignment()
-        committable = {tp: o for tp, o in durable.items() if tp in owned}
-        if committable:
-            self._consumer.commit(committable)
-
-    def _index(self, result: BatchResult) -> bool:
-        """The index last: it moves the offsets, so nothing is skipped if a step before it
+    def _apply_poll(self, poll: ParsedPoll) -> bool:
+        """The holders last: they move the offsets, so nothing is skipped if a step before
         failed. False when a holder asks for a replay from its offsets."""
-        durable: dict[TopicPartition, OffsetAndMetadata] = {}
-        for modality, batch in result.batches.items():
-            applied = self._apply(modality, batch)
+        for modality, batch in poll.batches.items():
+            applied = self._embed_and_apply(modality, batch)
             if applied is None:
                 return False
-            topic = ITEM_TOPICS[modality]
-            for partition, offset in applied.durable_offsets.items():
-                durable[TopicPartition(topic, partition)] = OffsetAndMetadata(offset, "", -1)
-        with self._durable_lock:
-            self._durable.update(durable)
-        self._stats.indexed += len(result.items)
-        self._stats.deleted += sum(len(ids) for ids in result.deletes.values())
-        self._stats.dead_lettered += len(result.rejected)
+            self._group_commit.stage(ITEM_TOPICS[modality], applied.durable)
+        self._stats.indexed += len(poll.items)
+        self._stats.deleted += sum(len(ids) for ids in poll.deletes.values())
+        self._stats.dead_lettered += len(poll.rejected)
         self._stats.batches += 1
-        self._stats.batch_size.observe(result.records)
-        for batch in result.batches.values():
+        self._stats.batch_size.observe(poll.records)
+        for batch in poll.batches.values():
             for seconds in batch.embed_seconds:
                 self._stats.embed_seconds.observe(seconds)
         return True
 
-    def _apply(self, modality: Modality, batch: ModalityBatch) -> ApplyResult | None:
+    def _embed_and_apply(self, modality: Modality, batch: ModalityBatch) -> ApplyResult | None:
         """Embed for every version the holder wants (a build may start meanwhile: then embed
         again for the new one) and apply; None when the holder wants a replay."""
         while True:
@@ -280,10 +280,15 @@ class IngestWorker:
                 return None
             result: ApplyResult = ray.get(self._holders[modality].apply.remote(batch.update))
             self._versions[modality] = result.versions
-            if result.applied:
-                return result
-            if result.rewind:
-                return None
+            match result.outcome:
+                case ApplyOutcome.APPLIED:
+                    return result
+                case ApplyOutcome.REPLAY:
+                    return None
+                case ApplyOutcome.EMBED_AGAIN:
+                    continue
+
+    # --- for whoever watches the actor ------------------------------------------------------
 
     def state(self) -> str:
         """The partitions this actor's consumer holds and where each of its threads is right

@@ -1,0 +1,58 @@
+"""What `/readyz` checks: models loaded, an index holder per modality, Kafka reachable."""
+
+import asyncio
+import socket
+
+from ray.actor import ActorHandle
+
+from pipeline.kafka.clients import bootstrap_servers
+from pipeline.settings import Settings
+from schemas.api import Readiness
+from schemas.items import Modality
+from services.api.routing import VersionRouter
+
+KAFKA_PROBE_TIMEOUT_S = 1.0
+
+
+def kafka_reachable(settings: Settings) -> bool:
+    """A TCP connect to the first bootstrap server: cheap enough for every probe."""
+    host, _, port = bootstrap_servers(settings)[0].rpartition(":")
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), KAFKA_PROBE_TIMEOUT_S):
+            return True
+    except OSError:
+        return False
+
+
+class ReadinessCheck:
+    def __init__(
+        self, settings: Settings, holders: dict[Modality, ActorHandle], router: VersionRouter
+    ) -> None:
+        self._settings = settings
+        self._holders = holders
+        self._router = router
+
+    async def run(self) -> Readiness:
+        sizes = dict(
+            zip(
+                self._holders,
+                await asyncio.gather(*(h.size.remote() for h in self._holders.values())),
+                strict=True,
+            )
+        )
+        versions = await self._router.holder_versions()
+        loaded = await asyncio.gather(
+            *(self._router.model(v) for v in versions.values()),
+            return_exceptions=True,
+        )
+        checks = {
+            "models_loaded": not any(isinstance(m, Exception) for m in loaded),
+            "indexes_loaded": set(sizes) == set(Modality),
+            "kafka_reachable": await asyncio.to_thread(kafka_reachable, self._settings),
+        }
+        return Readiness(
+            ready=all(checks.values()),
+            checks=checks,
+            model_versions=versions,
+            index_sizes=sizes,
+        )
