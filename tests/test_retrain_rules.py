@@ -10,9 +10,11 @@ from apscheduler.triggers.interval import IntervalTrigger
 from pipeline.embed.config import PRESETS, preset_config
 from pipeline.evaluation.scoring import Scores
 from pipeline.retrain.gate import judge
+from pipeline.retrain.progress import RunProgress
 from pipeline.retrain.schedule import parse_schedule
+from pipeline.store.metadata import MetadataStore
 from schemas.items import Modality
-from schemas.runs import TrainPreset
+from schemas.runs import RunPhase, RunStatus, RunTrigger, TrainPreset
 
 
 def scores(eer: float) -> Scores:
@@ -56,3 +58,21 @@ def test_train_overrides_replace_the_presets_fields_and_nothing_else():
         preset_config(Modality.FACE, TrainPreset.QUICK, {"no_such_field": 1})
     with pytest.raises(ValueError, match="positive"):
         preset_config(Modality.FACE, TrainPreset.QUICK, {"epochs": 0})
+
+
+def test_a_runs_progress_moves_through_each_phases_span_and_stays_where_it_failed(tmp_path):
+    store = MetadataStore(f"sqlite:///{tmp_path / 'meta.db'}")
+    run = store.create_run(Modality.FACE, RunTrigger.API)
+    progress = RunProgress(store, run.run_id)
+    progress.at(RunPhase.COLLECTING, status=RunStatus.RUNNING)
+    assert (store.get_run(run.run_id).phase, store.get_run(run.run_id).progress) == (
+        "collecting",
+        0.01,
+    )
+    progress.through(RunPhase.TRAINING)(0.5)
+    assert store.get_run(run.run_id).progress == pytest.approx(0.4)
+    progress.at(RunPhase.RE_EMBEDDING, 1.0)
+    assert store.get_run(run.run_id).progress == pytest.approx(0.99)
+    progress.at(RunPhase.FAILED, status=RunStatus.FAILED, error="boom")
+    failed = store.get_run(run.run_id)
+    assert (failed.phase, failed.progress, failed.status) == ("failed", 0.99, RunStatus.FAILED)

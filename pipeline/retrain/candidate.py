@@ -11,14 +11,13 @@ from pipeline.embed.model import EmbeddingModel
 from pipeline.evaluation.scoring import Scores, score_model
 from pipeline.retrain.feedback import read_pairs
 from pipeline.retrain.gate import Decision, judge
+from pipeline.retrain.progress import RunProgress
 from pipeline.settings import Settings
 from pipeline.store.metadata import MetadataStore
 from pipeline.store.records import ModelRecord, RunStatus
 from pipeline.train.job import stored_samples, train_registered
 from schemas.items import Modality
-
-# Shares of a run's progress bar: most of it is training.
-TRAINING_SHARE = (0.05, 0.75)
+from schemas.runs import RunPhase
 
 
 @dataclass(frozen=True)
@@ -35,7 +34,8 @@ def train_candidate(
     settings: Settings, modality: Modality, run_id: str, preset: str | None
 ) -> Candidate:
     store = MetadataStore.from_settings(settings)
-    store.update_run(run_id, status=RunStatus.RUNNING, phase="collecting", progress=0.01)
+    progress = RunProgress(store, run_id)
+    progress.at(RunPhase.COLLECTING, status=RunStatus.RUNNING)
     samples = stored_samples(settings, store, modality)
     feedback, skipped = read_pairs(settings, modality)
     position = {s.id: i for i, s in enumerate(samples)}
@@ -51,25 +51,20 @@ def train_candidate(
         "feedback_pairs_used": len(pairs),
         "feedback_messages_skipped": skipped,
     }
-    store.update_run(run_id, phase="training", progress=TRAINING_SHARE[0], data_counts=counts)
-
-    low, high = TRAINING_SHARE
-
-    def progress(fraction: float, _message: str) -> None:
-        store.update_run(run_id, progress=low + (high - low) * fraction)
-
+    progress.at(RunPhase.TRAINING, data_counts=counts)
+    training = progress.through(RunPhase.TRAINING)
     run = train_registered(
         settings,
         store,
         modality,
         samples,
         activate=False,
-        progress=progress,
+        progress=lambda fraction, _message: training(fraction),
         pairs=pairs,
         preset=preset,
     )
     record = run.record
-    store.update_run(run_id, phase="evaluating", progress=high, candidate_version=record.version)
+    progress.at(RunPhase.EVALUATING, candidate_version=record.version)
     # Both models are scored on the identities the candidate was not trained on.
     held_out = run.result.held_out
     candidate = score_model(EmbeddingModel.from_record(record), held_out)
@@ -80,14 +75,14 @@ def train_candidate(
         else score_model(EmbeddingModel.from_record(active_record), held_out)
     )
     decision = judge(candidate, active, settings.retrain_min_improvement)
-    store.update_run(
-        run_id,
+    progress.at(
+        RunPhase.EVALUATING,
+        1.0,
         metrics={
             "candidate": _summary(candidate),
             "active": None if active is None else _summary(active),
             "active_version": None if active_record is None else active_record.version,
             "decision": decision.reason,
         },
-        progress=0.8,
     )
     return Candidate(record, decision)

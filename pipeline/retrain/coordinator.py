@@ -20,18 +20,18 @@ from pipeline.embed.model import EmbeddingModel
 from pipeline.index.handles import holder_handles
 from pipeline.placement import plan_placement
 from pipeline.retrain.candidate import train_candidate
-from pipeline.retrain.rebuild import rebuild_and_switch
+from pipeline.retrain.progress import RunProgress
+from pipeline.retrain.rebuild import Progress, rebuild_and_switch
 from pipeline.retrain.schedule import parse_schedule
 from pipeline.settings import Settings
 from pipeline.store.metadata import MetadataStore
 from pipeline.store.records import ModelRecord, RunStatus, RunTrigger
 from schemas.items import Modality
+from schemas.runs import RunPhase
 
 log = logging.getLogger(__name__)
 
 COORDINATOR_NAME = "retrainer"
-# Shares of a run's progress bar after training and judging (see candidate.py).
-REBUILD_SHARE = (0.8, 0.99)
 
 
 class BusyError(RuntimeError):
@@ -91,6 +91,7 @@ class Retrainer:
         return run.run_id
 
     def _retrain(self, run_id: str, modality: Modality, preset: str | None) -> None:
+        progress = RunProgress(self._store, run_id)
         try:
             placement = plan_placement(ray.cluster_resources(), self._settings)
             task = ray.remote(train_candidate).options(
@@ -98,35 +99,18 @@ class Retrainer:
             )
             candidate = ray.get(task.remote(self._settings, modality, run_id, preset))
             if not candidate.decision.promote:
-                self._store.update_run(
-                    run_id,
-                    status=RunStatus.SUCCEEDED,
-                    phase="rejected",
-                    promoted=False,
-                    progress=1.0,
-                )
+                progress.at(RunPhase.REJECTED, status=RunStatus.SUCCEEDED, promoted=False)
                 return
-            self._store.update_run(run_id, phase="re-embedding", progress=REBUILD_SHARE[0])
-            self._switch(candidate.record, run_id)
-            self._store.update_run(
-                run_id, status=RunStatus.SUCCEEDED, phase="promoted", promoted=True, progress=1.0
-            )
+            progress.at(RunPhase.RE_EMBEDDING)
+            self._switch(candidate.record, progress.through(RunPhase.RE_EMBEDDING))
+            progress.at(RunPhase.PROMOTED, status=RunStatus.SUCCEEDED, promoted=True)
         except Exception as error:
             log.exception("retraining run %s failed", run_id)
-            self._store.update_run(
-                run_id,
-                status=RunStatus.FAILED,
-                phase="failed",
-                error=f"{type(error).__name__}: {error}",
+            progress.at(
+                RunPhase.FAILED, status=RunStatus.FAILED, error=f"{type(error).__name__}: {error}"
             )
 
-    def _switch(self, record: ModelRecord, run_id: str | None = None) -> None:
-        low, high = REBUILD_SHARE
-
-        def progress(fraction: float) -> None:
-            if run_id is not None:
-                self._store.update_run(run_id, progress=low + (high - low) * fraction)
-
+    def _switch(self, record: ModelRecord, progress: Progress | None = None) -> None:
         model = EmbeddingModel.from_record(record)
         previous = rebuild_and_switch(
             self._settings, self._store, self._holders[record.modality], model, progress
