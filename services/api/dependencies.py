@@ -1,4 +1,4 @@
-"""What the routers depend on: the replica's settings, query engine and catalog.
+"""What the routers depend on: the replica's settings, query engine, readiness and catalog.
 
 Ray Serve pickles the FastAPI app into each replica, so `app.state` set in the
 deployment's constructor is not the state the routes see; a module-level slot
@@ -11,6 +11,7 @@ from pipeline.settings import Settings
 from services.api.catalog import Catalog
 from services.api.engine import QueryEngine
 from services.api.metrics import PipelineProbe
+from services.api.readiness import ReadinessCheck
 from services.api.training import Training
 
 
@@ -18,6 +19,7 @@ from services.api.training import Training
 class ApiContext:
     settings: Settings
     engine: QueryEngine
+    readiness: ReadinessCheck
     catalog: Catalog
     probe: PipelineProbe
     training: Training
@@ -48,6 +50,10 @@ async def get_settings() -> Settings:
 
 async def get_engine() -> QueryEngine:
     return installed().engine
+
+
+async def get_readiness() -> ReadinessCheck:
+    return installed().readiness
 
 
 async def get_catalog() -> Catalog:

@@ -14,6 +14,7 @@ from services.api.catalog import Catalog
 from services.api.dependencies import ApiContext, install_context
 from services.api.engine import QueryEngine
 from services.api.metrics import PipelineProbe
+from services.api.readiness import ReadinessCheck
 from services.api.training import Training
 
 app = create_app()
@@ -26,10 +27,12 @@ class QueryService:
         torch.set_num_threads(settings.api_embed_threads)
         store = MetadataStore.from_settings(settings)
         holders = holder_handles()
+        engine = QueryEngine(settings, holders, ModelCache(store))
         install_context(
             ApiContext(
                 settings=settings,
-                engine=QueryEngine(settings, holders, ModelCache(store)),
+                engine=engine,
+                readiness=ReadinessCheck(settings, holders, engine.router),
                 catalog=Catalog(settings, store, holders),
                 probe=PipelineProbe(settings, holders),
                 training=Training(store, ray.get_actor(COORDINATOR_NAME, namespace=NAMESPACE)),

@@ -25,7 +25,6 @@ from schemas.api import (
     ItemRef,
     Match,
     QueryFace,
-    Readiness,
     SearchRequest,
     SearchResponse,
     SimilarityRequest,
@@ -34,7 +33,6 @@ from schemas.api import (
 from schemas.items import Modality
 from services.api.batching import EncoderBatches
 from services.api.problems import not_found, too_large, unprocessable
-from services.api.readiness import ReadinessCheck
 from services.api.routing import VersionRouter
 
 
@@ -44,27 +42,24 @@ class QueryEngine:
     ) -> None:
         self.settings = settings
         self._batches = EncoderBatches(settings)
-        self._router = VersionRouter(settings, holders, models)
-        self._readiness = ReadinessCheck(settings, holders, self._router)
+        # Public: readiness asks the same router which versions the holders serve.
+        self.router = VersionRouter(settings, holders, models)
 
     async def similarity(self, request: SimilarityRequest) -> SimilarityResponse:
-        return await self._router.retrying_switches(
+        return await self.router.retrying_switches(
             request.modality, lambda: self._similarity(request)
         )
 
     async def search(self, request: SearchRequest) -> SearchResponse:
-        return await self._router.retrying_switches(request.modality, lambda: self._search(request))
-
-    async def readiness(self) -> Readiness:
-        return await self._readiness.run()
+        return await self.router.retrying_switches(request.modality, lambda: self._search(request))
 
     async def _similarity(self, request: SimilarityRequest) -> SimilarityResponse:
         modality = request.modality
-        model = await self._router.active_model(modality)
+        model = await self.router.active_model(modality)
         lookups = [self._vector(model, modality, ref) for ref in (request.a, request.b)]
         if request.a.id is None and request.b.id is None:
             # No holder lookup would notice a switch: ask while the payloads embed.
-            lookups.append(self._router.confirm(modality, model.version))
+            lookups.append(self.router.confirm(modality, model.version))
         (a, a_face), (b, b_face), *_ = await asyncio.gather(*lookups)
         squared = np.asarray([np.sum((a - b) ** 2)], dtype=np.float64)
         distance = float(model.energy.from_squared_l2(squared)[0])
@@ -78,9 +73,9 @@ class QueryEngine:
         )
 
     async def _search(self, request: SearchRequest) -> SearchResponse:
-        model = await self._router.active_model(request.modality)
+        model = await self.router.active_model(request.modality)
         vector, face = await self._vector(model, request.modality, request.item)
-        hits = await self._router.search(
+        hits = await self.router.search(
             request.modality, model.version, vector, request.k, request.label
         )
         return search_response(model, hits, face)
@@ -90,7 +85,7 @@ class QueryEngine:
     ) -> tuple[np.ndarray, QueryFace | None]:
         """The ref's vector, and where its face was when it is a photo sent with the query."""
         if ref.id is not None:
-            vector = await self._router.vector(modality, model.version, ref.id)
+            vector = await self.router.vector(modality, model.version, ref.id)
             if vector is None:
                 raise not_found(f"no {modality.value} item with id {ref.id!r} is indexed")
             return vector, None

@@ -6,8 +6,8 @@ from fastapi import APIRouter, Depends
 from fastapi.responses import JSONResponse
 
 from schemas.api import Health, Readiness
-from services.api.dependencies import get_engine
-from services.api.engine import QueryEngine
+from services.api.dependencies import get_readiness
+from services.api.readiness import ReadinessCheck
 
 router = APIRouter(tags=["health"])
 
@@ -19,9 +19,9 @@ async def healthz() -> Health:
 
 
 @router.get("/readyz", response_model=Readiness, responses={503: {"model": Readiness}})
-async def readyz(engine: Annotated[QueryEngine, Depends(get_engine)]) -> JSONResponse:
+async def readyz(check: Annotated[ReadinessCheck, Depends(get_readiness)]) -> JSONResponse:
     """200 when models, indexes and Kafka are all there; 503 with the failing checks otherwise."""
-    readiness = await engine.readiness()
+    readiness = await check.run()
     return JSONResponse(
         readiness.model_dump(mode="json"), status_code=200 if readiness.ready else 503
     )
