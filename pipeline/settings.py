@@ -16,7 +16,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from schemas.runs import TrainPreset
 
 DEFAULT_KAFKA_BOOTSTRAP = "127.0.0.1:9092"
-# Index size at which exact search gives way to IVF (a 100k×64 flat scan is ~10 ms).
+# Index size at which exact search gives way to IVF: past it a flat scan per query costs more
+# than an IVF probe.
 DEFAULT_IVF_THRESHOLD = 100_000
 
 

@@ -196,8 +196,8 @@ ENCODERS: dict[Modality, EncoderConfig] = {
     Modality.AUDIO: EncoderConfig(modality=Modality.AUDIO, head_grid=(1, 4)),
 }
 
-# "default" is what the service trains (first models, retraining): about 1 min (faces) and
-# 4 min (speech) on an idle 2-core CPU. Like "quick" (tests, on a subset of the data) it is
+# "default" is what the service trains (first models, retraining; its cost is in
+# docs/benchmarks.md#retrain). Like "quick" (tests, on a subset of the data) it is
 # bounded by epochs, not the clock: a run cut short on a busy machine stops mid-schedule and
 # makes a worse model, which the gate would then rightly refuse; seeded runs reproduce.
 # max_seconds is a safety net at the 10-minute training budget: a run whose first epoch shows

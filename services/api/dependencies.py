@@ -40,8 +40,8 @@ def installed() -> ApiContext:
 
 
 # The providers below are coroutines although they never await: FastAPI runs a plain `def`
-# dependency in its thread pool, a hop per dependency per request (profiled at ~1 ms each
-# on a replica's event loop), for what is a read of this process's context.
+# dependency in its thread pool, a hop per dependency per request, for what is a read of
+# this process's context (docs/experiments/2026-11-28-where-a-querys-time-goes.md).
 
 
 async def get_settings() -> Settings:
