@@ -80,7 +80,7 @@ def _train(
             progress=lambda done, phase: bar.update(
                 task, completed=done, description=f"train {modality.value}: {phase}"
             ),
-        )
+        ).record
     eer = record.metrics.get("eer")
     console.print(f"{record.version}: held-out EER {eer:.3f}, threshold {record.threshold:.3f}")
     return record.version

@@ -111,7 +111,7 @@ def weak_face_model(stack_settings, demo_data) -> Iterator[str]:
     samples = item_samples(Modality.FACE, demo_data.indexed[Modality.FACE])
     record = train_and_register(
         one_step(stack_settings), store, Modality.FACE, samples, activate=False
-    )
+    ).record
     yield record.version
 
 

@@ -15,7 +15,7 @@ from pipeline.retrain.progress import RunProgress
 from pipeline.settings import Settings
 from pipeline.store.metadata import MetadataStore
 from pipeline.store.records import ModelRecord, RunStatus
-from pipeline.train.job import stored_samples, train_registered
+from pipeline.train.job import stored_samples, train_and_register
 from schemas.items import Modality
 from schemas.runs import RunPhase
 
@@ -53,7 +53,7 @@ def train_candidate(
     }
     progress.at(RunPhase.TRAINING, data_counts=counts)
     training = progress.through(RunPhase.TRAINING)
-    run = train_registered(
+    run = train_and_register(
         settings,
         store,
         modality,

@@ -93,6 +93,12 @@ def demo_samples(modality: Modality) -> list[Sample]:
     return item_samples(modality, demo_items(modality))
 
 
+@dataclass(frozen=True)
+class RegisteredRun:
+    record: ModelRecord
+    result: TrainResult
+
+
 def train_and_register(
     settings: Settings,
     store: MetadataStore,
@@ -103,39 +109,10 @@ def train_and_register(
     progress: Progress | None = None,
     pairs: Sequence[tuple[int, int, bool]] = (),
     preset: str | None = None,
-) -> ModelRecord:
-    """`pairs` are explicit labelled pairs as positions into `samples`; `preset` overrides
-    the service's TRAIN_PRESET."""
-    return train_registered(
-        settings,
-        store,
-        modality,
-        samples,
-        activate=activate,
-        progress=progress,
-        pairs=pairs,
-        preset=preset,
-    ).record
-
-
-@dataclass(frozen=True)
-class RegisteredRun:
-    record: ModelRecord
-    result: TrainResult
-
-
-def train_registered(
-    settings: Settings,
-    store: MetadataStore,
-    modality: Modality,
-    samples: list[Sample],
-    *,
-    activate: bool,
-    progress: Progress | None = None,
-    pairs: Sequence[tuple[int, int, bool]] = (),
-    preset: str | None = None,
 ) -> RegisteredRun:
-    """`train_and_register`, keeping the trained model and its held-out identities."""
+    """`pairs` are explicit labelled pairs as positions into `samples`; `preset` overrides
+    the service's TRAIN_PRESET. The trained model and its held-out identities come back
+    with the record."""
     encoder_config = ENCODERS[modality]
     train_config = preset_config(
         modality, preset or settings.train_preset, settings.train_overrides
