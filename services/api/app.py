@@ -1,5 +1,6 @@
 """The FastAPI application: routers, problem handlers, limits and OpenAPI metadata."""
 
+from importlib.metadata import version
 from typing import Any
 
 from fastapi import FastAPI
@@ -25,7 +26,7 @@ def create_app() -> FastAPI:
         title="twinstream",
         summary="Streaming similarity search for faces and audio with siamese encoders.",
         description=DESCRIPTION,
-        version="0.1.0",
+        version=version("twinstream"),
     )
     routers = (similarity, search, items, models, retrain, health, metrics)
     for module in routers:
