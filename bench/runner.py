@@ -4,7 +4,7 @@ import importlib
 from collections.abc import Sequence
 from pathlib import Path
 
-from bench.report import Benchmark, BenchReport, write_report, write_summary
+from bench.report import Benchmark, write_report, write_summary
 
 # name -> "module:function"; imported only when run, so one benchmark's extras
 # never stop another from running.
@@ -29,11 +29,10 @@ def run_benchmarks(names: Sequence[str] = (), results_dir: Path = RESULTS_DIR) -
     unknown = set(names) - set(BENCHMARKS)
     if unknown:
         raise ValueError(f"unknown benchmarks {sorted(unknown)}; known: {sorted(BENCHMARKS)}")
-    reports: list[BenchReport] = []
     written = []
+    summary = results_dir / "SUMMARY.md"
     for name in names or list(BENCHMARKS):
-        report = _load(BENCHMARKS[name])(results_dir)
-        reports.append(report)
-        written.append(write_report(report, results_dir))
-    written.append(write_summary(reports, results_dir))
-    return written
+        written.append(write_report(_load(BENCHMARKS[name])(results_dir), results_dir))
+        # After each one, so a run cut short still leaves a summary of what it measured.
+        summary = write_summary(list(BENCHMARKS), results_dir)
+    return [*written, summary]
