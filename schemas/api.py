@@ -149,15 +149,34 @@ class Health(BaseModel):
     status: Literal["ok"] = Field(description="always `ok`")
 
 
+class StoppedPartition(BaseModel):
+    """A partition ingest stopped at a batch its consumer cannot read."""
+
+    topic: str = Field(description="the item topic")
+    partition: int = Field(description="the partition that stopped; the others go on")
+    offset: int = Field(
+        description="the first offset not read: ingest resumes here after a restart once the "
+        "cause is gone (a codec library installed, the batch repaired)"
+    )
+    error: str = Field(description="why the batch could not be read")
+    actor: str = Field(description="the ingest actor holding the partition")
+    since: datetime = Field(description="when it stopped (UTC)")
+
+
 class Readiness(BaseModel):
     """Whether the service can answer queries, and what with."""
 
     ready: bool = Field(description="every check passed")
     checks: dict[str, bool] = Field(
-        description="`models_loaded`, `indexes_loaded` and `kafka_reachable`"
+        description="`models_loaded`, `indexes_loaded`, `kafka_reachable` and `ingest_reading` "
+        "(no partition stopped at a batch ingest cannot read)"
     )
     model_versions: dict[Modality, str] = Field(description="the active version per modality")
     index_sizes: dict[Modality, int] = Field(description="items in the index per modality")
+    stopped_partitions: list[StoppedPartition] = Field(
+        default_factory=list,
+        description="the partitions ingest stopped at a batch it cannot read, and why",
+    )
 
 
 class SourcePosition(BaseModel):

@@ -9,6 +9,8 @@ import bisect
 import copy
 from dataclasses import dataclass, field
 
+from pipeline.ingest.unreadable import StoppedPartition
+
 # Records per poll: bounded above by INGEST_BATCH_SIZE.
 BATCH_SIZE_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 # One forward pass of the encoder over a batch, per modality.
@@ -51,6 +53,8 @@ class IngestStats:
     last_error: str | None = None
     # Times the actor found itself polling nothing while behind the log, and sought again.
     stalls: int = 0
+    # Partitions stopped at a batch the consumer cannot read, until a restart.
+    stopped: list[StoppedPartition] = field(default_factory=list)
     batch_size: Distribution = field(default_factory=lambda: Distribution(BATCH_SIZE_BUCKETS))
     embed_seconds: Distribution = field(default_factory=lambda: Distribution(EMBED_SECONDS_BUCKETS))
 

@@ -14,6 +14,10 @@ the one before it is embedded, and at most one waits between them, so a burst st
 parsing beside embedding keeps the encoder busy
 (docs/experiments/2026-11-27-consuming-beside-embedding.md).
 
+A batch the consumer cannot read at all (a codec it lacks, a corrupt batch) stops only its
+partition (see `pipeline.ingest.unreadable`): reported through the actor's stats until a restart
+fetches it again from the holders' offsets.
+
 Both stages are idempotent and the holder applies only a batch that starts at its offsets,
 so a batch prepared and then dropped by a replay, or prepared for a partition that a
 rebalance handed elsewhere, cannot double an item. A replay from the holders' offsets
@@ -42,6 +46,7 @@ from pipeline.ingest.batch import ModalityBatch, ParsedPoll, parse_poll
 from pipeline.ingest.dead_letter import dead_letter
 from pipeline.ingest.stall import fetch_from, lagging
 from pipeline.ingest.stats import IngestStats
+from pipeline.ingest.unreadable import StoppedPartition, stop_unreadable
 from pipeline.kafka.clients import make_consumer, make_producer
 from pipeline.settings import Settings
 from pipeline.store.metadata import MetadataStore
@@ -58,6 +63,9 @@ HANDOVER_WAIT_S = 0.2
 RETRY_PAUSE_S = 1.0
 # Empty polls for this long make the actor check that it is not stuck behind the log.
 STALL_CHECK_S = 15.0
+# A stop gives the threads this long to finish what they are in (an embedding, a holder's
+# apply), then leaves them to the process's exit rather than hang the caller.
+STOP_TIMEOUT_S = 20.0
 
 
 @dataclass(frozen=True)
@@ -74,7 +82,9 @@ class _ResumeFromHolders(ConsumerRebalanceListener):
         self._worker = worker
 
     def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        """Nothing to flush: every applied batch already moved its holder's offsets."""
+        """Nothing to flush: every applied batch already moved its holder's offsets. A stopped
+        partition is reported by whoever holds it next."""
+        self._worker.forget_stopped(revoked)
 
     def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
         self._worker.resume_from_holders(assigned)
@@ -100,6 +110,8 @@ class IngestWorker:
         # holder restored from an older checkpoint is noticed. Only the consuming thread
         # moves it.
         self._positions: dict[tuple[str, int], int] = {}
+        # Partitions whose batch could not be read: paused, never fetched again by this consumer.
+        self._stopped: dict[TopicPartition, StoppedPartition] = {}
         self._handover: queue.Queue[_Handover] = queue.Queue(maxsize=1)
         # Held while a batch is embedded and applied and while the consumer seeks: a seek
         # reads the holders' offsets, which must not move under it.
@@ -131,7 +143,9 @@ class IngestWorker:
         before this are dropped."""
         with self._applying:
             offsets = self._holders_applied(partitions)
-            fetch_from(self._consumer, offsets)
+            fetch_from(
+                self._consumer, {tp: o for tp, o in offsets.items() if tp not in self._stopped}
+            )
             for tp, offset in offsets.items():
                 self._positions[(tp.topic, tp.partition)] = offset
             self._generation += 1
@@ -155,8 +169,7 @@ class IngestWorker:
                 if self._replay.is_set():
                     self._replay_from_holders()
                 self._group_commit.commit(self._consumer)
-                polled = self._consumer.poll(timeout_ms=POLL_TIMEOUT_MS, max_records=batch_size)
-                records = [r for batch in polled.values() for r in batch]
+                records = self._poll(batch_size)
                 if records:
                     quiet_since = time.monotonic()
                     self._hand_over(self._prepare(records))
@@ -167,6 +180,35 @@ class IngestWorker:
             except Exception as error:
                 self._failed(error)
         self._group_commit.commit(self._consumer)
+
+    def _poll(self, batch_size: int) -> list[ConsumerRecord]:
+        """The next records; a batch that cannot be read stops its partition instead."""
+        try:
+            polled = self._consumer.poll(timeout_ms=POLL_TIMEOUT_MS, max_records=batch_size)
+        except Exception as error:
+            stopped = stop_unreadable(self._consumer, error)
+            if stopped is None:
+                raise
+            self._stop_partition(stopped)
+            return []
+        return [r for batch in polled.values() for r in batch]
+
+    def _stop_partition(self, stopped: StoppedPartition) -> None:
+        log.error(
+            "stopped %s:%d at offset %d: its batch cannot be read (%s); the other partitions go "
+            "on, and it resumes there after a restart once the cause is gone",
+            stopped.topic,
+            stopped.partition,
+            stopped.offset,
+            stopped.error,
+        )
+        self._stopped[TopicPartition(stopped.topic, stopped.partition)] = stopped
+        self._stats.stopped = list(self._stopped.values())
+
+    def forget_stopped(self, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
+            self._stopped.pop(tp, None)
+        self._stats.stopped = list(self._stopped.values())
 
     def _replay_from_holders(self) -> None:
         """The seek's new generation drops whatever is still handed over."""
@@ -223,7 +265,7 @@ class IngestWorker:
     def _stalled(self) -> bool:
         """Polls came back empty although a held partition's log goes past what its index
         has applied (see `pipeline.ingest.stall`): true to fetch from the holders again."""
-        held = list(self._consumer.assignment())
+        held = [tp for tp in self._consumer.assignment() if tp not in self._stopped]
         behind = lagging(self._consumer, self._holders_applied(held)) if held else []
         if behind:
             log.warning("no records for %.0f s while %s lag; seeking again", STALL_CHECK_S, behind)
@@ -312,8 +354,14 @@ class IngestWorker:
         return self._stats.snapshot()
 
     def stop(self) -> None:
+        """Within STOP_TIMEOUT_S whatever the threads are doing; the clients are closed only when
+        no thread can still be using them."""
         self._stop.set()
+        deadline = time.monotonic() + STOP_TIMEOUT_S
         for thread in self._threads:
-            thread.join()
+            thread.join(max(deadline - time.monotonic(), 0))
+        if any(thread.is_alive() for thread in self._threads):
+            log.warning("ingest threads did not stop in %.0f s: %s", STOP_TIMEOUT_S, self.state())
+            return
         self._consumer.close()
         self._producer.close()

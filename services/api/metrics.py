@@ -3,7 +3,7 @@
 Request metrics are counted in-process by a middleware; index size, ingest
 progress and consumer lag are read from the index holders and the broker at
 scrape time, and the ingest actors' counters and histograms (items, deletes,
-dead letters, batch size, embed latency) from each actor, so every replica
+dead letters, batch size, embed latency, stopped partitions) from each actor, so every replica
 reports the same pipeline numbers without keeping a copy of them.
 """
 
@@ -21,20 +21,22 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.registry import Collector
 from ray.actor import ActorHandle
 from starlette.types import Message, Receive, Scope, Send
 
-from pipeline.index.handles import ingest_handles
 from pipeline.ingest.stats import IngestStats
 from pipeline.kafka.clients import make_consumer
 from pipeline.settings import Settings
 from schemas.items import ITEM_TOPICS, Modality, topic_modality
 from services.api.asgi import HttpMiddleware
-
-# A restarting ingest actor answers late; the scrape reports the others meanwhile.
-INGEST_STATS_TIMEOUT_S = 2.0
+from services.api.ingest_actors import ingest_stats
 
 
 class IngestCollector(Collector):
@@ -71,14 +73,22 @@ class IngestCollector(Collector):
         embed = HistogramMetricFamily(
             "twinstream_embed_seconds", "encoder forward pass per batch", labels=["actor"]
         )
+        stopped = GaugeMetricFamily(
+            "twinstream_ingest_partition_stopped",
+            "1 for a partition stopped at a batch the consumer cannot read, until a restart",
+            labels=["actor", "topic", "partition", "error"],
+        )
         for actor, stats in self.stats.items():
             for key, family in counters.items():
                 family.add_metric([actor], stats.counts()[key])
+            for part in stats.stopped:
+                stopped.add_metric([actor, part.topic, str(part.partition), part.error_type], 1)
             batch.add_metric([actor], stats.batch_size.cumulative(), stats.batch_size.total)
             embed.add_metric([actor], stats.embed_seconds.cumulative(), stats.embed_seconds.total)
         yield from counters.values()
         yield batch
         yield embed
+        yield stopped
 
 
 class ApiMetrics:
@@ -195,18 +205,6 @@ class PipelineProbe:
         ]
         return self._consumer.end_offsets(partitions)
 
-    async def _ingest_stats(self) -> dict[str, IngestStats]:
-        handles = await asyncio.to_thread(ingest_handles)
-        replies = await asyncio.gather(
-            *(asyncio.wait_for(h.stats.remote(), INGEST_STATS_TIMEOUT_S) for h in handles.values()),
-            return_exceptions=True,
-        )
-        return {
-            name: reply
-            for name, reply in zip(handles, replies, strict=True)
-            if isinstance(reply, IngestStats)
-        }
-
     async def render(self) -> Response:
         metrics = METRICS
         stats = dict(
@@ -217,7 +215,7 @@ class PipelineProbe:
             )
         )
         ends = await asyncio.to_thread(self._end_offsets)
-        metrics.ingest.stats = await self._ingest_stats()
+        metrics.ingest.stats = await ingest_stats()
         # One series per modality: the version switched away from must not linger at 1.
         metrics.model.clear()
         for modality, held in stats.items():

@@ -1,14 +1,17 @@
-"""What `/readyz` checks: models loaded, an index holder per modality, Kafka reachable."""
+"""What `/readyz` checks: models loaded, an index holder per modality, Kafka reachable, and no
+partition stopped at a batch ingest cannot read."""
 
 import asyncio
 import socket
+from datetime import UTC, datetime
 
 from ray.actor import ActorHandle
 
 from pipeline.kafka.clients import bootstrap_servers
 from pipeline.settings import Settings
-from schemas.api import Readiness
+from schemas.api import Readiness, StoppedPartition
 from schemas.items import Modality
+from services.api.ingest_actors import ingest_stats
 from services.api.routing import VersionRouter
 
 KAFKA_PROBE_TIMEOUT_S = 1.0
@@ -45,14 +48,32 @@ class ReadinessCheck:
             *(self._router.model(v) for v in versions.values()),
             return_exceptions=True,
         )
+        stopped = await self._stopped_partitions()
         checks = {
             "models_loaded": not any(isinstance(m, Exception) for m in loaded),
             "indexes_loaded": set(sizes) == set(Modality),
             "kafka_reachable": await asyncio.to_thread(kafka_reachable, self._settings),
+            "ingest_reading": not stopped,
         }
         return Readiness(
             ready=all(checks.values()),
             checks=checks,
             model_versions=versions,
             index_sizes=sizes,
+            stopped_partitions=stopped,
         )
+
+    @staticmethod
+    async def _stopped_partitions() -> list[StoppedPartition]:
+        return [
+            StoppedPartition(
+                topic=part.topic,
+                partition=part.partition,
+                offset=part.offset,
+                error=part.error,
+                actor=actor,
+                since=datetime.fromtimestamp(part.since, UTC),
+            )
+            for actor, stats in sorted((await ingest_stats()).items())
+            for part in stats.stopped
+        ]
