@@ -10,12 +10,14 @@ from ipaddress import ip_address
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from schemas.runs import TrainPreset
 
 DEFAULT_KAFKA_BOOTSTRAP = "127.0.0.1:9092"
+KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
+KafkaSaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
 # Index size at which exact search gives way to IVF: past it a flat scan per query costs more
 # than an IVF probe.
 DEFAULT_IVF_THRESHOLD = 100_000
@@ -38,8 +40,46 @@ class Settings(BaseSettings):
 
     kafka_bootstrap: str = Field(
         default=DEFAULT_KAFKA_BOOTSTRAP,
-        description="Kafka bootstrap servers; on this machine's loopback the stack runs an "
-        "embedded broker, anywhere else it uses the one there.",
+        description="Kafka bootstrap servers; on this machine's loopback with the PLAINTEXT "
+        "protocol the stack runs an embedded broker, otherwise it uses the one there.",
+    )
+    kafka_security_protocol: KafkaSecurityProtocol = Field(
+        default="PLAINTEXT",
+        description="How every Kafka client talks to the brokers: `PLAINTEXT`, `SSL` (TLS), "
+        "`SASL_PLAINTEXT` or `SASL_SSL` (a managed service: TLS and a user name and password).",
+    )
+    kafka_sasl_mechanism: KafkaSaslMechanism = Field(
+        default="PLAIN",
+        description="SASL mechanism for the `SASL_*` protocols: `PLAIN`, `SCRAM-SHA-256` or "
+        "`SCRAM-SHA-512`.",
+    )
+    kafka_sasl_username: str | None = Field(
+        default=None,
+        description="SASL user name (an API key on Confluent Cloud); needed by the `SASL_*` "
+        "protocols.",
+    )
+    kafka_sasl_password: SecretStr | None = Field(
+        default=None,
+        description="SASL password (an API secret on Confluent Cloud); needed by the `SASL_*` "
+        "protocols.",
+    )
+    kafka_ssl_cafile: Path | None = Field(
+        default=None,
+        description="PEM file of the CAs that sign the brokers' certificates, for `SSL` and "
+        "`SASL_SSL`; unset: the system's trust store.",
+    )
+    kafka_ssl_certfile: Path | None = Field(
+        default=None,
+        description="PEM client certificate, for brokers that authenticate clients by TLS "
+        "(mutual TLS).",
+    )
+    kafka_ssl_keyfile: Path | None = Field(
+        default=None,
+        description="PEM private key of KAFKA_SSL_CERTFILE, unless that file holds it too.",
+    )
+    kafka_ssl_check_hostname: bool = Field(
+        default=True,
+        description="Whether a broker's certificate must name the host the client connected to.",
     )
     database_url: str | None = Field(
         default=None,
@@ -187,6 +227,22 @@ class Settings(BaseSettings):
     def _absolute_payloads(cls, payloads_dir: Path) -> Path:
         return payloads_dir.expanduser().resolve()
 
+    @field_validator("kafka_ssl_cafile", "kafka_ssl_certfile", "kafka_ssl_keyfile")
+    @classmethod
+    def _absolute_tls_file(cls, path: Path | None) -> Path | None:
+        return None if path is None else path.expanduser().resolve()
+
+    @model_validator(mode="after")
+    def _sasl_credentials(self) -> "Settings":
+        """A missing credential fails here, not as a refused login at the first connection."""
+        sasl = self.kafka_security_protocol.startswith("SASL_")
+        if sasl and (not self.kafka_sasl_username or self.kafka_sasl_password is None):
+            raise ValueError(
+                f"TWINSTREAM_KAFKA_SECURITY_PROTOCOL={self.kafka_security_protocol} needs "
+                "TWINSTREAM_KAFKA_SASL_USERNAME and TWINSTREAM_KAFKA_SASL_PASSWORD"
+            )
+        return self
+
     @cached_property
     def resolved_database_url(self) -> str:
         if self.database_url:
@@ -195,8 +251,10 @@ class Settings(BaseSettings):
 
     @property
     def kafka_embedded(self) -> bool:
-        """The launcher only ever runs a broker on this machine's loopback."""
-        return is_loopback(self.kafka_bootstrap.rsplit(":", 1)[0])
+        """The launcher only ever runs a broker on this machine's loopback, for PLAINTEXT
+        clients; secured settings name a cluster run elsewhere (or reached by a tunnel)."""
+        plaintext = self.kafka_security_protocol == "PLAINTEXT"
+        return plaintext and is_loopback(self.kafka_bootstrap.rsplit(":", 1)[0])
 
     @property
     def models_dir(self) -> Path:

@@ -6,10 +6,12 @@ client and bouncing off another.
 """
 
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer
 
+from pipeline.kafka.bootstrap import explained
 from pipeline.settings import Settings
 
 CLIENT_ID = "twinstream"
@@ -24,6 +26,9 @@ ENVELOPE_BYTES = 1024 * 1024
 # ~4× the items per second of CPU (docs/experiments/2026-11-27-producers-pack-their-batches.md).
 # A larger item still goes, alone in its batch.
 PRODUCER_BATCH_BYTES = 1024 * 1024
+# Ample for a managed cluster across the internet, and short enough that a refused password or
+# certificate, which kafka-python retries until this runs out, fails in seconds, not as a hang.
+BOOTSTRAP_TIMEOUT_MS = 5_000
 
 
 def message_limit_bytes(settings: Settings) -> int:
@@ -35,8 +40,36 @@ def bootstrap_servers(settings: Settings) -> list[str]:
     return [server.strip() for server in settings.kafka_bootstrap.split(",") if server.strip()]
 
 
+def security(settings: Settings) -> dict[str, Any]:
+    """The TLS and SASL settings in kafka-python's words, shared by every client."""
+    config: dict[str, Any] = {"security_protocol": settings.kafka_security_protocol}
+    if settings.kafka_security_protocol in ("SSL", "SASL_SSL"):
+        config |= {
+            "ssl_cafile": _path(settings.kafka_ssl_cafile),
+            "ssl_certfile": _path(settings.kafka_ssl_certfile),
+            "ssl_keyfile": _path(settings.kafka_ssl_keyfile),
+            "ssl_check_hostname": settings.kafka_ssl_check_hostname,
+        }
+    if settings.kafka_security_protocol.startswith("SASL_"):
+        password = settings.kafka_sasl_password
+        config |= {
+            "sasl_mechanism": settings.kafka_sasl_mechanism,
+            "sasl_plain_username": settings.kafka_sasl_username,
+            "sasl_plain_password": None if password is None else password.get_secret_value(),
+        }
+    return config
+
+
+def _path(path: Path | None) -> str | None:
+    return None if path is None else str(path)
+
+
 def _connection(settings: Settings) -> dict[str, Any]:
-    return {"bootstrap_servers": bootstrap_servers(settings), "client_id": CLIENT_ID}
+    return {
+        "bootstrap_servers": bootstrap_servers(settings),
+        "client_id": CLIENT_ID,
+        "bootstrap_timeout_ms": BOOTSTRAP_TIMEOUT_MS,
+    } | security(settings)
 
 
 def make_producer(settings: Settings, **overrides: Any) -> KafkaProducer:
@@ -52,7 +85,8 @@ def make_producer(settings: Settings, **overrides: Any) -> KafkaProducer:
         "batch_size": PRODUCER_BATCH_BYTES,
         "allow_auto_create_topics": False,
     }
-    return KafkaProducer(**(_connection(settings) | config | overrides))
+    with explained(settings):
+        return KafkaProducer(**(_connection(settings) | config | overrides))
 
 
 def make_consumer(settings: Settings, group_id: str | None, **overrides: Any) -> KafkaConsumer:
@@ -70,11 +104,13 @@ def make_consumer(settings: Settings, group_id: str | None, **overrides: Any) ->
         "max_partition_fetch_bytes": limit,
         "fetch_max_bytes": limit,
     }
-    return KafkaConsumer(**(_connection(settings) | config | overrides))
+    with explained(settings):
+        return KafkaConsumer(**(_connection(settings) | config | overrides))
 
 
 def make_admin(settings: Settings, **overrides: Any) -> KafkaAdminClient:
-    return KafkaAdminClient(**(_connection(settings) | overrides))
+    with explained(settings):
+        return KafkaAdminClient(**(_connection(settings) | overrides))
 
 
 def headers(**values: str | int | None) -> list[tuple[str, bytes]]:

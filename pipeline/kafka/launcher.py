@@ -44,11 +44,33 @@ class BrokerStatus:
     data_dir: Path
 
 
+@dataclass(frozen=True)
+class SecureListener:
+    """A SASL_SSL listener beside the plaintext one, so tests can exercise the clients'
+    TLS and SCRAM settings; users are added through the admin API on the plaintext one."""
+
+    port: int
+    certfile: Path  # PEM: the broker's certificate, then any intermediate CAs
+    keyfile: Path  # PEM: its unencrypted PKCS#8 private key
+
+    def properties(self) -> dict[str, str]:
+        scram_login = "org.apache.kafka.common.security.scram.ScramLoginModule required;"
+        return {
+            "sasl.enabled.mechanisms": "SCRAM-SHA-256,SCRAM-SHA-512",
+            "listener.name.sasl_ssl.scram-sha-256.sasl.jaas.config": scram_login,
+            "listener.name.sasl_ssl.scram-sha-512.sasl.jaas.config": scram_login,
+            "ssl.keystore.type": "PEM",
+            "ssl.keystore.certificate.chain": _pem_property(self.certfile),
+            "ssl.keystore.key": _pem_property(self.keyfile),
+        }
+
+
 class EmbeddedKafka:
     """The broker that belongs to one state directory."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, secure: SecureListener | None = None) -> None:
         self.settings = settings
+        self.secure = secure
 
     @property
     def address(self) -> tuple[str, int]:
@@ -132,9 +154,11 @@ class EmbeddedKafka:
         """Start the broker and return once it answers metadata requests."""
         if not self.settings.kafka_embedded:
             raise KafkaLauncherError(
-                f"TWINSTREAM_KAFKA_BOOTSTRAP={self.settings.kafka_bootstrap} is not a loopback "
-                "address; the embedded broker only runs on this machine's loopback. Start that "
-                "cluster yourself, or point the bootstrap at 127.0.0.1 to use the embedded one."
+                f"TWINSTREAM_KAFKA_BOOTSTRAP={self.settings.kafka_bootstrap} with "
+                f"TWINSTREAM_KAFKA_SECURITY_PROTOCOL={self.settings.kafka_security_protocol} "
+                "names an existing cluster: the embedded broker only runs on this machine's "
+                "loopback, for PLAINTEXT clients. Start that cluster yourself, or point the "
+                "bootstrap at 127.0.0.1 without a security protocol to use the embedded one."
             )
         deadline = time.monotonic() + timeout
         pid = self._running_pid()
@@ -240,14 +264,19 @@ class EmbeddedKafka:
         host, port = self.address
         listener_host = f"{host}:{port}"
         controller_host = f"{host}:{port + 1}"
+        client_listeners = [f"PLAINTEXT://{listener_host}"]
+        protocols = "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT"
+        if self.secure is not None:
+            client_listeners.append(f"SASL_SSL://{host}:{self.secure.port}")
+            protocols += ",SASL_SSL:SASL_SSL"
         properties = {
             "process.roles": "broker,controller",
             "node.id": "1",
             "controller.quorum.voters": f"1@{controller_host}",
-            "listeners": f"PLAINTEXT://{listener_host},CONTROLLER://{controller_host}",
-            "advertised.listeners": f"PLAINTEXT://{listener_host}",
+            "listeners": ",".join([*client_listeners, f"CONTROLLER://{controller_host}"]),
+            "advertised.listeners": ",".join(client_listeners),
             "controller.listener.names": "CONTROLLER",
-            "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+            "listener.security.protocol.map": protocols,
             "inter.broker.listener.name": "PLAINTEXT",
             "log.dirs": str(self.data_dir.resolve()),
             # Topics come from ensure_topics with their settings; a typo in a
@@ -270,6 +299,8 @@ class EmbeddedKafka:
             "log.retention.hours": "168",
             "log.retention.bytes": str(2 * 1024**3),
         }
+        if self.secure is not None:
+            properties |= self.secure.properties()
         self.properties_file.write_text(
             "".join(f"{key}={value}\n" for key, value in properties.items())
         )
@@ -373,6 +404,11 @@ def _port_answers(host: str, port: int) -> bool:
             return True
     except OSError:
         return False
+
+
+def _pem_property(path: Path) -> str:
+    """A PEM file as one properties value: line breaks escaped, as Java's loader reads them."""
+    return path.read_text().strip().replace("\n", "\\n\\\n")
 
 
 def _last_lines(text: str) -> str:
