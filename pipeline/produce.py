@@ -3,6 +3,7 @@
 import mimetypes
 import time
 from collections.abc import Callable, Iterable
+from enum import StrEnum
 
 from pipeline.data.items import DataItem
 from pipeline.kafka.clients import headers, make_producer
@@ -11,6 +12,16 @@ from schemas.items import ITEM_TOPICS
 
 # PGM is not in every mimetypes table, and the contract lists it.
 CONTENT_TYPES = {".pgm": "image/x-portable-graymap", ".wav": "audio/wav"}
+
+
+class Compression(StrEnum):
+    """The codecs a Kafka record batch may be compressed with."""
+
+    NONE = "none"
+    GZIP = "gzip"
+    SNAPPY = "snappy"
+    LZ4 = "lz4"
+    ZSTD = "zstd"
 
 
 def content_type(item: DataItem) -> str:
@@ -23,10 +34,14 @@ def content_type(item: DataItem) -> str:
 
 
 def produce_items(
-    settings: Settings, items: Iterable[DataItem], progress: Callable[[int], None] | None = None
+    settings: Settings,
+    items: Iterable[DataItem],
+    progress: Callable[[int], None] | None = None,
+    compression: Compression = Compression.NONE,
 ) -> list[DataItem]:
     """Send every item and wait until the broker has acknowledged all of them."""
-    producer = make_producer(settings, linger_ms=20)
+    codec = None if compression is Compression.NONE else compression.value
+    producer = make_producer(settings, linger_ms=20, compression_type=codec)
     sent = []
     try:
         for item in items:

@@ -3,28 +3,34 @@
 import dataclasses
 import json
 import signal
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
+from enum import StrEnum
 from pathlib import Path
 from typing import Annotated
 
-import httpx
 import typer
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from pipeline.data.demo import demo_items
+from pipeline.data.items import DataItem
+from pipeline.data.tree import MEDIA_SUFFIXES, tree_items
 from pipeline.decode.errors import DecodeError
 from pipeline.embed.model import EmbeddingModel
 from pipeline.evaluation.report import markdown_table
 from pipeline.inputs import decode_detailed
 from pipeline.kafka.launcher import EmbeddedKafka
 from pipeline.kafka.topics import ensure_topics
-from pipeline.produce import produce_items
+from pipeline.produce import Compression, produce_items
 from pipeline.settings import Settings
 from pipeline.store.metadata import MetadataStore
 from pipeline.train.job import demo_samples, stored_samples, train_and_register
+from schemas.api import DEFAULT_K, MAX_K
 from schemas.items import Modality
+from services.client import NoServiceError, RefusedError, ServiceClient, item_ref
 from services.stack import Stack
 
 # Markdown: docstrings wrap as paragraphs in --help instead of keeping their line breaks.
@@ -86,14 +92,9 @@ def _train(
     return record.version
 
 
-def _service_url(settings: Settings) -> str:
-    host = "127.0.0.1" if settings.http_host in ("0.0.0.0", "::") else settings.http_host
-    return f"http://{host}:{settings.http_port}"
-
-
-def _no_service(settings: Settings, version: str) -> typer.Exit:
+def _no_service(client: ServiceClient, version: str) -> typer.Exit:
     console.print(
-        f"no service answers at {_service_url(settings)}: start it, or pass --offline to make "
+        f"no service answers at {client.url}: start it, or pass --offline to make "
         f"{version} active in the store for the next start"
     )
     return typer.Exit(1)
@@ -103,16 +104,12 @@ def _activate(settings: Settings, store: MetadataStore, version: str, offline: b
     """Through the running service, so it re-embeds and switches without a pause; only
     with `offline` in the store, since a switch behind a running service's back would
     leave its index on the old model."""
-    key = settings.api_key
+    client = ServiceClient(settings, timeout_s=None)
     try:
-        response = httpx.post(
-            f"{_service_url(settings)}/v1/models/{version}/activate",
-            headers={"x-api-key": key.get_secret_value()} if key else {},
-            timeout=None,
-        )
-    except httpx.ConnectError as error:
+        client.post(f"/v1/models/{version}/activate")
+    except NoServiceError as error:
         if not offline:
-            raise _no_service(settings, version) from error
+            raise _no_service(client, version) from error
         try:
             store.activate_model(version)
         except LookupError as lookup:
@@ -120,18 +117,10 @@ def _activate(settings: Settings, store: MetadataStore, version: str, offline: b
             raise typer.Exit(1) from lookup
         console.print(f"{version} is active in the store: the next start uses it")
         return
-    if not response.is_success:
-        console.print(f"the service refused: {response.json().get('detail', response.text)}")
-        raise typer.Exit(1)
+    except RefusedError as error:
+        console.print(f"the service refused: {error}")
+        raise typer.Exit(1) from error
     console.print(f"{version} is active: the running service switched to it")
-
-
-def _service_answers(settings: Settings) -> bool:
-    try:
-        httpx.get(f"{_service_url(settings)}/healthz")
-    except httpx.ConnectError:
-        return False
-    return True
 
 
 def _serve_until_signalled() -> None:
@@ -213,22 +202,172 @@ def kafka_status() -> None:
     raise typer.Exit(0 if status.running else 1)
 
 
+def _items_to_produce(
+    modality: Modality, root: Path | None, label: str | None, id_prefix: str | None
+) -> list[DataItem]:
+    if root is None:
+        if label is not None or id_prefix is not None:
+            console.print("--label and --id-prefix name the items of a DIR: give one")
+            raise typer.Exit(2)
+        return list(demo_items(modality))
+    prefix = f"{root.resolve().name}/" if id_prefix is None else id_prefix
+    try:
+        items = list(tree_items(modality, root, prefix, label))
+    except ValueError as error:
+        console.print(str(error))
+        raise typer.Exit(1) from error
+    if not items:
+        suffixes = ", ".join(sorted(MEDIA_SUFFIXES[modality]))
+        console.print(f"no {modality.value} files ({suffixes}) under {root}")
+        raise typer.Exit(1)
+    return items
+
+
 @app.command()
 def produce(
     modality: ModalityOption,
-    path: Annotated[
+    root: Annotated[
         Path | None,
-        typer.Option(help="data set root, laid out as the shipped one (default: the shipped one)"),
+        typer.Argument(
+            metavar="DIR",
+            exists=True,
+            file_okay=False,
+            show_default=False,
+            help="a folder of images (PNG, JPEG, PGM) or WAV files, at any depth; "
+            "default: the modality's demo set",
+        ),
     ] = None,
+    label: Annotated[
+        str | None,
+        typer.Option(help="label every item with this (default: its sub-folder of DIR's name)"),
+    ] = None,
+    id_prefix: Annotated[
+        str | None,
+        typer.Option(
+            help="put before each file's path under DIR, less its suffix, to make its id "
+            "(default: DIR's name and /)"
+        ),
+    ] = None,
+    compression: Annotated[
+        Compression, typer.Option(help="how the producer compresses its record batches")
+    ] = Compression.NONE,
 ) -> None:
-    """Publish a data set to its modality's Kafka topic, labels in headers."""
+    """Publish files to the modality's Kafka topic: key = id, label and content type in
+    headers. `DIR/alice/2020/1.jpg` becomes item `DIR/alice/2020/1` labelled `alice`; a file
+    directly in DIR is unlabelled (indexed, not trained on) unless --label is given."""
     settings = Settings()
+    items = _items_to_produce(modality, root, label, id_prefix)
     ensure_topics(settings)
-    items = list(demo_items(modality, path))
     with _progress() as bar:
         task = bar.add_task(f"produce {modality}", total=len(items))
-        sent = produce_items(settings, items, progress=lambda n: bar.update(task, completed=n))
+        sent = produce_items(
+            settings,
+            items,
+            progress=lambda n: bar.update(task, completed=n),
+            compression=compression,
+        )
     console.print(f"produced {len(sent)} {modality} items")
+
+
+class Output(StrEnum):
+    JSON = "json"
+    TABLE = "table"
+
+
+ItemsArgument = Annotated[
+    list[str],
+    typer.Argument(
+        metavar="ITEM",
+        show_default=False,
+        help="files (image or WAV) to send, or ids of indexed items: a name that is no file "
+        "is an id",
+    ),
+]
+OutputOption = Annotated[
+    Output, typer.Option("--format", help="JSON lines, or a short table for people")
+]
+
+
+@contextmanager
+def _service(settings: Settings) -> Iterator[ServiceClient]:
+    try:
+        yield ServiceClient(settings)
+    except NoServiceError as error:
+        console.print(f"{error}: start it with `twinstream up`")
+        raise typer.Exit(1) from error
+
+
+@app.command()
+def search(
+    modality: ModalityOption,
+    items: ItemsArgument,
+    k: Annotated[int, typer.Option(min=1, max=MAX_K, help="matches per item")] = DEFAULT_K,
+    label: Annotated[str | None, typer.Option(help="only match items with this label")] = None,
+    output: OutputOption = Output.JSON,
+) -> None:
+    """The `k` indexed items nearest each file or id, nearest first, asked of the running
+    service: one JSON line per item, `{"item", "matches", "model_version", "query_face"}`,
+    or `{"item", "status", "error"}` for one it refuses (exit status 1 if any)."""
+    table = Table("item", "match", "label", "distance", "same")
+    failed = False
+    with _service(Settings()) as client:
+        for item in items:
+            body = {"modality": modality.value, "item": item_ref(item), "k": k, "label": label}
+            try:
+                answer = client.post("/v1/search", body)
+            except RefusedError as error:
+                failed = True
+                if output is Output.JSON:
+                    print(json.dumps({"item": item, "status": error.status, "error": str(error)}))
+                else:
+                    console.print(f"{item}: the service refused: {error}")
+                continue
+            if output is Output.JSON:
+                print(json.dumps({"item": item} | answer))
+                continue
+            for match in answer["matches"]:
+                distance, same = f"{match['distance']:.4f}", _yes(match["same"])
+                table.add_row(item, match["id"], match["label"], distance, same)
+    if output is Output.TABLE:
+        Console().print(table)
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def similarity(
+    modality: ModalityOption,
+    a: Annotated[str, typer.Argument(metavar="A", help="a file, or an indexed item's id")],
+    b: Annotated[str, typer.Argument(metavar="B", help="a file, or an indexed item's id")],
+    output: OutputOption = Output.JSON,
+) -> None:
+    """Whether two files or ids are the same person or sound, by the running service's
+    active model: one JSON line, `{"a", "b", "distance", "same", "threshold",
+    "model_version", "faces"}`."""
+    body = {"modality": modality.value, "a": item_ref(a), "b": item_ref(b)}
+    with _service(Settings()) as client:
+        try:
+            answer = client.post("/v1/similarity", body)
+        except RefusedError as error:
+            console.print(f"the service refused: {error}")
+            raise typer.Exit(1) from error
+    if output is Output.JSON:
+        print(json.dumps({"a": a, "b": b} | answer))
+        return
+    table = Table("a", "b", "distance", "same", "threshold", "model")
+    table.add_row(
+        a,
+        b,
+        f"{answer['distance']:.4f}",
+        _yes(answer["same"]),
+        f"{answer['threshold']:.4f}",
+        answer["model_version"],
+    )
+    Console().print(table)
+
+
+def _yes(same: bool) -> str:
+    return "yes" if same else "no"
 
 
 @app.command()
@@ -244,8 +383,9 @@ def train(
     settings = Settings()
     store = MetadataStore.from_settings(settings)
     # Refused before the minutes of training, not after them.
-    if activate and not offline and not _service_answers(settings):
-        raise _no_service(settings, "the new version")
+    client = ServiceClient(settings)
+    if activate and not offline and not client.answers():
+        raise _no_service(client, "the new version")
     samples = stored_samples(settings, store, modality, exclude or [])
     if not samples:
         console.print(f"no labelled {modality.value} items stored yet: produce some first")

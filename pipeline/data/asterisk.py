@@ -7,11 +7,13 @@ every voice, which gives both a speaker task (label) and a word task (group).
 """
 
 from collections.abc import Collection, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import soundfile as sf
 
 from pipeline.data.items import DataItem
+from pipeline.data.tree import tree_items
 from pipeline.decode.audio import MAX_SECONDS
 from schemas.items import Modality
 
@@ -60,37 +62,27 @@ def iter_asterisk(
     _require_voices(root)
     wanted = None if words is None else frozenset(words)
     for voice in sorted(VOICES):
-        for word, path in _voice_words(root, voice, wanted):
-            yield DataItem(
-                id=f"asterisk/{voice}/{word}",
-                modality=Modality.AUDIO,
-                label=VOICES[voice],
-                group=word,
-                path=path,
-                word=word,
-            )
+        yield from _voice_items(root, voice, wanted)
 
 
 def common_words(root: Path = ASTERISK_ROOT) -> list[str]:
     """The prompts every voice has, sorted: word pairs exist for each of them."""
     _require_voices(root)
-    per_voice = [{word for word, _ in _voice_words(root, voice, None)} for voice in VOICES]
+    per_voice = [{item.word for item in _voice_items(root, voice, None)} for voice in VOICES]
     return sorted(set.intersection(*per_voice))
 
 
-def _voice_words(root: Path, voice: str, words: frozenset[str] | None) -> list[tuple[str, Path]]:
-    """(word, path) of one voice's usable prompts, sorted by word."""
-    folder = root / voice
-    found = []
-    for path in folder.rglob("*.wav"):
-        word = path.relative_to(folder).with_suffix("").as_posix()
+def _voice_items(root: Path, voice: str, words: frozenset[str] | None) -> Iterator[DataItem]:
+    """One voice's usable prompts, sorted by word (the path under the voice folder)."""
+    prefix = f"asterisk/{voice}/"
+    for item in tree_items(Modality.AUDIO, root / voice, prefix, VOICES[voice], (".wav",)):
+        word = item.id.removeprefix(prefix)
         if word.split("/", 1)[0] == _NOT_SPEECH_FOLDER or word in _SOUND_EFFECTS:
             continue
         if words is not None and word not in words:
             continue
-        if _decodable(path):
-            found.append((word, path))
-    return sorted(found)
+        if _decodable(item.path):
+            yield replace(item, group=word, word=word)
 
 
 def _decodable(path: Path) -> bool:

@@ -14,16 +14,16 @@ of value 10 before (up to 23 pixels by the chin), so `OrlFace.read_bytes` undoes
 import importlib.util
 import re
 from collections.abc import Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
 
 from pipeline.data.items import DataItem
+from pipeline.data.tree import tree_items
 from schemas.items import Modality
 
-_PERSON = re.compile(r"s(\d+)")
-_SHOT = re.compile(r"\d+")
+_SHOT_ID = re.compile(r"orl/s(\d+)/(\d+)")
 # Every shot: an 8-bit binary PGM, 92 wide and 112 high, with this header.
 SHOT_HEIGHT, SHOT_WIDTH = 112, 92
 SHOT_HEADER = b"P5\n92 112\n255\n"
@@ -94,21 +94,10 @@ def iter_orl(root: Path | None = None) -> Iterator[DataItem]:
     someone else.
     """
     root = orl_root() if root is None else root
-    people = sorted(
-        (int(match[1]), folder)
-        for folder in root.iterdir()
-        if folder.is_dir() and (match := _PERSON.fullmatch(folder.name))
-    )
-    for person, folder in people:
-        label = f"s{person}"
-        shots = sorted(
-            (int(path.stem), path) for path in folder.glob("*.pgm") if _SHOT.fullmatch(path.stem)
-        )
-        for shot, path in shots:
-            yield OrlFace(
-                id=f"orl/{label}/{shot}",
-                modality=Modality.FACE,
-                label=label,
-                group=label,
-                path=path,
-            )
+    shots = [
+        (int(match[1]), int(match[2]), item)
+        for item in tree_items(Modality.FACE, root, "orl/", suffixes=(".pgm",))
+        if (match := _SHOT_ID.fullmatch(item.id))
+    ]
+    for _, _, item in sorted(shots, key=lambda shot: shot[:2]):
+        yield OrlFace(**{f.name: getattr(item, f.name) for f in fields(item)})

@@ -1,10 +1,12 @@
 """Every error leaves as `application/problem+json`, and nothing internal leaks.
 
-Handlers are registered once on the app so a router only ever raises
-`ProblemError` (or lets validation fail) and never formats an error body itself.
+This is the boundary where exceptions become what a client reads: handlers registered once
+on the app, so a router only ever raises `ProblemError` (or lets validation fail, or lets a
+Ray actor's error through) and never formats an error body itself.
 """
 
 import logging
+import re
 from collections.abc import Mapping
 from http import HTTPStatus
 from typing import Any
@@ -12,13 +14,21 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from ray.exceptions import RayActorError, RayError, RayTaskError
 from starlette.exceptions import HTTPException
 
+from pipeline.retrain.coordinator import BusyError
 from schemas.api import Problem
 
 log = logging.getLogger(__name__)
 
 PROBLEM_JSON = "application/problem+json"
+CRASHED = "the service failed to answer this request; see the service log"
+UNAVAILABLE = "a part of the service failed and is not available; retry in a few seconds"
+# What lower layers' messages may carry: colour codes, and the repr of the buffer a library
+# read from ("cannot identify image file <_io.BytesIO object at 0x7f…>").
+_ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+_OBJECT_REPR = re.compile(r"\s*<[\w.]+ object at 0x[0-9a-fA-F]+>")
 
 
 # RFC 9110 renamed these two; Python 3.11's HTTPStatus still has the old phrases.
@@ -30,7 +40,11 @@ def title(status: int) -> str:
 
 
 def problem(status: int, detail: str) -> Problem:
-    return Problem(status=status, title=title(status), detail=detail)
+    return Problem(status=status, title=title(status), detail=_for_client(detail))
+
+
+def _for_client(detail: str) -> str:
+    return _OBJECT_REPR.sub("", _ANSI.sub("", detail))
 
 
 class ProblemError(Exception):
@@ -45,10 +59,6 @@ def not_found(detail: str) -> ProblemError:
 
 def unprocessable(detail: str) -> ProblemError:
     return ProblemError(422, detail)
-
-
-def conflict(detail: str) -> ProblemError:
-    return ProblemError(409, detail)
 
 
 def too_large(detail: str) -> ProblemError:
@@ -95,9 +105,32 @@ def _validation_detail(error: RequestValidationError) -> str:
     return "; ".join(parts)
 
 
+def client_problem(error: Exception) -> Problem | None:
+    """The problem a client reads for an error raised below the routers; None for a bug.
+
+    An error raised in a Ray actor arrives wrapped in Ray's traceback (colour codes, actor
+    id, pid, source lines): only what the actor raised is judged, and only its message read.
+    """
+    while isinstance(error, RayTaskError):
+        error = error.cause
+    if isinstance(error, ProblemError):
+        return error.problem
+    if isinstance(error, BusyError):
+        return problem(409, f"{error}; try again once that is done")
+    if isinstance(error, RayActorError):
+        return problem(503, UNAVAILABLE)
+    return None
+
+
 def install_problem_handlers(app: FastAPI) -> None:
-    async def on_problem(_: Request, error: ProblemError) -> JSONResponse:
-        return respond(error.problem)
+    async def on_error(request: Request, error: Exception) -> JSONResponse:
+        found = client_problem(error)
+        if found is None:
+            log.error("unhandled error on %s %s", request.method, request.url.path, exc_info=error)
+            return respond(problem(500, CRASHED))
+        if found.status >= 500:
+            log.warning("%s %s: %s", request.method, request.url.path, found.detail, exc_info=error)
+        return respond(found)
 
     async def on_validation(_: Request, error: RequestValidationError) -> JSONResponse:
         return respond(problem(422, _validation_detail(error)))
@@ -109,11 +142,9 @@ def install_problem_handlers(app: FastAPI) -> None:
         status = 422 if error.status_code == 400 else error.status_code
         return respond(problem(status, str(error.detail)), error.headers)
 
-    async def on_crash(request: Request, error: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return respond(problem(500, "see the service log"))
-
-    app.add_exception_handler(ProblemError, on_problem)
+    # Exception's handler runs in Starlette's outermost middleware, which re-raises after
+    # answering: the others are named so that their expected errors answer quietly.
+    for expected in (ProblemError, BusyError, RayError, Exception):
+        app.add_exception_handler(expected, on_error)
     app.add_exception_handler(RequestValidationError, on_validation)
     app.add_exception_handler(HTTPException, on_http)
-    app.add_exception_handler(Exception, on_crash)

@@ -1,17 +1,17 @@
 """Retraining and model switches as the API sees them: the coordinator actor does the work,
-the store answers questions about runs."""
+the store answers questions about runs. The coordinator's BusyError (409) is left to the
+error boundary, services/api/problems.py."""
 
 import asyncio
 from dataclasses import asdict
 
 from ray.actor import ActorHandle
 
-from pipeline.retrain.coordinator import BusyError
 from pipeline.store.metadata import MetadataStore
 from pipeline.store.records import RunTrigger
 from schemas.api import ModelInfo, RetrainAccepted, RetrainRequest, RetrainRun
 from services.api.catalog import model_info
-from services.api.problems import conflict, not_found
+from services.api.problems import not_found
 
 
 class Training:
@@ -20,12 +20,9 @@ class Training:
         self._coordinator = coordinator
 
     async def start(self, request: RetrainRequest) -> RetrainAccepted:
-        try:
-            run_id = await self._coordinator.start.remote(
-                request.modality, RunTrigger.API, request.preset
-            )
-        except BusyError as error:
-            raise conflict(str(error)) from error
+        run_id = await self._coordinator.start.remote(
+            request.modality, RunTrigger.API, request.preset
+        )
         return RetrainAccepted(run_id=run_id)
 
     async def run(self, run_id: str) -> RetrainRun:
@@ -38,6 +35,5 @@ class Training:
         try:
             return model_info(await self._coordinator.activate.remote(version))
         except LookupError as error:
-            raise not_found(str(error)) from error
-        except BusyError as error:
-            raise conflict(str(error)) from error
+            # Written here: the actor's message arrives inside Ray's traceback.
+            raise not_found(f"no model version {version!r}") from error
