@@ -17,6 +17,7 @@ from fastapi.responses import JSONResponse
 from ray.exceptions import RayActorError, RayError, RayTaskError
 from starlette.exceptions import HTTPException
 
+from pipeline.decode.errors import without_object_reprs
 from pipeline.retrain.coordinator import BusyError
 from schemas.api import Problem
 
@@ -25,10 +26,8 @@ log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
 CRASHED = "the service failed to answer this request; see the service log"
 UNAVAILABLE = "a part of the service failed and is not available; retry in a few seconds"
-# What lower layers' messages may carry: colour codes, and the repr of the buffer a library
-# read from ("cannot identify image file <_io.BytesIO object at 0x7f…>").
+# What lower layers' messages may carry: colour codes (Ray's), and object reprs.
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
-_OBJECT_REPR = re.compile(r"\s*<[\w.]+ object at 0x[0-9a-fA-F]+>")
 
 
 # RFC 9110 renamed these two; Python 3.11's HTTPStatus still has the old phrases.
@@ -44,7 +43,7 @@ def problem(status: int, detail: str) -> Problem:
 
 
 def _for_client(detail: str) -> str:
-    return _OBJECT_REPR.sub("", _ANSI.sub("", detail))
+    return without_object_reprs(_ANSI.sub("", detail))
 
 
 class ProblemError(Exception):

@@ -6,6 +6,7 @@ import socket
 from datetime import UTC, datetime
 
 from ray.actor import ActorHandle
+from ray.exceptions import RayActorError
 
 from pipeline.kafka.clients import bootstrap_servers
 from pipeline.settings import Settings
@@ -36,14 +37,22 @@ class ReadinessCheck:
         self._router = router
 
     async def run(self) -> Readiness:
-        sizes = dict(
-            zip(
-                self._holders,
-                await asyncio.gather(*(h.size.remote() for h in self._holders.values())),
-                strict=True,
-            )
+        # A holder that is down (Ray restarts it) is a failed check, not a failed probe.
+        answers = await asyncio.gather(
+            *(h.size.remote() for h in self._holders.values()), return_exceptions=True
         )
-        versions = await self._router.holder_versions()
+        for answer in answers:
+            if isinstance(answer, BaseException) and not isinstance(answer, RayActorError):
+                raise answer
+        sizes = {
+            modality: size
+            for modality, size in zip(self._holders, answers, strict=True)
+            if not isinstance(size, BaseException)
+        }
+        try:
+            versions = await self._router.holder_versions()
+        except RayActorError:
+            versions = {}
         loaded = await asyncio.gather(
             *(self._router.model(v) for v in versions.values()),
             return_exceptions=True,
