@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages twinstream needs, only those that are missing:
 # the asterisk speech data, Java + Maven (to resolve and run Apache Kafka) and,
-# for the test suite, PostgreSQL and two more asterisk voices; for the benchmarks,
+# for the test suite, PostgreSQL, a JDK and two more asterisk voices; for the benchmarks,
 # the other voices of the unseen-speaker evaluation (pipeline/data/speakers.py).
 # Idempotent: a second run installs nothing.
 set -euo pipefail
@@ -15,6 +15,8 @@ if [[ "${1:-}" == "--test" || "${1:-}" == "--bench" ]]; then
 fi
 if [[ "${1:-}" == "--test" ]]; then
   command -v pg_ctlcluster >/dev/null || want+=(postgresql)
+  # The codec tests run a Java producer from its source file, which needs the JDK's compiler.
+  java --list-modules 2>/dev/null | grep -q '^jdk.compiler@' || want+=(openjdk-17-jdk-headless)
 fi
 if [[ "${1:-}" == "--bench" ]]; then
   want+=(klettres-data ktuberling-data fillets-ng-data-cs fillets-ng-data-nl)
