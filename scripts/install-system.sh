@@ -16,7 +16,7 @@ fi
 if [[ "${1:-}" == "--test" ]]; then
   command -v pg_ctlcluster >/dev/null || want+=(postgresql)
   # The codec tests run a Java producer from its source file, which needs the JDK's compiler.
-  java --list-modules 2>/dev/null | grep -q '^jdk.compiler@' || want+=(openjdk-17-jdk-headless)
+  [[ "$(java --list-modules 2>/dev/null || true)" == *jdk.compiler@* ]] || want+=(openjdk-17-jdk-headless)
 fi
 if [[ "${1:-}" == "--bench" ]]; then
   want+=(klettres-data ktuberling-data fillets-ng-data-cs fillets-ng-data-nl)
