@@ -48,6 +48,7 @@ from pipeline.data.orl import iter_orl
 from pipeline.embed.model import EmbeddingModel
 from pipeline.kafka.clients import headers, make_producer
 from pipeline.settings import Settings
+from pipeline.store.artifacts import ModelArtifacts
 from pipeline.store.metadata import MetadataStore
 from pipeline.train.job import item_samples, train_and_register
 from schemas.items import ITEM_TOPICS, Modality
@@ -82,8 +83,9 @@ def _train(settings: Settings) -> None:
 
 def _raw_rate(settings: Settings, faces: Sequence[bytes], threads: int) -> float:
     """Items/s of the front end and encoder alone on face bytes, the way an actor batches them."""
-    record = MetadataStore.from_settings(settings).active_model(Modality.FACE)
-    model = EmbeddingModel.from_record(record)
+    store = MetadataStore.from_settings(settings)
+    record = store.active_model(Modality.FACE)
+    model = EmbeddingModel.from_record(record, ModelArtifacts(store, settings.models_dir))
     torch.set_num_threads(threads)
     size = settings.ingest_batch_size
     # Cycled so that several full batches fit whatever the batch size.

@@ -18,6 +18,7 @@ from bench.stack import bench_stack
 from pipeline.data.demo import demo_items
 from pipeline.embed.model import EmbeddingModel
 from pipeline.inputs import decode
+from pipeline.store.artifacts import ModelArtifacts
 from pipeline.store.metadata import MetadataStore
 from pipeline.store.records import RunTrigger
 from schemas.items import Modality
@@ -70,7 +71,9 @@ def run(results_dir: Path) -> BenchReport:
             switch_s = time.perf_counter() - started
             record = store.get_model(other)
             assert record is not None
-            model = EmbeddingModel.from_record(record)
+            model = EmbeddingModel.from_record(
+                record, ModelArtifacts(store, stack.settings.models_dir)
+            )
             inputs = np.stack([decode(model.config.input, i.read_bytes()) for i in items[modality]])
             encoder = _encoder_items_per_s(model, inputs)
             reembed = len(items[modality]) / switch_s

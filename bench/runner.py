@@ -15,6 +15,7 @@ BENCHMARKS: dict[str, str] = {
     "quality": "bench.quality:run",
     "learning-curve": "bench.learning_curve:run",
     "gpu": "bench.gpu:run",
+    "index-scale": "bench.index_scale:run",
 }
 
 RESULTS_DIR = Path("bench/results")

@@ -22,6 +22,7 @@ from pipeline.embed.model import EmbeddingModel
 from pipeline.index.vector_index import VectorIndex
 from pipeline.inputs import decode
 from pipeline.settings import Settings
+from pipeline.store.artifacts import ModelArtifacts
 from pipeline.store.metadata import MetadataStore
 from schemas.api import (
     ItemRef,
@@ -63,10 +64,11 @@ class NoopService:
 
 def plain_app(settings: Settings) -> FastAPI:
     """The face query path in one process: the active model, a FAISS index of the ORL faces."""
-    record = MetadataStore.from_settings(settings).active_model(Modality.FACE)
+    store = MetadataStore.from_settings(settings)
+    record = store.active_model(Modality.FACE)
     if record is None:
         raise LookupError("no active face model")
-    model = EmbeddingModel.from_record(record)
+    model = EmbeddingModel.from_record(record, ModelArtifacts(store, settings.models_dir))
     faces = list(iter_orl())
     index = VectorIndex(model.embedding_dim)
     inputs = np.stack([decode(model.config.input, face.read_bytes()) for face in faces])

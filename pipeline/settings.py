@@ -18,8 +18,8 @@ from schemas.runs import TrainPreset
 DEFAULT_KAFKA_BOOTSTRAP = "127.0.0.1:9092"
 KafkaSecurityProtocol = Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"]
 KafkaSaslMechanism = Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"]
-# Index size at which exact search gives way to IVF: past it a flat scan per query costs more
-# than an IVF probe.
+# Index size at which exact search gives way to the compressed IVF kind (pipeline/index/growth.py):
+# past it a flat scan per query costs more than an IVF probe.
 DEFAULT_IVF_THRESHOLD = 100_000
 
 
@@ -147,12 +147,14 @@ class Settings(BaseSettings):
     )
     index_ivf_threshold: int = Field(
         default=DEFAULT_IVF_THRESHOLD,
-        description="Items at which an index switches from exact search to IVF; 0: stay exact.",
+        description="Items at which an index switches from exact search to IVF with 8-bit "
+        "codes, its candidates re-ranked exactly from float16 copies (rebuilt at every 4× "
+        "growth); 0: stay exact.",
     )
     payloads_dir: Path = Field(
         default_factory=lambda data: data["state_dir"] / "payloads",
-        description="Raw item bytes kept for retraining; default: `<STATE_DIR>/payloads`. On a "
-        "cluster, a mount shared by the nodes.",
+        description="Raw item bytes kept for retraining; default: `<STATE_DIR>/payloads`. A "
+        "cache of the item topics: bytes a node lacks are read back from them.",
     )
     snapshot_interval_s: float = Field(
         default=30.0,

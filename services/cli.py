@@ -26,6 +26,7 @@ from pipeline.kafka.launcher import EmbeddedKafka
 from pipeline.kafka.topics import ensure_topics
 from pipeline.produce import Compression, produce_items
 from pipeline.settings import Settings
+from pipeline.store.artifacts import ArtifactUnavailableError, ModelArtifacts
 from pipeline.store.metadata import MetadataStore
 from pipeline.train.job import demo_samples, stored_samples, train_and_register
 from schemas.api import DEFAULT_K, MAX_K
@@ -121,6 +122,21 @@ def _activate(settings: Settings, store: MetadataStore, version: str, offline: b
         console.print(f"the service refused: {error}")
         raise typer.Exit(1) from error
     console.print(f"{version} is active: the running service switched to it")
+
+
+def _stored_model(settings: Settings, modality: Modality, version: str | None) -> EmbeddingModel:
+    """The named (or the active) version of `modality`; exits with the reason when there is
+    none or no copy of its artifact is reachable."""
+    store = MetadataStore.from_settings(settings)
+    record = store.get_model(version) if version else store.active_model(modality)
+    if record is None or record.modality is not modality:
+        console.print(f"no {modality.value} model {version or '(active)'}")
+        raise typer.Exit(1)
+    try:
+        return EmbeddingModel.from_record(record, ModelArtifacts(store, settings.models_dir))
+    except ArtifactUnavailableError as error:
+        console.print(str(error))
+        raise typer.Exit(1) from error
 
 
 def _serve_until_signalled() -> None:
@@ -408,12 +424,7 @@ def embed(
 ) -> None:
     """One JSON line per file: {"file", "vector"} (and "face", where the face was), or
     {"file", "error"} for a file the model cannot take (exit status 1 if any)."""
-    store = MetadataStore.from_settings(Settings())
-    record = store.get_model(model) if model else store.active_model(modality)
-    if record is None or record.modality is not modality:
-        console.print(f"no {modality.value} model {model or '(active)'}")
-        raise typer.Exit(1)
-    encoder = EmbeddingModel.from_record(record)
+    encoder = _stored_model(Settings(), modality, model)
     failed = False
     for file in files:
         try:
@@ -485,11 +496,7 @@ def evaluate(
     if model is None:
         candidate = production_candidate(modality, settings.train_preset)
     else:
-        record = MetadataStore.from_settings(settings).get_model(model)
-        if record is None or record.modality is not modality:
-            console.print(f"no {modality.value} model {model}")
-            raise typer.Exit(1)
-        candidate = model_candidate(EmbeddingModel.from_record(record))
+        candidate = model_candidate(_stored_model(settings, modality, model))
     stamp = f"{modality.value}-{datetime.now(UTC):%Y%m%dT%H%M%S}"
     folder = out or settings.state_dir / "eval" / stamp
     results, paths = run_eval(modality, candidate, folder, console.print)

@@ -23,6 +23,7 @@ from pipeline.placement import plan_placement
 from pipeline.retrain.coordinator import COORDINATOR_NAME, Retrainer
 from pipeline.retrain.schedule import parse_schedule
 from pipeline.settings import Settings
+from pipeline.store.artifacts import ModelArtifacts
 from pipeline.store.metadata import MetadataStore
 from schemas.items import Modality
 from services.api.deployment import query_service
@@ -76,7 +77,9 @@ class Stack:
             os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
         self._log(f"ray: {self.settings.ray_address or 'local'}")
         ray.init(
-            address=self.settings.ray_address,
+            # "local" starts a Ray of our own even where a `ray start` cluster runs on this
+            # machine; without an address, Ray would join that one.
+            address=self.settings.ray_address or "local",
             namespace=NAMESPACE,
             include_dashboard=False,
             configure_logging=False,
@@ -87,6 +90,11 @@ class Stack:
     def start_services(self) -> None:
         """Holders, ingest actors and the API; needs an active model per modality."""
         store = MetadataStore.from_settings(self.settings)
+        # Versions registered before the database held artifacts become loadable on any node.
+        artifacts = ModelArtifacts(store, self.settings.models_dir)
+        published = artifacts.publish_local(store.list_models())
+        if published:
+            self._log(f"model artifacts now in the database: {', '.join(published)}")
         placement = plan_placement(ray.cluster_resources(), self.settings)
         for modality in Modality:
             if store.active_model(modality) is None:

@@ -16,6 +16,7 @@ from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 
+import httpx
 import pytest
 
 from pipeline.settings import Settings
@@ -65,6 +66,14 @@ def _env(settings: Settings) -> dict[str, str]:
         "TWINSTREAM_HTTP_PORT": str(settings.http_port),
         "TWINSTREAM_TRAIN_PRESET": settings.train_preset,
         "TWINSTREAM_MAX_ITEM_BYTES": str(settings.max_item_bytes),
+        **(
+            {} if settings.ray_address is None else {"TWINSTREAM_RAY_ADDRESS": settings.ray_address}
+        ),
+        **(
+            {}
+            if settings.ingest_actors is None
+            else {"TWINSTREAM_INGEST_ACTORS": str(settings.ingest_actors)}
+        ),
     }
 
 
@@ -110,6 +119,20 @@ class UpProcess:
     def stop(self) -> None:
         self.process.send_signal(signal.SIGINT)
         self.process.wait(timeout=120)
+
+
+def pipeline_state(api: httpx.Client, up: UpProcess) -> str:
+    """What the stack says about itself, for a test that waited on it in vain: /readyz, the
+    ingest and dead-letter metrics and the end of `twinstream up`'s output."""
+    ready = api.get("/readyz").text
+    metrics = [
+        line
+        for line in api.get("/metrics").text.splitlines()
+        if line.startswith(("twinstream_ingest", "twinstream_dead_letters", "twinstream_index"))
+        and "_bucket" not in line
+    ]
+    err = up.out.with_suffix(".err").read_text()[-2000:]
+    return f"/readyz {ready}\n" + "\n".join(metrics) + f"\nup's stderr:\n{err}"
 
 
 def wait_port_free(port: int, timeout_s: float = 60) -> None:

@@ -6,6 +6,8 @@ import httpx
 import pytest
 
 from pipeline.settings import Settings
+from pipeline.store.metadata import MetadataStore
+from pipeline.store.records import ModelRecord
 from schemas.items import Modality
 from services.api.limits import max_request_bytes
 from tests.fixtures_stack import MAX_ITEM_BYTES
@@ -122,6 +124,23 @@ def test_unknown_items_versions_and_runs_are_404_problems(api):
     assert_problem(api.delete("/v1/items/audio/no/such/item"), 404)
     assert_problem(api.post("/v1/models/face-v999/activate"), 404)
     assert_problem(api.get("/v1/retrain/no-such-run"), 404)
+
+
+def test_activating_a_version_whose_artifact_is_lost_is_a_409_problem(api, stack_settings):
+    lost = stack_settings.state_dir / "lost" / "face.pt"
+    # A name outside `face-vN`, so that the next trained version's number is not taken.
+    MetadataStore.from_settings(stack_settings).register_model(
+        ModelRecord(
+            version="face-lost",
+            modality=Modality.FACE,
+            threshold=0.5,
+            energy="euclidean",
+            artifact_path=str(lost),
+            artifact_sha256="0" * 64,
+        )
+    )
+    detail = assert_problem(api.post("/v1/models/face-lost/activate"), 409)["detail"]
+    assert "face-lost" in detail and str(stack_settings.state_dir) not in detail
 
 
 def test_an_invalid_retraining_request_is_a_422_problem(api):

@@ -1,5 +1,6 @@
 """docker-compose.yml cannot run here (no Docker engine), so its shape is checked instead."""
 
+import re
 from pathlib import Path
 
 import yaml
@@ -13,6 +14,11 @@ TWINSTREAM_SERVICES = ("ray-head", "ray-worker-gpu", "demo-producer")
 
 def compose() -> dict:
     return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def with_defaults(value: str) -> str:
+    """`${NAME:-default}` as compose reads it when NAME is unset."""
+    return re.sub(r"\$\{[A-Z_]+:-([^}]*)\}", r"\1", value)
 
 
 def test_the_deployment_has_every_part():
@@ -39,7 +45,7 @@ def test_ingest_actors_and_api_replicas_share_the_gpu_worker_with_retraining():
     assert "--num-gpus=0" in services["ray-head"]["command"]
     env = services["ray-head"]["environment"]
     settings = Settings(
-        ingest_actors=env["TWINSTREAM_INGEST_ACTORS"],
+        ingest_actors=with_defaults(env["TWINSTREAM_INGEST_ACTORS"]),
         ingest_num_gpus=env["TWINSTREAM_INGEST_NUM_GPUS"],
         api_num_gpus=env["TWINSTREAM_API_NUM_GPUS"],
     )
@@ -63,3 +69,13 @@ def test_the_image_copies_what_exists():
     sources = [line.split()[1:-1] for line in dockerfile if line.startswith("COPY ")]
     for source in (s for group in sources for s in group):
         assert (ROOT / source).exists(), source
+
+
+def test_every_node_and_the_driver_share_the_ray_token_and_workers_scale():
+    services = compose()["services"]
+    for name in TWINSTREAM_SERVICES:
+        env = services[name]["environment"]
+        assert env["RAY_AUTH_MODE"] == "token", name
+        assert env["RAY_AUTH_TOKEN"].startswith("${RAY_AUTH_TOKEN:?"), name
+    replicas = services["ray-worker-gpu"]["deploy"]["replicas"]
+    assert replicas.startswith("${TWINSTREAM_GPU_WORKERS:-") and with_defaults(replicas) == "1"

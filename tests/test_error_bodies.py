@@ -14,7 +14,7 @@ from pipeline.index.handles import NAMESPACE
 from pipeline.retrain.coordinator import COORDINATOR_NAME
 from schemas.items import Modality
 from services.api.limits import max_request_bytes
-from services.api.problems import UNAVAILABLE
+from services.api.problems import RETRY_AFTER_S, UNAVAILABLE
 from tests.fixtures_stack import MAX_ITEM_BYTES
 from tests.test_recovery import _wait_until_back as wait_until_back
 
@@ -144,6 +144,7 @@ def test_an_index_holder_dying_under_queries_is_a_503_for_the_caller(api, stack)
     for response in refused:
         detail = assert_for_the_caller(response, 503)
         assert detail == UNAVAILABLE
+        assert response.headers["retry-after"] == str(RETRY_AFTER_S)
     # Readiness says which check failed, in its own body, rather than failing as a request.
     for response in unready:
         if response.status_code != 200:

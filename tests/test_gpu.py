@@ -98,7 +98,7 @@ def _device_trained_on(faces: list[Sample]) -> str:
 
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[dict[str, float]]:
-    ray.init(num_cpus=8, include_dashboard=False, configure_logging=False)
+    ray.init(address="local", num_cpus=8, include_dashboard=False, configure_logging=False)
     try:
         yield ray.cluster_resources()
     finally:

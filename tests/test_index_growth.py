@@ -1,4 +1,5 @@
-"""Index growth on real FAISS: flat while small, IVF past the threshold, built without pausing.
+"""Index growth on real FAISS: flat while small, compressed (IVF-SQ8 with exact re-ranking) past
+the threshold, built without pausing.
 
 The vectors are clustered like real embeddings (identities as tight groups on
 the unit sphere): uniform random vectors are a worst case for IVF that no
@@ -9,6 +10,7 @@ import faiss
 import numpy as np
 import pytest
 
+from pipeline.index import growth
 from pipeline.index.snapshot import Snapshot, read_latest_snapshot, write_snapshot
 from pipeline.index.vector_index import VectorIndex
 
@@ -48,9 +50,14 @@ def test_small_indexes_stay_flat(rng):
     assert index.kind == "flat" and never.kind == "flat"
 
 
-def test_ivf_recall_is_close_to_exact_search(rng):
+def as_stored(vectors: np.ndarray) -> np.ndarray:
+    """What a compressed index gives back: the float16 copies it re-ranks with."""
+    return vectors.astype(np.float16).astype(np.float32)
+
+
+def test_compressed_recall_is_close_to_exact_search(rng):
     index, vectors = grown(rng)
-    assert index.kind == "ivf"
+    assert index.kind == "ivf-sq8"
     exact = faiss.IndexFlatL2(DIM)
     exact.add(vectors)
     queries = clustered(rng, 500)
@@ -85,30 +92,30 @@ def test_upserts_and_deletes_during_the_build_all_land(rng):
         during_build += index.kind == "flat"
         step += 1
     index.wait_for_growth(BUILD_TIMEOUT_S)
-    assert index.kind == "ivf"
-    assert during_build > 0, "no change landed while the IVF index was being built"
+    assert index.kind == "ivf-sq8"
+    assert during_build > 0, "no change landed while the compressed index was being built"
 
     assert len(index) == len(live)
     for item_id in deleted:
         assert item_id not in index and index.vector(item_id) is None
     for item_id, vector in live.items():
-        np.testing.assert_allclose(index.vector(item_id), vector, atol=1e-6)
+        np.testing.assert_array_equal(index.vector(item_id), as_stored(vector[None])[0])
     for item_id in list(live)[-200:]:
         hit = index.search(live[item_id][None], 1)[0][0]
         assert (hit.item_id, round(hit.squared_l2, 5)) == (item_id, 0)
-    stored = faiss.deserialize_index(index.to_state()["faiss"])
+    stored = growth.from_blob(index.to_state()["faiss"])
     assert stored.ntotal == len(index), "one FAISS entry per item, no leftovers"
 
 
-def test_an_ivf_index_round_trips_through_a_snapshot(rng, tmp_path):
+def test_a_compressed_index_round_trips_through_a_snapshot(rng, tmp_path):
     index, vectors = grown(rng)
     index.delete(["i5"])
     write_snapshot(tmp_path, Snapshot("face-v1", {0: 42}, index))
     restored = read_latest_snapshot(tmp_path).index
-    assert restored.kind == "ivf" and len(restored) == len(index)
+    assert restored.kind == "ivf-sq8" and len(restored) == len(index)
     queries = clustered(rng, 20)
     assert restored.search(queries, 5) == index.search(queries, 5)
-    np.testing.assert_allclose(restored.vector("i9"), vectors[9], atol=1e-6)
+    np.testing.assert_array_equal(restored.vector("i9"), as_stored(vectors[9:10])[0])
     assert restored.vector("i5") is None
     assert restored.delete(["i9"]) == 1 and restored.vector("i9") is None
     restored.upsert(["i9"], vectors[9][None], ["again"])

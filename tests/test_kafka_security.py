@@ -40,15 +40,14 @@ from pipeline.settings import Settings
 from pipeline.store.metadata import MetadataStore
 from pipeline.train.job import item_samples, train_and_register
 from schemas.items import ITEM_TOPICS, Modality
-from tests.fixtures_stack import TEST_HTTP_PORT
-from tests.fixtures_up import UpProcess
+from tests.fixtures_stack import INGEST_TIMEOUT_S, TEST_HTTP_PORT
+from tests.fixtures_up import UpProcess, pipeline_state
 
 # The plaintext listener (for adding users), the controller at +1 and SASL_SSL at +2.
 SECURE_BROKER = os.environ.get("TWINSTREAM_TEST_SECURE_BROKER", "127.0.0.1:19192")
 USER, PASSWORD = "twinstream-app", "scram-secret-1"
 # A refusal surfaces when the client's bootstrap timeout runs out, never later.
 FAIL_FAST_S = BOOTSTRAP_TIMEOUT_MS / 1000 + 3
-INGEST_TIMEOUT_S = 120
 
 
 @dataclass(frozen=True)
@@ -248,10 +247,13 @@ def test_the_stack_runs_over_sasl_ssl_end_to_end(
         with httpx.Client(base_url=f"http://127.0.0.1:{secured.http_port}", timeout=60) as api:
             deadline = time.monotonic() + INGEST_TIMEOUT_S
             while True:
-                matches = api.post("/v1/search", json=query).json()["matches"]
+                response = api.post("/v1/search", json=query)
+                assert response.status_code == 200, response.text
+                matches = response.json()["matches"]
                 if matches and matches[0]["id"] == face.id:
                     break
-                assert time.monotonic() < deadline, f"{face.id} was not indexed: {matches}"
+                if time.monotonic() > deadline:
+                    pytest.fail(f"{face.id} was not indexed: {matches}\n{pipeline_state(api, up)}")
                 time.sleep(1)
         assert matches[0]["label"] == "s20"
     finally:

@@ -4,30 +4,37 @@ The stack is shared with other tests, so counters are checked by how much this t
 requests and items move them.
 """
 
+import asyncio
 import io
 import time
 import uuid
 
+import ray
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
 from pipeline.kafka.clients import headers, make_producer
 from schemas.items import ITEM_TOPICS, Modality
+from services.api.metrics import PipelineProbe
 
 LAG_WAIT_S = 120
 ITEMS_ROUTE = "/v1/items/{modality}/{item_id:path}"
 Samples = dict[tuple[str, tuple], float]
 
 
+def parse(text: str) -> Samples:
+    return {
+        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
+
+
 def scrape(api) -> Samples:
     response = api.get("/metrics")
     assert response.status_code == 200
     assert response.headers["content-type"].startswith("text/plain")
-    return {
-        (sample.name, tuple(sorted(sample.labels.items()))): sample.value
-        for family in text_string_to_metric_families(response.text)
-        for sample in family.samples
-    }
+    return parse(response.text)
 
 
 def value(samples: Samples, name: str, **labels: str) -> float:
@@ -106,3 +113,24 @@ def test_metrics_count_this_tests_requests_and_dead_letter(api, stack, stack_set
         assert ("twinstream_checkpoint_duration_seconds", (("modality", modality),)) in after
     versions = [dict(labels) for (name, labels) in after if name == "twinstream_model_info"]
     assert {v["modality"] for v in versions} == {"face", "audio"}
+
+
+@ray.remote(num_cpus=0)
+class _Gone:
+    """Stands for a holder only by being dead: every call to it fails as a lost actor's does."""
+
+    def stats(self) -> dict:
+        raise AssertionError("never reached: the actor is killed first")
+
+
+def test_a_scrape_answers_while_an_index_holder_is_down(stack, stack_settings):
+    """The scrape that would show an outage must not fail with it: a holder that cannot
+    answer is `twinstream_index_holder_up` 0, the other 1."""
+    gone = _Gone.remote()
+    ray.kill(gone, no_restart=True)
+    holders = {Modality.FACE: gone, Modality.AUDIO: stack.holders[Modality.AUDIO]}
+    response = asyncio.run(PipelineProbe(stack_settings, holders).render())
+    assert response.status_code == 200
+    samples = parse(bytes(response.body).decode())
+    assert value(samples, "twinstream_index_holder_up", modality="face") == 0
+    assert value(samples, "twinstream_index_holder_up", modality="audio") == 1

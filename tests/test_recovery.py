@@ -23,6 +23,7 @@ from pipeline.embed.model import EmbeddingModel
 from pipeline.inputs import decode
 from pipeline.kafka.clients import headers, make_producer
 from pipeline.settings import Settings
+from pipeline.store.artifacts import ModelArtifacts
 from pipeline.store.metadata import MetadataStore
 from schemas.items import ITEM_TOPICS, Modality
 from services.stack import Stack
@@ -72,8 +73,9 @@ def _wait_until_back(actors: list[ActorHandle]) -> None:
 def test_killed_actor_recovers_every_item_exactly_once(stack, stack_settings, demo_data, victim):
     faces = demo_data.held_out[Modality.FACE]
     holder = stack.holders[Modality.FACE]
-    record = MetadataStore.from_settings(stack_settings).active_model(Modality.FACE)
-    model = EmbeddingModel.from_record(record)
+    store = MetadataStore.from_settings(stack_settings)
+    record = store.active_model(Modality.FACE)
+    model = EmbeddingModel.from_record(record, ModelArtifacts(store, stack_settings.models_dir))
     rng = random.Random(int(time.time()))
     size_before = ray.get(holder.size.remote())
     for _ in range(ROUNDS):

@@ -1,14 +1,13 @@
 """A trained encoder as the service uses it: embed arrays, know its energy, threshold and version.
 
 The artifact is one torch file holding the encoder config, weights, threshold and version; it
-is written atomically and identified by its sha256, so a reader either gets the exact bytes the
-trainer wrote or a refusal, never a half-written or swapped model.
+is identified by its sha256, so a reader either gets the exact bytes the trainer wrote or a
+refusal, never a half-written or swapped model. Registered versions are read through
+pipeline/store/artifacts.py, which reaches them from any node.
 """
 
 import hashlib
 import io
-import os
-import secrets
 from pathlib import Path
 
 import numpy as np
@@ -18,6 +17,8 @@ from pipeline.embed.config import EncoderConfig
 from pipeline.embed.encoders import Encoder, build_encoder
 from pipeline.embed.energy import Energy, energy_by_name
 from pipeline.inputs import INPUTS
+from pipeline.store.artifacts import ModelArtifacts
+from pipeline.store.atomic import write_atomically
 from pipeline.store.records import ModelRecord
 
 ARTIFACT_FORMAT = 1
@@ -90,9 +91,8 @@ class EmbeddingModel:
                 out[start : start + len(chunk)] = self._inference(x).float().cpu().numpy()
         return out
 
-    def save(self, path: str | Path) -> str:
-        """Write the artifact atomically (tmp + fsync + rename); returns its sha256."""
-        path = Path(path)
+    def to_bytes(self) -> bytes:
+        """The artifact: what `from_bytes` reads back."""
         buffer = io.BytesIO()
         torch.save(
             {
@@ -104,35 +104,26 @@ class EmbeddingModel:
             },
             buffer,
         )
-        data = buffer.getvalue()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.{secrets.token_hex(4)}.tmp")
-        try:
-            with open(tmp, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        finally:
-            tmp.unlink(missing_ok=True)
-        dir_fd = os.open(path.parent, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
+        return buffer.getvalue()
+
+    def save(self, path: str | Path) -> str:
+        """Write the artifact atomically; returns its sha256."""
+        data = self.to_bytes()
+        write_atomically(Path(path), data)
         return hashlib.sha256(data).hexdigest()
 
     @classmethod
-    def load(
+    def from_bytes(
         cls,
-        path: str | Path,
+        data: bytes,
         expected_sha256: str | None = None,
         device: str | torch.device | None = None,
+        name: str = "artifact",
     ) -> "EmbeddingModel":
-        data = Path(path).read_bytes()
+        """`name` says in errors which artifact this was."""
         digest = hashlib.sha256(data).hexdigest()
         if expected_sha256 is not None and digest != expected_sha256:
-            raise ArtifactError(f"{path}: sha256 {digest} does not match {expected_sha256}")
+            raise ArtifactError(f"{name}: sha256 {digest} does not match {expected_sha256}")
         try:
             payload = torch.load(io.BytesIO(data), map_location="cpu", weights_only=True)
             if payload["format"] != ARTIFACT_FORMAT:
@@ -143,15 +134,28 @@ class EmbeddingModel:
         except Exception as exc:
             # torch.load and load_state_dict fail in many ways on foreign or damaged files;
             # callers need one answer: this is not a usable model.
-            raise ArtifactError(f"{path}: not a usable twinstream model artifact ({exc})") from exc
+            raise ArtifactError(f"{name}: not a usable twinstream model artifact ({exc})") from exc
         return cls(encoder, version, threshold, device=device)
 
     @classmethod
-    def from_record(
-        cls, record: ModelRecord, device: str | torch.device | None = None
+    def load(
+        cls,
+        path: str | Path,
+        expected_sha256: str | None = None,
+        device: str | torch.device | None = None,
     ) -> "EmbeddingModel":
-        """The registered version's artifact, refused unless its sha256 is the recorded one."""
-        return cls.load(record.artifact_path, record.artifact_sha256, device)
+        return cls.from_bytes(Path(path).read_bytes(), expected_sha256, device, str(path))
+
+    @classmethod
+    def from_record(
+        cls,
+        record: ModelRecord,
+        artifacts: ModelArtifacts,
+        device: str | torch.device | None = None,
+    ) -> "EmbeddingModel":
+        """The registered version, from wherever `artifacts` reaches it; `read` verified the
+        sha256 (ArtifactUnavailableError when no copy has it)."""
+        return cls.from_bytes(artifacts.read(record), device=device, name=record.version)
 
     def __repr__(self) -> str:
         return (

@@ -12,7 +12,7 @@ import ray
 from ray.actor import ActorHandle
 
 from pipeline.embed.model import EmbeddingModel
-from pipeline.store.metadata import MetadataStore
+from pipeline.store.artifacts import ModelArtifacts
 from schemas.items import Modality
 
 NAMESPACE = "twinstream"
@@ -48,8 +48,8 @@ class ModelCache:
     """Model versions loaded on first use and kept while recently used; safe to share between
     threads (an ingest actor's reading and indexing threads both look models up)."""
 
-    def __init__(self, store: MetadataStore, size: int = CACHED_MODELS) -> None:
-        self._store = store
+    def __init__(self, artifacts: ModelArtifacts, size: int = CACHED_MODELS) -> None:
+        self._artifacts = artifacts
         self._size = size
         self._models: OrderedDict[str, EmbeddingModel] = OrderedDict()
         self._lock = threading.RLock()
@@ -70,10 +70,10 @@ class ModelCache:
     def _get(self, version: str) -> EmbeddingModel:
         model = self.loaded(version)
         if model is None:
-            record = self._store.get_model(version)
+            record = self._artifacts.store.get_model(version)
             if record is None:
                 raise LookupError(f"model {version} is not in the store")
-            model = EmbeddingModel.from_record(record)
+            model = EmbeddingModel.from_record(record, self._artifacts)
             self._models[version] = model
             while len(self._models) > self._size:
                 self._models.popitem(last=False)

@@ -3,11 +3,11 @@
 FAISS only knows int64 ids, so the mapping lives beside it. While small the
 index is an `IndexIDMap2(IndexFlatL2)`, which supports both `remove_ids`
 (upserts and tombstones) and `reconstruct` (queries that name an indexed item
-instead of sending bytes). Past `ivf_threshold` items an IVF index with the
-same abilities (pipeline/index/growth.py) is trained in a background thread
-from the stored vectors; upserts and deletes go on against the current index
-meanwhile and are recorded, replayed onto the new index, and the two are
-swapped under a lock held only for the last few changes.
+instead of sending bytes). Past `ivf_threshold` items a compressed index with
+the same abilities (pipeline/index/growth.py decides its kind and builds it) is
+trained in a background thread from the stored vectors; upserts and deletes go
+on against the current index meanwhile and are recorded, replayed onto the new
+index, and the two are swapped under a lock held only for the last few changes.
 """
 
 import logging
@@ -18,7 +18,8 @@ from dataclasses import dataclass
 import faiss
 import numpy as np
 
-from pipeline.index.growth import REGROW_FACTOR, build_ivf, is_ivf
+from pipeline.index import growth
+from pipeline.index.refined import RefinedIVF
 from pipeline.settings import DEFAULT_IVF_THRESHOLD
 
 log = logging.getLogger(__name__)
@@ -38,7 +39,7 @@ class Hit:
     squared_l2: float
 
 
-def _replay(index: faiss.Index, changes: Sequence[Change]) -> None:
+def _replay(index: faiss.Index | RefinedIVF, changes: Sequence[Change]) -> None:
     for numeric, vectors in changes:
         if vectors is None:
             index.remove_ids(numeric)
@@ -51,12 +52,12 @@ class VectorIndex:
         """`ivf_threshold` 0 keeps the index flat for good."""
         self.dim = dim
         self.ivf_threshold = ivf_threshold
-        self._index: faiss.Index = faiss.IndexIDMap2(faiss.IndexFlatL2(dim))
+        self._index: faiss.Index | RefinedIVF = faiss.IndexIDMap2(faiss.IndexFlatL2(dim))
         self._next_id = 0
         self._ids: dict[str, int] = {}
         self._names: dict[int, str] = {}
         self._labels: dict[str, str | None] = {}
-        # Size at which the next IVF build starts; it grows after every build.
+        # Size at which the next compressed build starts; it grows after every build.
         self._build_at = ivf_threshold
         # Changes made while a build runs (None: no build running). The builder
         # thread and the swap touch `_index` and this list only under the lock.
@@ -78,7 +79,8 @@ class VectorIndex:
 
     @property
     def kind(self) -> str:
-        return "ivf" if is_ivf(self._index) else "flat"
+        """ "flat", "ivf-sq8" (compressed, exact re-ranking) or "ivf" (from older snapshots)."""
+        return growth.kind(self._index)
 
     def wait_for_growth(self, timeout_s: float | None = None) -> None:
         """Block until a running background build (if any) has been swapped in."""
@@ -124,27 +126,27 @@ class VectorIndex:
             vectors = self._index.reconstruct_batch(numeric)
             self._changes = []
         self._builder = threading.Thread(
-            target=self._build, args=(numeric, vectors), name="ivf-build", daemon=True
+            target=self._build, args=(numeric, vectors), name="index-build", daemon=True
         )
         self._builder.start()
 
     def _build(self, numeric: np.ndarray, vectors: np.ndarray) -> None:
         """Train and fill the new index, catch it up with the recorded changes, swap."""
-        next_build_at = max(self._build_at, len(numeric)) * REGROW_FACTOR
+        next_build_at = max(self._build_at, len(numeric)) * growth.REGROW_FACTOR
         try:
-            ivf = build_ivf(vectors, numeric)
+            built = growth.build_compressed(vectors, numeric)
             while True:
                 with self._lock:
                     backlog, self._changes = self._changes or [], []
                     if len(backlog) <= SWAP_BACKLOG:
-                        _replay(ivf, backlog)
-                        self._index, self._changes = ivf, None
+                        _replay(built, backlog)
+                        self._index, self._changes = built, None
                         self._build_at = next_build_at
                         break
-                _replay(ivf, backlog)
-            log.info("index grew into IVF: %d items, %d lists", ivf.ntotal, ivf.nlist)
+                _replay(built, backlog)
+            log.info("index grew into %s: %d items, %d lists", self.kind, built.ntotal, built.nlist)
         except Exception:
-            log.exception("IVF build failed; the index stays as it was")
+            log.exception("index build failed; the index stays as it was")
             with self._lock:
                 self._changes, self._build_at = None, next_build_at
 
@@ -160,6 +162,7 @@ class VectorIndex:
 
         A label filter searches its items exactly, whatever the index kind: an
         IVF search restricted to a few ids would visit only some of their lists.
+        (A compressed index reconstructs them from its float16 copies.)
         """
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         if label is None:
@@ -192,7 +195,7 @@ class VectorIndex:
     def to_state(self) -> dict:
         """Everything needed to rebuild this index exactly, as plain data."""
         with self._lock:
-            blob = faiss.serialize_index(self._index)
+            blob = growth.to_blob(self._index)
         return {
             "dim": self.dim,
             "ivf_threshold": self.ivf_threshold,
@@ -208,7 +211,7 @@ class VectorIndex:
         """A build that was running when the state was taken starts again on the next upsert."""
         index = cls(state["dim"], state.get("ivf_threshold", DEFAULT_IVF_THRESHOLD))
         index._build_at = state.get("build_at", index.ivf_threshold)
-        index._index = faiss.deserialize_index(state["faiss"])
+        index._index = growth.from_blob(state["faiss"])
         index._next_id = state["next_id"]
         index._ids = dict(state["ids"])
         index._names = {num: item_id for item_id, num in index._ids.items()}

@@ -49,6 +49,7 @@ from pipeline.ingest.stats import IngestStats
 from pipeline.ingest.unreadable import StoppedPartition, stop_unreadable
 from pipeline.kafka.clients import make_consumer, make_producer
 from pipeline.settings import Settings
+from pipeline.store.artifacts import ModelArtifacts
 from pipeline.store.metadata import MetadataStore
 from pipeline.store.payloads import PayloadStore
 from pipeline.store.retention import RetainedItems
@@ -97,7 +98,7 @@ class IngestWorker:
         self._holders = holder_handles()
         self._store = MetadataStore.from_settings(settings)
         self._retained = RetainedItems(self._store, PayloadStore(settings.payloads_dir))
-        self._models = ModelCache(self._store)
+        self._models = ModelCache(ModelArtifacts(self._store, settings.models_dir))
         self._versions = dict(
             zip(
                 self._holders,

@@ -13,6 +13,7 @@ from pipeline.retrain.feedback import read_pairs
 from pipeline.retrain.gate import Decision, judge
 from pipeline.retrain.progress import RunProgress
 from pipeline.settings import Settings
+from pipeline.store.artifacts import ModelArtifacts
 from pipeline.store.metadata import MetadataStore
 from pipeline.store.records import ModelRecord, RunStatus
 from pipeline.train.job import stored_samples, train_and_register
@@ -67,12 +68,13 @@ def train_candidate(
     progress.at(RunPhase.EVALUATING, candidate_version=record.version)
     # Both models are scored on the identities the candidate was not trained on.
     held_out = run.result.held_out
-    candidate = score_model(EmbeddingModel.from_record(record), held_out)
+    artifacts = ModelArtifacts(store, settings.models_dir)
+    candidate = score_model(EmbeddingModel.from_record(record, artifacts), held_out)
     active_record = store.active_model(modality)
     active = (
         None
         if active_record is None
-        else score_model(EmbeddingModel.from_record(active_record), held_out)
+        else score_model(EmbeddingModel.from_record(active_record, artifacts), held_out)
     )
     decision = judge(candidate, active, settings.retrain_min_improvement)
     progress.at(

@@ -24,6 +24,7 @@ from pipeline.retrain.progress import RunProgress
 from pipeline.retrain.rebuild import Progress, rebuild_and_switch
 from pipeline.retrain.schedule import parse_schedule
 from pipeline.settings import Settings
+from pipeline.store.artifacts import ModelArtifacts
 from pipeline.store.metadata import MetadataStore
 from pipeline.store.records import ModelRecord, RunStatus, RunTrigger
 from schemas.items import Modality
@@ -43,6 +44,7 @@ class Retrainer:
         torch.set_num_threads(settings.embed_threads)
         self._settings = settings
         self._store = MetadataStore.from_settings(settings)
+        self._artifacts = ModelArtifacts(self._store, settings.models_dir)
         self._holders = holder_handles()
         self._busy: dict[Modality, str] = {}
         self._lock = threading.Lock()
@@ -111,7 +113,7 @@ class Retrainer:
             )
 
     def _switch(self, record: ModelRecord, progress: Progress | None = None) -> None:
-        model = EmbeddingModel.from_record(record)
+        model = EmbeddingModel.from_record(record, self._artifacts)
         previous = rebuild_and_switch(
             self._settings, self._store, self._holders[record.modality], model, progress
         )

@@ -2,8 +2,9 @@
 
 The holder starts a second index and, from that moment, asks every ingest actor for vectors
 of both versions; this module fills in everything that was indexed before, from the payloads
-the store retains. Whatever the stream upserts or deletes meanwhile wins over the backfill.
-When the backfill is done the store and the holder switch, and once the switch returns
+the store retains (bytes this node lacks are read back from the item topics). Whatever the
+stream upserts or deletes meanwhile wins over the backfill. When the backfill is done the
+store and the holder switch, and once the switch returns
 (every API replica's copy of the index has it) every query is answered by the new version.
 """
 
@@ -16,6 +17,7 @@ from ray.actor import ActorHandle
 from pipeline.decode.errors import DecodeError
 from pipeline.embed.model import EmbeddingModel
 from pipeline.inputs import decode
+from pipeline.kafka.readback import fill_missing
 from pipeline.settings import Settings
 from pipeline.store.metadata import MetadataStore
 from pipeline.store.payloads import PayloadStore
@@ -38,6 +40,7 @@ def rebuild_and_switch(
     try:
         payloads = PayloadStore(settings.payloads_dir)
         items = store.items_with_payload(modality)
+        fill_missing(settings, payloads, items)
         for start in range(0, len(items), CHUNK):
             ids, labels, inputs = [], [], []
             for item in items[start : start + CHUNK]:

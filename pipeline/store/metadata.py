@@ -1,11 +1,12 @@
-"""The metadata store: items, model versions and training runs in SQL.
+"""The metadata store: items, model versions (with their artifacts) and training runs in SQL.
 
 Every method is one short transaction and hands back frozen records, so callers
 in other processes (Ray actors, the Serve replica, the CLI) never hold a
 session or a lock between calls.
 """
 
-from collections.abc import Sequence
+import hashlib
+from collections.abc import Iterable, Sequence
 from dataclasses import fields, replace
 from typing import Any, Self, TypeVar
 from uuid import uuid4
@@ -25,7 +26,14 @@ from pipeline.store.records import (
     TrainingRunRecord,
     utc_now,
 )
-from pipeline.store.schema import Base, Item, ModelVersion, TrainingRun, create_tables
+from pipeline.store.schema import (
+    Base,
+    Item,
+    ModelArtifact,
+    ModelVersion,
+    TrainingRun,
+    create_tables,
+)
 from schemas.items import Modality
 
 RecordT = TypeVar("RecordT", ItemRecord, ModelRecord, TrainingRunRecord)
@@ -191,9 +199,17 @@ class MetadataStore:
             highest = max(map(version_number, session.scalars(statement)), default=0)
         return f"{Modality(modality).value}-v{highest + 1}"
 
-    def register_model(self, record: ModelRecord) -> ModelRecord:
-        """Add a version; if `record.active`, it also becomes the active one."""
+    def register_model(self, record: ModelRecord, artifact: bytes | None = None) -> ModelRecord:
+        """Add a version; if `record.active`, it also becomes the active one.
+
+        `artifact`, the model file's bytes, is stored in the same transaction, so no reader
+        finds the version before every node can load it.
+        """
+        if artifact is not None and _sha256(artifact) != record.artifact_sha256:
+            raise ValueError(f"{record.version}: artifact bytes do not match its sha256")
         with self._writes.begin() as session:
+            if artifact is not None:
+                self._insert_artifact(session, artifact)
             session.add(ModelVersion(**_values(replace(record, active=False))))
             try:
                 session.flush()
@@ -229,6 +245,42 @@ class MetadataStore:
         with self._reads.begin() as session:
             models = [_record(row, ModelRecord) for row in session.scalars(statement)]
         return sorted(models, key=lambda m: (m.created_at, version_number(m.version)), reverse=True)
+
+    # model artifacts, by sha256
+
+    def put_artifact(self, data: bytes) -> str:
+        """Store a model file's bytes (a no-op when they are stored already); returns the sha256."""
+        with self._writes.begin() as session:
+            return self._insert_artifact(session, data)
+
+    def artifact(self, sha256: str) -> bytes | None:
+        with self._reads.begin() as session:
+            return session.scalars(
+                select(ModelArtifact.data).where(ModelArtifact.sha256 == sha256)
+            ).one_or_none()
+
+    def missing_artifacts(self, hashes: Iterable[str]) -> set[str]:
+        """Those of `hashes` whose bytes the store does not hold."""
+        candidates = sorted(set(hashes))
+        present: set[str] = set()
+        with self._reads.begin() as session:
+            for start in range(0, len(candidates), _ID_CHUNK):
+                statement = select(ModelArtifact.sha256).where(
+                    ModelArtifact.sha256.in_(candidates[start : start + _ID_CHUNK])
+                )
+                present.update(session.scalars(statement))
+        return set(candidates) - present
+
+    def _insert_artifact(self, session: Session, data: bytes) -> str:
+        sha256 = _sha256(data)
+        # Content-addressed: bytes already stored under this hash are these bytes.
+        statement = (
+            self._upsert_insert(ModelArtifact.__table__)
+            .values(sha256=sha256, data=data, stored_at=utc_now())
+            .on_conflict_do_nothing(index_elements=["sha256"])
+        )
+        session.execute(statement)
+        return sha256
 
     # training runs
 
@@ -309,6 +361,10 @@ def _activate(session: Session, version: str) -> ModelRecord:
         .execution_options(synchronize_session=False)
     )
     return _record(session.get_one(ModelVersion, version, populate_existing=True), ModelRecord)
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def _values(record: ItemRecord | ModelRecord | TrainingRunRecord) -> dict[str, Any]:

@@ -1,7 +1,8 @@
 """Tables of the metadata store, portable across SQLite and PostgreSQL.
 
 Tables are created with ``create_all``; schema migrations are out of scope
-until the first release that has to keep an older database.
+until the first release that has to keep an older database. A table added later
+(model_artifacts) is created in an existing database at its next start.
 """
 
 from datetime import UTC, datetime
@@ -107,6 +108,17 @@ class ModelVersion(Base):
     artifact_path: Mapped[str]
     artifact_sha256: Mapped[str]
     active: Mapped[bool] = mapped_column(default=False)
+
+
+class ModelArtifact(Base):
+    """A model version's artifact file, so that every node loads it from the database rather
+    than from a disk only the trainer's machine has (pipeline/store/artifacts.py)."""
+
+    __tablename__ = "model_artifacts"
+
+    sha256: Mapped[str] = mapped_column(primary_key=True)
+    data: Mapped[bytes]
+    stored_at: Mapped[datetime]
 
 
 class TrainingRun(Base):

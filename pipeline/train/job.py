@@ -1,19 +1,22 @@
-"""A training run end to end: gather labelled samples, train, save, register, activate.
+"""A training run end to end: gather labelled samples, train, register (the artifact's bytes
+in the database, a copy under the models directory), activate.
 
 The CLI, `make run`'s first start and (later) the scheduler all go through
 `train_and_register`, so every model version is produced and recorded the same way.
 """
 
+import hashlib
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from fnmatch import fnmatchcase
-from uuid import uuid4
 
 from pipeline.data.demo import demo_items
 from pipeline.data.items import DataItem
 from pipeline.embed.config import ENCODERS, preset_config
 from pipeline.inputs import decode
+from pipeline.kafka.readback import fill_missing
 from pipeline.settings import Settings
+from pipeline.store.artifacts import ModelArtifacts
 from pipeline.store.metadata import MetadataStore, VersionExistsError
 from pipeline.store.payloads import PayloadStore
 from pipeline.store.records import ModelRecord
@@ -60,18 +63,22 @@ def _samples(
 def stored_samples(
     settings: Settings, store: MetadataStore, modality: Modality, exclude: Sequence[str] = ()
 ) -> list[Sample]:
-    """Labelled items the stream has brought, read back from payload retention: the newest
-    `RETRAIN_MAX_ITEMS` of them."""
+    """Labelled items the stream has brought, read back from payload retention (bytes this
+    node lacks from the item topics): the newest `RETRAIN_MAX_ITEMS` of them."""
     payloads = PayloadStore(settings.payloads_dir)
     window = store.items_with_payload(
         modality, labelled_only=True, newest=settings.retrain_max_items
     )
+    fill_missing(settings, payloads, window)
     return _samples(
         modality,
         (
             (item.item_id, item.label, payloads.get(item.payload_sha256))
             for item in window
-            if item.label is not None and item.payload_sha256 is not None
+            if item.label is not None
+            and item.payload_sha256 is not None
+            # Gone from the topic too: replaced by bytes that are not indexed yet, or deleted.
+            and item.payload_sha256 in payloads
         ),
         exclude,
         None,
@@ -118,12 +125,12 @@ def train_and_register(
         modality, preset or settings.train_preset, settings.train_overrides
     )
     result = train_model(samples, encoder_config, train_config, progress, pairs)
+    artifacts = ModelArtifacts(store, settings.models_dir)
     while True:
         # Two trainers of one modality may race for the next number; the loser renumbers.
         result.model.version = store.next_version(modality)
-        # A unique file name: a loser of the race must not overwrite the winner's artifact.
-        path = (settings.models_dir / f"{result.model.version}-{uuid4().hex[:8]}.pt").resolve()
-        sha256 = result.model.save(path)
+        artifact = result.model.to_bytes()
+        sha256 = hashlib.sha256(artifact).hexdigest()
         try:
             record = store.register_model(
                 ModelRecord(
@@ -136,11 +143,14 @@ def train_and_register(
                     metrics=result.metrics | {"counts": result.counts},
                     threshold=result.threshold,
                     energy=encoder_config.energy,
-                    artifact_path=str(path),
+                    # Where this node keeps its copy; other nodes fetch the bytes stored here.
+                    artifact_path=str(artifacts.cache_path(sha256)),
                     artifact_sha256=sha256,
                     active=activate,
-                )
+                ),
+                artifact,
             )
         except VersionExistsError:
             continue
+        artifacts.keep(artifact)
         return RegisteredRun(record, result)

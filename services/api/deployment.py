@@ -8,6 +8,7 @@ from ray.serve.deployment import Application
 from pipeline.index.handles import NAMESPACE, ModelCache, holder_handles
 from pipeline.retrain.coordinator import COORDINATOR_NAME
 from pipeline.settings import Settings
+from pipeline.store.artifacts import ModelArtifacts
 from pipeline.store.metadata import MetadataStore
 from services.api.app import create_app
 from services.api.catalog import Catalog
@@ -27,7 +28,8 @@ class QueryService:
         torch.set_num_threads(settings.api_embed_threads)
         store = MetadataStore.from_settings(settings)
         holders = holder_handles()
-        engine = QueryEngine(settings, holders, ModelCache(store))
+        models = ModelCache(ModelArtifacts(store, settings.models_dir))
+        engine = QueryEngine(settings, holders, models)
         install_context(
             ApiContext(
                 settings=settings,

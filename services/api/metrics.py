@@ -29,6 +29,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 from ray.actor import ActorHandle
+from ray.exceptions import RayActorError
 from starlette.types import Message, Receive, Scope, Send
 
 from pipeline.ingest.stats import IngestStats
@@ -149,6 +150,12 @@ class ApiMetrics:
             ["modality", "served_by"],
             registry=self.registry,
         )
+        self.holder_up = Gauge(
+            "twinstream_index_holder_up",
+            "1 while the modality's index holder answers; 0 while it is down (Ray restarts it)",
+            ["modality"],
+            registry=self.registry,
+        )
         self.model = Gauge(
             "twinstream_model_info",
             "the model version serving each modality",
@@ -207,13 +214,20 @@ class PipelineProbe:
 
     async def render(self) -> Response:
         metrics = METRICS
-        stats = dict(
-            zip(
-                self._holders,
-                await asyncio.gather(*(h.stats.remote() for h in self._holders.values())),
-                strict=True,
-            )
+        answers = await asyncio.gather(
+            *(h.stats.remote() for h in self._holders.values()), return_exceptions=True
         )
+        stats = {}
+        for modality, answer in zip(self._holders, answers, strict=True):
+            # A holder that is down is a metric, not a failed scrape (the scrape must show the
+            # outage); its other series keep their last values meanwhile.
+            if isinstance(answer, RayActorError):
+                metrics.holder_up.labels(modality.value).set(0)
+                continue
+            if isinstance(answer, BaseException):
+                raise answer
+            metrics.holder_up.labels(modality.value).set(1)
+            stats[modality] = answer
         ends = await asyncio.to_thread(self._end_offsets)
         metrics.ingest.stats = await ingest_stats()
         # One series per modality: the version switched away from must not linger at 1.
@@ -225,6 +239,8 @@ class PipelineProbe:
             metrics.checkpoint_duration.labels(modality.value).set(held["checkpoint_s"])
             metrics.model.labels(modality.value, held["model_version"]).set(1)
         for tp, end in ends.items():
+            if topic_modality(tp.topic) not in stats:
+                continue
             reflected = stats[topic_modality(tp.topic)]["offsets"].get(tp.partition, 0)
             metrics.lag.labels(tp.topic, str(tp.partition)).set(max(end - reflected, 0))
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)

@@ -19,6 +19,7 @@ from starlette.exceptions import HTTPException
 
 from pipeline.decode.errors import without_object_reprs
 from pipeline.retrain.coordinator import BusyError
+from pipeline.store.artifacts import ArtifactUnavailableError
 from schemas.api import Problem
 
 log = logging.getLogger(__name__)
@@ -26,6 +27,7 @@ log = logging.getLogger(__name__)
 PROBLEM_JSON = "application/problem+json"
 CRASHED = "the service failed to answer this request; see the service log"
 UNAVAILABLE = "a part of the service failed and is not available; retry in a few seconds"
+RETRY_AFTER_S = 5
 # What lower layers' messages may carry: colour codes (Ray's), and object reprs.
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
@@ -91,6 +93,9 @@ def problems_as_problem_json(schema: dict[str, Any]) -> dict[str, Any]:
 
 
 def respond(body: Problem, headers: Mapping[str, str] | None = None) -> JSONResponse:
+    if body.status == 503:
+        # Ray restarts what failed within seconds; a client that waits this long finds it back.
+        headers = {"Retry-After": str(RETRY_AFTER_S), **(headers or {})}
     return JSONResponse(
         body.model_dump(), status_code=body.status, media_type=PROBLEM_JSON, headers=headers
     )
@@ -116,6 +121,8 @@ def client_problem(error: Exception) -> Problem | None:
         return error.problem
     if isinstance(error, BusyError):
         return problem(409, f"{error}; try again once that is done")
+    if isinstance(error, ArtifactUnavailableError):
+        return problem(409, str(error))
     if isinstance(error, RayActorError):
         return problem(503, UNAVAILABLE)
     return None
