@@ -1,6 +1,8 @@
 """The index holder's rules, on real FAISS and a real SQLite store: what it resumes, which
 replayed operations it applies, and how it switches model versions."""
 
+import time
+
 import numpy as np
 import pytest
 
@@ -149,3 +151,18 @@ def test_a_build_asks_for_every_version_and_switches_at_once(settings, store, rn
     # The switch is checkpointed with the new version.
     store.activate_model("face-v2")
     assert IndexHolder(settings, Modality.FACE).size() == 2
+
+
+def test_a_quiet_stream_is_checkpointed_within_the_interval(tmp_path, store, rng):
+    """Changes followed by no more batches are made durable once the interval has passed,
+    and a restarted holder resumes after them instead of replaying them."""
+    settings = Settings(state_dir=tmp_path, snapshot_interval_s=1, snapshot_every_updates=10**6)
+    holder = IndexHolder(settings, Modality.FACE)
+    applied = holder.apply(upserts(["a", "b"], {"face-v1": unit(rng, 2)}, 0))
+    assert applied.durable.offsets == {}
+    assert holder.make_durable_if_due().offsets == {}  # not due yet
+    time.sleep(1.1)
+    assert holder.make_durable_if_due().offsets == {0: 2}
+    restarted = IndexHolder(settings, Modality.FACE)
+    assert restarted.offsets() == {0: 2}
+    assert restarted.contains(["a", "b"]) == [True, True]

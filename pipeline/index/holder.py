@@ -260,6 +260,13 @@ class IndexHolder:
 
     # --- checkpoints ----------------------------------------------------------------------
 
+    def make_durable_if_due(self) -> DurableOffsets:
+        """Asked by ingest while the stream is quiet: changes wait for their checkpoint (and
+        their offsets for a commit) at most the snapshot interval, not until the next batch."""
+        if self._checkpoint.due():
+            self._checkpoint.make_durable()
+        return self._checkpoint.durable()
+
     def snapshot(self) -> Path | None:
         """Make what the index has applied durable now, as on a clean stop."""
         return self._checkpoint.make_durable()

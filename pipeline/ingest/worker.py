@@ -61,6 +61,8 @@ CONSUMER_GROUP = "twinstream-ingest"
 POLL_TIMEOUT_MS = 200
 # How often a thread waiting on the other one looks up for a stop or a replay.
 HANDOVER_WAIT_S = 0.2
+# How often a quiet applying thread asks the holders whether a checkpoint is due.
+QUIET_CHECKPOINT_S = 1.0
 RETRY_PAUSE_S = 1.0
 # Empty polls for this long make the actor check that it is not stuck behind the log.
 STALL_CHECK_S = 15.0
@@ -276,15 +278,28 @@ class IngestWorker:
     # --- the applying thread: embed, apply, stage the durable offsets for commit ------------
 
     def _apply_loop(self) -> None:
+        quiet_checked = time.monotonic()
         while not self._stop.is_set():
             try:
                 handover = self._handover.get(timeout=HANDOVER_WAIT_S)
             except queue.Empty:
-                continue
+                handover = None
             try:
-                self._apply_if_current(handover)
+                if handover is not None:
+                    self._apply_if_current(handover)
+                elif time.monotonic() - quiet_checked > QUIET_CHECKPOINT_S:
+                    quiet_checked = time.monotonic()
+                    self._checkpoint_while_quiet()
             except Exception as error:
                 self._failed(error)
+
+    def _checkpoint_while_quiet(self) -> None:
+        """The last changes before a quiet spell become durable and committable within the
+        holders' snapshot interval; a restart then has nothing of them to replay."""
+        with self._applying:
+            for modality, holder in self._holders.items():
+                durable = ray.get(holder.make_durable_if_due.remote())
+                self._group_commit.stage(ITEM_TOPICS[modality], durable)
 
     def _apply_if_current(self, handover: _Handover) -> None:
         with self._applying:
