@@ -198,6 +198,27 @@ class ItemMetadata(BaseModel):
     source: SourcePosition = Field(description="the Kafka record it was indexed from")
 
 
+class ItemSummary(BaseModel):
+    """A stored item as the item list shows it (`GET /v1/items/{modality}/{id}` adds the
+    model version of its vector)."""
+
+    id: str = Field(description="the item's id: its Kafka key")
+    modality: Modality = Field(description="`face` or `audio`")
+    label: str | None = Field(description="the label it was produced with, if any")
+    content_type: str = Field(description="the media type it was produced with")
+    indexed_at: datetime = Field(description="when it was indexed (UTC)")
+    source: SourcePosition = Field(description="the Kafka record it was indexed from")
+
+
+class ItemPage(BaseModel):
+    """One page of stored items, by id."""
+
+    items: list[ItemSummary] = Field(description="the page, ordered by id")
+    total: int = Field(description="how many items match the filter in all")
+    offset: int = Field(description="the position of the page's first item")
+    limit: int = Field(description="the most items a page holds")
+
+
 class ModelInfo(BaseModel):
     """A trained model version."""
 

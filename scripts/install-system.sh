@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian packages twinstream needs, only those that are missing:
-# the asterisk speech data, Java + Maven (to resolve and run Apache Kafka) and,
-# for the test suite, PostgreSQL, a JDK and two more asterisk voices; for the benchmarks,
-# the other voices of the unseen-speaker evaluation (pipeline/data/speakers.py).
+# the asterisk speech data, Java + Maven (to resolve and run Apache Kafka) and, for the
+# test suite, PostgreSQL, a JDK, chromium with its driver and two more asterisk voices; for
+# the benchmarks, the other voices of the unseen-speaker evaluation (pipeline/data/speakers.py).
 # Idempotent: a second run installs nothing.
 set -euo pipefail
 
@@ -17,6 +17,9 @@ if [[ "${1:-}" == "--test" ]]; then
   command -v pg_ctlcluster >/dev/null || want+=(postgresql)
   # The codec tests run a Java producer from its source file, which needs the JDK's compiler.
   [[ "$(java --list-modules 2>/dev/null || true)" == *jdk.compiler@* ]] || want+=(openjdk-17-jdk-headless)
+  # The console tests drive Debian's headless chromium through its chromedriver: Selenium
+  # is pointed at both, so no browser is ever downloaded.
+  want+=(chromium chromium-driver)
 fi
 if [[ "${1:-}" == "--bench" ]]; then
   want+=(klettres-data ktuberling-data fillets-ng-data-cs fillets-ng-data-nl)

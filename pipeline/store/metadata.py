@@ -181,6 +181,20 @@ class MetadataStore:
             rows = [_record(row, ItemRecord) for row in session.scalars(statement)]
         return sorted(rows, key=lambda record: record.item_id)
 
+    def list_items(
+        self, modality: Modality, *, label: str | None = None, offset: int = 0, limit: int = 50
+    ) -> tuple[list[ItemRecord], int]:
+        """A page of the modality's items by id (with `label`, only those), and how many
+        match in all: what the console's item browser shows."""
+        where = [Item.modality == modality]
+        if label is not None:
+            where.append(Item.label == label)
+        page = select(Item).where(*where).order_by(Item.item_id).offset(offset).limit(limit)
+        total = select(func.count()).select_from(Item).where(*where)
+        with self._reads.begin() as session:
+            rows = [_record(row, ItemRecord) for row in session.scalars(page)]
+            return rows, session.scalars(total).one()
+
     def count_items(self, modality: Modality) -> int:
         statement = select(func.count()).select_from(Item).where(Item.modality == modality)
         with self._reads.begin() as session:

@@ -10,7 +10,17 @@ from services.api.dependencies import installed
 from services.api.limits import BodyLimit
 from services.api.metrics import RequestMetrics
 from services.api.problems import install_problem_handlers, problems_as_problem_json
-from services.api.routers import health, items, metrics, models, retrain, search, similarity
+from services.api.routers import (
+    health,
+    items,
+    metrics,
+    models,
+    payloads,
+    retrain,
+    search,
+    similarity,
+)
+from services.api.routers.console import mount_console
 from services.api.security import published_security
 
 DESCRIPTION = """
@@ -28,9 +38,10 @@ def create_app() -> FastAPI:
         description=DESCRIPTION,
         version=version("twinstream"),
     )
-    routers = (similarity, search, items, models, retrain, health, metrics)
+    routers = (similarity, search, items, payloads, models, retrain, health, metrics)
     for module in routers:
         app.include_router(module.router)
+    mount_console(app)
     # Inside the metrics middleware, so a refused body is counted with its 413.
     app.add_middleware(BodyLimit)
     app.add_middleware(RequestMetrics)

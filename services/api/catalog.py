@@ -12,12 +12,20 @@ from kafka import KafkaProducer
 from ray.actor import ActorHandle
 
 from pipeline.kafka.clients import make_producer
+from pipeline.kafka.readback import fill_missing
 from pipeline.settings import Settings
 from pipeline.store.metadata import MetadataStore
 from pipeline.store.payloads import PayloadStore
 from pipeline.store.records import ItemRecord, ModelRecord
 from pipeline.store.retention import RetainedItems
-from schemas.api import ItemMetadata, ModelInfo, ModelList, SourcePosition
+from schemas.api import (
+    ItemMetadata,
+    ItemPage,
+    ItemSummary,
+    ModelInfo,
+    ModelList,
+    SourcePosition,
+)
 from schemas.items import ITEM_TOPICS, Modality
 from services.api.problems import not_found
 
@@ -28,6 +36,21 @@ def _metadata(record: ItemRecord, model_version: str | None) -> ItemMetadata:
         modality=record.modality,
         label=record.label,
         model_version=model_version,
+        indexed_at=record.indexed_at,
+        source=SourcePosition(
+            topic=record.source_topic,
+            partition=record.source_partition,
+            offset=record.source_offset,
+        ),
+    )
+
+
+def _summary(record: ItemRecord) -> ItemSummary:
+    return ItemSummary(
+        id=record.item_id,
+        modality=record.modality,
+        label=record.label,
+        content_type=record.content_type,
         indexed_at=record.indexed_at,
         source=SourcePosition(
             topic=record.source_topic,
@@ -55,7 +78,8 @@ class Catalog:
     ) -> None:
         self._settings = settings
         self._store = store
-        self._retained = RetainedItems(store, PayloadStore(settings.payloads_dir))
+        self._payloads = PayloadStore(settings.payloads_dir)
+        self._retained = RetainedItems(store, self._payloads)
         self._holders = holders
         self._producer: KafkaProducer | None = None
 
@@ -70,6 +94,38 @@ class Catalog:
             holder.active_version.remote(), holder.contains.remote([item_id])
         )
         return _metadata(record, version if indexed else None)
+
+    async def items(
+        self, modality: Modality, label: str | None, offset: int, limit: int
+    ) -> ItemPage:
+        records, total = await asyncio.to_thread(
+            self._store.list_items, modality, label=label, offset=offset, limit=limit
+        )
+        return ItemPage(
+            items=[_summary(r) for r in records], total=total, offset=offset, limit=limit
+        )
+
+    def _bytes(self, record: ItemRecord) -> bytes | None:
+        sha256 = record.payload_sha256
+        if sha256 is None:
+            return None
+        if sha256 not in self._payloads:
+            # This node's payload store is a cache of the compacted item topic.
+            fill_missing(self._settings, self._payloads, [record])
+        try:
+            return self._payloads.get(sha256)
+        except FileNotFoundError:
+            return None
+
+    async def payload(self, modality: Modality, item_id: str) -> tuple[bytes, str]:
+        """The item's stored bytes and the content type it was produced with."""
+        record = await asyncio.to_thread(self._store.get_item, modality, item_id)
+        if record is None:
+            raise not_found(f"no {modality.value} item with id {item_id!r}")
+        data = await asyncio.to_thread(self._bytes, record)
+        if data is None:
+            raise not_found(f"the bytes of {modality.value} item {item_id!r} are not retained")
+        return data, record.content_type
 
     def _tombstone(self, modality: Modality, item_id: str) -> None:
         if self._producer is None:

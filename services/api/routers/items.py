@@ -1,10 +1,11 @@
-"""GET / DELETE /v1/items/{modality}/{id}: what is indexed, and removing it."""
+"""GET /v1/items (a page of them) and GET / DELETE /v1/items/{modality}/{id}: what is
+indexed, and removing it."""
 
 from typing import Annotated
 
-from fastapi import APIRouter, Depends, Path, Response
+from fastapi import APIRouter, Depends, Path, Query, Response
 
-from schemas.api import ItemMetadata
+from schemas.api import ItemMetadata, ItemPage
 from schemas.items import Modality
 from services.api.catalog import Catalog
 from services.api.dependencies import get_catalog
@@ -15,6 +16,20 @@ router = APIRouter(prefix="/v1/items", tags=["items"], dependencies=[API_KEY])
 ERRORS = error_responses(401, 404, 422)
 ModalityPath = Annotated[Modality, Path(description="the item's modality: `face` or `audio`")]
 ItemIdPath = Annotated[str, Path(description="the item's id, its Kafka key (may hold `/`)")]
+MAX_PAGE = 500
+
+
+@router.get("", responses=error_responses(401, 422))
+async def list_items(
+    modality: Annotated[Modality, Query(description="which items: `face` or `audio`")],
+    catalog: Annotated[Catalog, Depends(get_catalog)],
+    label: Annotated[str | None, Query(description="only items with this label")] = None,
+    offset: Annotated[int, Query(ge=0, description="how many items to skip")] = 0,
+    limit: Annotated[int, Query(ge=1, le=MAX_PAGE, description="the most items to return")] = 50,
+) -> ItemPage:
+    """The stored items of a modality, ordered by id, a page at a time, with how many match
+    in all; `label` keeps only those produced with it."""
+    return await catalog.items(modality, label, offset, limit)
 
 
 @router.get("/{modality}/{item_id:path}", responses=ERRORS)
