@@ -219,6 +219,26 @@ class ItemPage(BaseModel):
     limit: int = Field(description="the most items a page holds")
 
 
+class DeadLetter(BaseModel):
+    """A record that could not be indexed, as the dead-letter topic holds it (its bytes are not
+    returned). Fields its producer left out or garbled are null."""
+
+    key: str | None = Field(description="the item's id: its Kafka key")
+    modality: str | None = Field(description="its `modality` header, as produced")
+    reason: str | None = Field(description="why it was not indexed, e.g. `no face found …`")
+    source: SourcePosition | None = Field(description="the item record it was read from")
+    dead_lettered_at: datetime = Field(description="when it was written to the DLQ (UTC)")
+    partition: int = Field(description="its partition of the dead-letter topic")
+    offset: int = Field(description="its offset there")
+
+
+class DeadLetterList(BaseModel):
+    """The newest dead letters, newest first."""
+
+    dead_letters: list[DeadLetter] = Field(description="at most `limit` of them")
+    topic: str = Field(description="the dead-letter topic read")
+
+
 class ModelInfo(BaseModel):
     """A trained model version."""
 

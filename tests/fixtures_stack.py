@@ -8,6 +8,7 @@ query with them over real HTTP. One stack per session: Ray + Serve cost ~15 s.
 import io
 import os
 import time
+import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
@@ -18,7 +19,7 @@ from PIL import Image, PngImagePlugin
 from pipeline.data.asterisk import common_words, iter_asterisk
 from pipeline.data.items import DataItem
 from pipeline.data.orl import iter_orl
-from pipeline.kafka.clients import make_producer
+from pipeline.kafka.clients import headers, make_producer
 from pipeline.produce import produce_items
 from pipeline.settings import Settings
 from pipeline.store.metadata import MetadataStore
@@ -95,6 +96,26 @@ def unique_png(image: bytes, tag: str) -> bytes:
     out = io.BytesIO()
     Image.open(io.BytesIO(image)).save(out, format="PNG", pnginfo=info)
     return out.getvalue()
+
+
+def index_unique_face(
+    stack: Stack, settings: Settings, face: DataItem, prefix: str
+) -> tuple[str, bytes]:
+    """Stream a copy of `face` no other item shares under a new id, and wait until it is
+    searchable; returns the id and the bytes."""
+    item_id = f"{prefix}/{uuid.uuid4().hex[:8]}"
+    image = unique_png(face.read_bytes(), item_id)
+    producer = make_producer(settings)
+    producer.send(
+        ITEM_TOPICS[Modality.FACE],
+        key=item_id.encode(),
+        value=image,
+        headers=headers(modality="face", label=face.label),
+    )
+    producer.flush()
+    producer.close()
+    stack.wait_indexed({Modality.FACE: [item_id]}, timeout_s=60)
+    return item_id, image
 
 
 def delete_and_wait(

@@ -43,6 +43,7 @@ V1_CALLS = [
     ("POST", "/v1/models/face-v1/activate", {}),
     ("POST", "/v1/retrain", {"json": {"modality": "face"}}),
     ("GET", "/v1/retrain/some-run", {}),
+    ("GET", "/v1/dead-letters", {"params": {"limit": 1}}),
 ]
 
 

@@ -14,11 +14,11 @@ import pytest
 from pydantic import SecretStr
 from ray import serve
 
-from pipeline.kafka.clients import headers, make_producer
 from schemas.items import ITEM_TOPICS, Modality
 from services.api.deployment import QueryService
-from tests.fixtures_stack import unique_png
+from tests.fixtures_stack import index_unique_face
 from tests.test_api_errors import b64
+from tests.test_dead_letters_api import NO_FACE, produce_no_face, wait_dead_letter
 
 webdriver = pytest.importorskip("selenium.webdriver")
 from selenium.webdriver.chrome.service import Service  # noqa: E402
@@ -123,18 +123,7 @@ def test_a_delete_from_the_items_page_removes_the_item_from_search(
     browser, stack, stack_settings, demo_data, shots, tmp_path
 ):
     face = demo_data.held_out[Modality.FACE][7]
-    item_id = f"console-delete/{uuid.uuid4().hex[:8]}"
-    image = unique_png(face.read_bytes(), item_id)
-    producer = make_producer(stack_settings)
-    producer.send(
-        ITEM_TOPICS[Modality.FACE],
-        key=item_id.encode(),
-        value=image,
-        headers=headers(modality="face", label=face.label),
-    )
-    producer.flush()
-    producer.close()
-    stack.wait_indexed({Modality.FACE: [item_id]}, timeout_s=60)
+    item_id, image = index_unique_face(stack, stack_settings, face, "console-delete")
     upload = tmp_path / "query.png"
     upload.write_bytes(image)
     assert search_by_upload(browser, upload)[0]["id"] == item_id
@@ -289,3 +278,52 @@ def test_with_a_key_set_the_page_asks_for_it_once_and_sends_it(browser, secured_
         wait(browser).until(ec.text_to_be_present_in_element((By.ID, "items-summary"), "1–25 of"))
     finally:
         browser.get(f"{secured_url.removesuffix('/keyed')}/ui")
+
+
+def test_the_models_page_draws_the_active_versions_roc_and_det_curves(browser, api, shots):
+    active = api.get("/readyz").json()["model_versions"]["face"]
+    curve = next(
+        m["metrics"]["held_out_curve"]
+        for m in api.get("/v1/models").json()["models"]["face"]
+        if m["version"] == active
+    )
+    open_tab(browser, "models")
+    toggle = wait(browser).until(
+        ec.element_to_be_clickable((By.XPATH, f"//button[text()='Curves of {active}']"))
+    )
+    toggle.click()
+    shown = wait(browser).until(ec.visibility_of_element_located((By.ID, f"curves-{active}")))
+    assert toggle.get_attribute("aria-expanded") == "true"
+    charts = shown.find_elements(By.CSS_SELECTOR, "svg.curve")
+    labels = [c.get_attribute("aria-label") for c in charts]
+    assert [label.split(":")[0] for label in labels] == ["ROC", "DET"]
+    # One line per chart through every recorded operating point.
+    for chart in charts:
+        line = chart.find_element(By.CSS_SELECTOR, "path.line").get_attribute("d")
+        assert line.count("L") == len(curve["far"]) - 1
+    # The audio model's too, for the screenshot: its held-out speakers overlap, faces do not.
+    audio = api.get("/readyz").json()["model_versions"]["audio"]
+    browser.find_element(By.XPATH, f"//button[text()='Curves of {audio}']").click()
+    audio_curves = wait(browser).until(ec.visibility_of_element_located((By.ID, f"curves-{audio}")))
+    assert len(audio_curves.find_elements(By.CSS_SELECTOR, "svg.curve path.line")) == 2
+    browser.execute_script("arguments[0].scrollIntoView()", shown)
+    browser.save_screenshot(str(shots / "models-curves.png"))
+
+
+def test_the_stream_health_page_lists_a_dead_letter_with_its_reason(
+    browser, api, stack_settings, shots
+):
+    key = f"console-dlq-{uuid.uuid4().hex[:8]}/no-face"
+    partition, offset = produce_no_face(stack_settings, key)
+    wait_dead_letter(api, key)
+    open_tab(browser, "health")
+    browser.find_element(By.ID, "health-refresh").click()
+    row = wait(browser).until(
+        ec.visibility_of_element_located(
+            (By.XPATH, f"//table[@id='health-dead-letters']//tr[td[2][text()='{key}']]")
+        )
+    )
+    cells = [td.text for td in row.find_elements(By.TAG_NAME, "td")]
+    assert cells[2:] == ["face", NO_FACE, ITEM_TOPICS[Modality.FACE], str(partition), str(offset)]
+    browser.execute_script("arguments[0].scrollIntoView()", row)
+    browser.save_screenshot(str(shots / "health-dlq.png"))

@@ -9,12 +9,19 @@ import time
 import httpx
 import pytest
 import ray
+from kafka.errors import KafkaTimeoutError
 
 from pipeline.index.handles import NAMESPACE
 from pipeline.retrain.coordinator import COORDINATOR_NAME
 from schemas.items import Modality
 from services.api.limits import max_request_bytes
-from services.api.problems import RETRY_AFTER_S, UNAVAILABLE
+from services.api.problems import (
+    KAFKA_UNAVAILABLE,
+    RETRY_AFTER_S,
+    UNAVAILABLE,
+    client_problem,
+    respond,
+)
 from tests.fixtures_stack import MAX_ITEM_BYTES
 from tests.test_recovery import _wait_until_back as wait_until_back
 
@@ -151,3 +158,12 @@ def test_an_index_holder_dying_under_queries_is_a_503_for_the_caller(api, stack)
             assert response.status_code == 503
             assert response.json()["checks"]["indexes_loaded"] is False
     assert api.get(f"/v1/items/face/{FACE_ID}").status_code == 200
+
+
+def test_a_kafka_cluster_that_does_not_answer_is_a_503_for_the_caller():
+    """A route that produces or reads Kafka (a delete's tombstone, the dead letters) while the
+    cluster does not answer: retry later, in a sentence, not a 500 with the client's message."""
+    found = client_problem(KafkaTimeoutError("Failed to update metadata after 60.0 secs."))
+    assert found is not None
+    assert (found.status, found.detail) == (503, KAFKA_UNAVAILABLE)
+    assert respond(found).headers["retry-after"] == str(RETRY_AFTER_S)

@@ -3,14 +3,13 @@
 import base64
 import hashlib
 import time
-import uuid
 
 from kafka import TopicPartition
 
-from pipeline.kafka.clients import headers, make_consumer, make_producer
+from pipeline.kafka.clients import make_consumer
 from pipeline.store.payloads import PayloadStore
 from schemas.items import ITEM_TOPICS, Modality
-from tests.fixtures_stack import MAX_ITEM_BYTES, unique_png
+from tests.fixtures_stack import MAX_ITEM_BYTES, index_unique_face
 from tests.test_metrics import scrape
 
 TOMBSTONE_WAIT_S = 60
@@ -78,18 +77,7 @@ def test_delete_removes_the_item_at_once_and_writes_its_tombstone(
     api, stack, stack_settings, demo_data
 ):
     face = demo_data.held_out[Modality.FACE][5]
-    item_id = f"api-delete/{uuid.uuid4().hex[:8]}"
-    image = unique_png(face.read_bytes(), item_id)
-    producer = make_producer(stack_settings)
-    producer.send(
-        ITEM_TOPICS[Modality.FACE],
-        key=item_id.encode(),
-        value=image,
-        headers=headers(modality="face", label=face.label),
-    )
-    producer.flush()
-    producer.close()
-    stack.wait_indexed({Modality.FACE: [item_id]}, timeout_s=60)
+    item_id, image = index_unique_face(stack, stack_settings, face, "api-delete")
     payloads = PayloadStore(stack_settings.payloads_dir)
     assert hashlib.sha256(image).hexdigest() in payloads
     query = {"modality": "face", "item": {"data": base64.b64encode(image).decode()}}

@@ -25,6 +25,8 @@ from pipeline.train.trainer import TrainResult, train_model
 from schemas.items import Modality
 
 Progress = Callable[[float, str], None]
+# The record's `metrics` key of the held-out curve: {"far": [...], "frr": [...]}, FAR rising.
+CURVE_KEY = "held_out_curve"
 
 
 def split_group(modality: Modality, item_id: str, label: str) -> str:
@@ -140,7 +142,8 @@ def train_and_register(
                         "encoder": result.model.config.to_dict(),
                         "train": train_config.to_dict(),
                     },
-                    metrics=result.metrics | {"counts": result.counts},
+                    metrics=result.metrics
+                    | {"counts": result.counts, CURVE_KEY: result.held_out_curve},
                     threshold=result.threshold,
                     energy=encoder_config.energy,
                     # Where this node keeps its copy; other nodes fetch the bytes stored here.

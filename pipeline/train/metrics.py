@@ -43,15 +43,11 @@ def eer(distances: np.ndarray, same: np.ndarray) -> tuple[float, float]:
     """
     distances = np.asarray(distances, dtype=np.float64)
     same = np.asarray(same, dtype=bool)
-    n_same, n_diff = int(same.sum()), int((~same).sum())
-    if not n_same or not n_diff:
+    if same.all() or not same.any():
         raise ValueError("EER needs at least one genuine and one impostor pair")
     cuts = np.unique(distances)
-    accepted_diff = np.searchsorted(np.sort(distances[~same]), cuts, side="right")
-    accepted_same = np.searchsorted(np.sort(distances[same]), cuts, side="right")
-    far = accepted_diff / n_diff
-    frr = 1.0 - accepted_same / n_same
-    best = np.lexsort((far + frr, np.abs(far - frr)))[0]
+    far, frr = roc_points(distances, same)
+    best = _eer_position(far, frr)
     upper = cuts[best + 1] if best + 1 < len(cuts) else cuts[best]
     return float((far[best] + frr[best]) / 2.0), float((cuts[best] + upper) / 2.0)
 
@@ -79,6 +75,35 @@ def roc_points(distances: np.ndarray, same: np.ndarray) -> tuple[np.ndarray, np.
     far = np.searchsorted(np.sort(distances[~same]), cuts, side="right") / (~same).sum()
     frr = 1.0 - np.searchsorted(np.sort(distances[same]), cuts, side="right") / same.sum()
     return far, frr
+
+
+# Operating points a recorded curve keeps at most: enough to draw, small enough for a record.
+CURVE_POINTS = 100
+
+
+def curve_points(
+    distances: np.ndarray, same: np.ndarray, max_points: int = CURVE_POINTS
+) -> dict[str, list[float]]:
+    """`roc_points` thinned to at most `max_points` (FAR, FRR) pairs, FAR rising, for a record.
+
+    Points are kept evenly along the curve's length (|ΔFAR| + |ΔFRR|), so the steep and flat
+    parts are both drawn; the two ends and the point nearest the EER are always kept.
+    """
+    if max_points < 3:
+        raise ValueError("a curve needs room for its two ends and its EER point")
+    far, frr = roc_points(distances, same)
+    travelled = np.concatenate(([0.0], np.cumsum(np.abs(np.diff(far)) + np.abs(np.diff(frr)))))
+    # The marks start at the first point; the last point and the EER point make up the rest.
+    marks = np.linspace(0.0, travelled[-1], max_points - 2)
+    chosen = np.searchsorted(travelled, marks, side="left").clip(0, len(far) - 1)
+    # Sorted unique positions: FAR never falls along `roc_points`, so the thinned curve keeps it.
+    kept = np.unique(np.concatenate((chosen, [len(far) - 1, _eer_position(far, frr)])))
+    return {"far": far[kept].round(6).tolist(), "frr": frr[kept].round(6).tolist()}
+
+
+def _eer_position(far: np.ndarray, frr: np.ndarray) -> int:
+    """Where FAR and FRR meet: the smallest |FAR − FRR|, then the smallest FAR + FRR."""
+    return int(np.lexsort((far + frr, np.abs(far - frr)))[0])
 
 
 def pair_distances(

@@ -27,6 +27,7 @@ from pipeline.embed.model import UNREGISTERED, EmbeddingModel, pick_device
 from pipeline.embed.whitening import within_class_whitening
 from pipeline.evaluation.scoring import score_model
 from pipeline.train.batches import Batch, PairBatches, RandomPairBatches, balanced_hard_pairs
+from pipeline.train.metrics import curve_points
 from pipeline.train.sample import Sample
 from pipeline.train.split import split_by_group
 from schemas.items import Modality
@@ -48,6 +49,8 @@ class TrainResult:
     counts: dict[str, int]
     # The identities kept out of training and calibrated on: a gate scores on the same ones.
     held_out: list[Sample]
+    # Their (FAR, FRR) operating points, thinned (metrics.curve_points): the ROC/DET to draw.
+    held_out_curve: dict[str, list[float]]
 
 
 # Half the faces get a grey square over this share of their height and width.
@@ -257,6 +260,7 @@ def _train(
         metrics=metrics,
         counts=counts,
         held_out=list(held_out),
+        held_out_curve=curve_points(scores.distances, scores.same),
     )
 
 

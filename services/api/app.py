@@ -11,6 +11,7 @@ from services.api.limits import BodyLimit
 from services.api.metrics import RequestMetrics
 from services.api.problems import install_problem_handlers, problems_as_problem_json
 from services.api.routers import (
+    dead_letters,
     health,
     items,
     metrics,
@@ -38,7 +39,7 @@ def create_app() -> FastAPI:
         description=DESCRIPTION,
         version=version("twinstream"),
     )
-    routers = (similarity, search, items, payloads, models, retrain, health, metrics)
+    routers = (similarity, search, items, payloads, models, retrain, health, dead_letters, metrics)
     for module in routers:
         app.include_router(module.router)
     mount_console(app)

@@ -37,11 +37,13 @@ def _metadata(record: ItemRecord, model_version: str | None) -> ItemMetadata:
         label=record.label,
         model_version=model_version,
         indexed_at=record.indexed_at,
-        source=SourcePosition(
-            topic=record.source_topic,
-            partition=record.source_partition,
-            offset=record.source_offset,
-        ),
+        source=_source(record),
+    )
+
+
+def _source(record: ItemRecord) -> SourcePosition:
+    return SourcePosition(
+        topic=record.source_topic, partition=record.source_partition, offset=record.source_offset
     )
 
 
@@ -52,11 +54,7 @@ def _summary(record: ItemRecord) -> ItemSummary:
         label=record.label,
         content_type=record.content_type,
         indexed_at=record.indexed_at,
-        source=SourcePosition(
-            topic=record.source_topic,
-            partition=record.source_partition,
-            offset=record.source_offset,
-        ),
+        source=_source(record),
     )
 
 

@@ -14,6 +14,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from kafka.errors import KafkaError
 from ray.exceptions import RayActorError, RayError, RayTaskError
 from starlette.exceptions import HTTPException
 
@@ -28,6 +29,7 @@ PROBLEM_JSON = "application/problem+json"
 CRASHED = "the service failed to answer this request; see the service log"
 UNAVAILABLE = "a part of the service failed and is not available; retry in a few seconds"
 RETRY_AFTER_S = 5
+KAFKA_UNAVAILABLE = "the Kafka cluster did not answer in time; retry in a few seconds"
 # What lower layers' messages may carry: colour codes (Ray's), and object reprs.
 _ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
 
@@ -125,6 +127,8 @@ def client_problem(error: Exception) -> Problem | None:
         return problem(409, str(error))
     if isinstance(error, RayActorError):
         return problem(503, UNAVAILABLE)
+    if isinstance(error, KafkaError):
+        return problem(503, KAFKA_UNAVAILABLE)
     return None
 
 

@@ -3,6 +3,7 @@ import { call, say } from "./api.js";
 import { named, parseMetrics, total } from "./prometheus.js";
 
 const REFRESH_MS = 5000;
+const DEAD_LETTERS = 20;
 const $ = (id) => document.getElementById(id);
 let timer = null;
 let previous = null;
@@ -62,6 +63,7 @@ export async function showHealth() {
       ["dead letters", total(samples, "twinstream_dead_letters_total")],
       ["retries", total(samples, "twinstream_ingest_retries_total")],
     ]);
+    await showDeadLetters();
     const stopped = ready.stopped_partitions ?? [];
     $("health-stopped").textContent = stopped
       .map((p) => `${p.topic}[${p.partition}] stopped at ${p.offset}: ${p.error}`)
@@ -69,6 +71,24 @@ export async function showHealth() {
   } catch (error) {
     say(error.message);
   }
+}
+
+// The newest dead letters with their reasons: read from the DLQ by the API (needs the key).
+async function showDeadLetters() {
+  const { dead_letters: letters } = await call(`/v1/dead-letters?limit=${DEAD_LETTERS}`);
+  rows(
+    $("health-dead-letters"),
+    letters.map((d) => [
+      new Date(d.dead_lettered_at).toLocaleString(),
+      d.key ?? "",
+      d.modality ?? "",
+      d.reason ?? "",
+      d.source?.topic ?? "",
+      d.source?.partition ?? "",
+      d.source?.offset ?? "",
+    ]),
+  );
+  $("health-dead-letters-none").hidden = letters.length > 0;
 }
 
 export function watchHealth(visible) {

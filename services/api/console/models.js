@@ -1,9 +1,13 @@
 // Models: the versions with their held-out metrics, activation, and a retraining run followed.
 import { call, say } from "./api.js";
+import { drawCurves } from "./curves.js";
 
 const POLL_MS = 1000;
 const $ = (id) => document.getElementById(id);
 const METRICS = ["eer", "auc"];
+// The record's metrics key of its held-out (FAR, FRR) points (pipeline/train/job.py CURVE_KEY).
+const CURVE = "held_out_curve";
+const COLUMNS = ["version", "active", "threshold", "energy", ...METRICS, "created", "", ""];
 
 function cell(text) {
   const td = document.createElement("td");
@@ -23,7 +27,7 @@ export async function showModels() {
       table.id = `models-${modality}`;
       table.createCaption().textContent = modality;
       const head = table.createTHead().insertRow();
-      for (const name of ["version", "active", "threshold", "energy", ...METRICS, "created", ""]) {
+      for (const name of COLUMNS) {
         const th = document.createElement("th");
         th.scope = "col";
         th.textContent = name;
@@ -50,6 +54,7 @@ export async function showModels() {
           action.append(activate);
         }
         row.append(action);
+        row.append(curvesToggle(body, row, model));
       }
       return table;
     });
@@ -57,6 +62,42 @@ export async function showModels() {
   } catch (error) {
     say(error.message);
   }
+}
+
+// A button that opens (or closes) a row under the version's with its ROC and DET curves.
+function curvesToggle(body, row, model) {
+  const td = document.createElement("td");
+  const button = document.createElement("button");
+  button.type = "button";
+  button.textContent = `Curves of ${model.version}`;
+  button.setAttribute("aria-expanded", "false");
+  const id = `curves-${model.version}`;
+  button.setAttribute("aria-controls", id);
+  button.addEventListener("click", () => {
+    const open = document.getElementById(id);
+    if (open) {
+      open.remove();
+      button.setAttribute("aria-expanded", "false");
+      return;
+    }
+    const shown = body.insertRow(row.sectionRowIndex + 1);
+    shown.id = id;
+    shown.className = "curves";
+    const cellAll = shown.insertCell();
+    cellAll.colSpan = COLUMNS.length;
+    const curve = model.metrics[CURVE];
+    if (curve?.far?.length) {
+      const pair = document.createElement("div");
+      pair.className = "curve-pair";
+      pair.append(...drawCurves(curve, model.metrics.eer));
+      cellAll.append(pair);
+    } else {
+      cellAll.textContent = `${model.version} has no recorded curve (registered before curves were kept).`;
+    }
+    button.setAttribute("aria-expanded", "true");
+  });
+  td.append(button);
+  return td;
 }
 
 async function activateVersion(version, button) {
