@@ -6,6 +6,7 @@ browser or driver is downloaded. Every test saves a screenshot under the session
 """
 
 import os
+import re
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,6 +17,7 @@ from ray import serve
 
 from schemas.items import ITEM_TOPICS, Modality
 from services.api.deployment import QueryService
+from services.api.routers.console import CONSOLE_DIR
 from tests.fixtures_stack import index_unique_face
 from tests.test_api_errors import b64
 from tests.test_dead_letters_api import NO_FACE, produce_no_face, wait_dead_letter
@@ -327,3 +329,37 @@ def test_the_stream_health_page_lists_a_dead_letter_with_its_reason(
     assert cells[2:] == ["face", NO_FACE, ITEM_TOPICS[Modality.FACE], str(partition), str(offset)]
     browser.execute_script("arguments[0].scrollIntoView()", row)
     browser.save_screenshot(str(shots / "health-dlq.png"))
+
+
+# WCAG 2 AA: 4.5:1 for text, 3:1 for what is not text (the focus ring).
+TEXT_ON = [
+    ("ink", "ground"),
+    ("muted", "ground"),
+    ("muted", "panel"),
+    ("accent", "ground"),
+    ("same", "panel"),
+    ("different", "panel"),
+    ("different", "ground"),
+]
+
+
+def _luminance(colour: str) -> float:
+    channels = [int(colour[i : i + 2], 16) / 255 for i in (1, 3, 5)]
+    r, g, b = (c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in channels)
+    return 0.2126 * r + 0.7152 * g + 0.0722 * b
+
+
+def _contrast(a: str, b: str) -> float:
+    light, dark = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (light + 0.05) / (dark + 0.05)
+
+
+def test_the_console_colours_meet_wcag_aa_contrast():
+    css = (CONSOLE_DIR / "console.css").read_text()
+    colours = dict(re.findall(r"--([a-z]+):\s*(#[0-9a-fA-F]{6})", css))
+    for text, ground in TEXT_ON:
+        assert _contrast(colours[text], colours[ground]) >= 4.5, (text, ground)
+    # White on the filled buttons and the selected tab.
+    assert _contrast("#ffffff", colours["accent"]) >= 4.5
+    assert _contrast("#ffffff", colours["different"]) >= 4.5
+    assert _contrast(colours["focus"], colours["ground"]) >= 3
