@@ -23,7 +23,7 @@ import math
 import faiss
 import numpy as np
 
-from pipeline.index.refined import RefinedIVF, RefineStore
+from pipeline.index.refined import RefinedIVF, RefineStore, as_uint8
 
 # k-means wants about this many training points per list (FAISS warns below 39).
 POINTS_PER_LIST = 39
@@ -78,5 +78,4 @@ def to_blob(index: faiss.Index | RefinedIVF) -> np.ndarray:
 def from_blob(blob: bytes | np.ndarray) -> faiss.Index | RefinedIVF:
     if RefinedIVF.is_blob(blob):
         return RefinedIVF.from_bytes(blob)
-    data = blob if isinstance(blob, np.ndarray) else np.frombuffer(blob, dtype=np.uint8)
-    return faiss.deserialize_index(data)
+    return faiss.deserialize_index(as_uint8(blob))

@@ -196,7 +196,7 @@ class RefinedIVF:
 
     @classmethod
     def from_bytes(cls, blob: bytes | np.ndarray) -> "RefinedIVF":
-        data = _as_uint8(blob)
+        data = as_uint8(blob)
         at = len(MAGIC)
         if not cls.is_blob(data):
             raise ValueError("not a refined IVF index")
@@ -215,8 +215,9 @@ class RefinedIVF:
 
     @staticmethod
     def is_blob(blob: bytes | np.ndarray) -> bool:
-        return _as_uint8(blob)[: len(MAGIC)].tobytes() == MAGIC
+        return as_uint8(blob)[: len(MAGIC)].tobytes() == MAGIC
 
 
-def _as_uint8(blob: bytes | np.ndarray) -> np.ndarray:
+def as_uint8(blob: bytes | np.ndarray) -> np.ndarray:
+    """A serialised index as FAISS and the readers here take it, without a copy."""
     return blob if isinstance(blob, np.ndarray) else np.frombuffer(blob, dtype=np.uint8)

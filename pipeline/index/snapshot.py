@@ -9,7 +9,6 @@ snapshot is used instead.
 
 import hashlib
 import json
-import os
 import struct
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from pipeline.index.vector_index import VectorIndex
+from pipeline.store.atomic import write_atomically
 
 MAGIC = b"TWSNAP1\n"
 KEEP = 2
@@ -75,17 +75,7 @@ def write_snapshot(directory: Path, snapshot: Snapshot) -> Path:
     existing = _snapshot_files(directory)
     seq = int(existing[0].stem.split("-")[1]) + 1 if existing else 1
     final = directory / f"snapshot-{seq:012d}.tws"
-    tmp = final.with_suffix(".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(_encode(snapshot))
-        fh.flush()
-        os.fsync(fh.fileno())
-    tmp.rename(final)
-    dir_fd = os.open(directory, os.O_RDONLY)
-    try:
-        os.fsync(dir_fd)
-    finally:
-        os.close(dir_fd)
+    write_atomically(final, _encode(snapshot))
     for old in _snapshot_files(directory)[KEEP:]:
         old.unlink()
     return final

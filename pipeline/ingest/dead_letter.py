@@ -1,7 +1,6 @@
 """Publishing rejected records to the dead-letter topic, unchanged, with the reason; and reading
 the newest of them back, without their bytes, for the API and the console."""
 
-import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -10,6 +9,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 from kafka.producer.future import FutureRecordMetadata
 
 from pipeline.kafka.clients import header_value, headers, make_consumer
+from pipeline.kafka.ranges import read_ranges
 from pipeline.settings import Settings
 from schemas.items import DLQ_TOPIC, Header
 
@@ -89,19 +89,10 @@ def newest_dead_letters(settings: Settings, limit: int) -> list[DeadLetter]:
         ]
         if not partitions:
             return []
-        consumer.assign(partitions)
         starts = consumer.beginning_offsets(partitions)
         ends = consumer.end_offsets(partitions)
-        for tp in partitions:
-            consumer.seek(tp, max(starts[tp], ends[tp] - limit))
-        found: list[DeadLetter] = []
-        last_progress = time.monotonic()
-        while any(consumer.position(tp) < ends[tp] for tp in partitions):
-            if time.monotonic() - last_progress > READ_TIMEOUT_S:
-                raise TimeoutError(f"reading the newest dead letters of {DLQ_TOPIC} stalled")
-            for records in consumer.poll(timeout_ms=500).values():
-                last_progress = time.monotonic()
-                found += (_described(r) for r in records)
+        ranges = {tp: (max(starts[tp], ends[tp] - limit), ends[tp]) for tp in partitions}
+        found = [_described(r) for r in read_ranges(consumer, ranges, READ_TIMEOUT_S)]
         found.sort(key=lambda d: (d.dead_lettered_at, d.partition, d.offset), reverse=True)
         return found[:limit]
     finally:

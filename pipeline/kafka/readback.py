@@ -7,13 +7,13 @@ record compaction has removed (a newer value of the item is on its way to the in
 found, and the caller goes on without it, as it does for an item deleted meanwhile.
 """
 
-import time
 from collections import defaultdict
 from collections.abc import Sequence
 
 from kafka import TopicPartition
 
 from pipeline.kafka.clients import make_consumer
+from pipeline.kafka.ranges import read_ranges
 from pipeline.settings import Settings
 from pipeline.store.payloads import PayloadStore
 from pipeline.store.records import ItemRecord
@@ -46,23 +46,15 @@ def recorded_payloads(settings: Settings, items: Sequence[ItemRecord]) -> dict[s
     found: dict[str, bytes] = {}
     consumer = make_consumer(settings, group_id=None)
     try:
-        consumer.assign(list(wanted))
         log_ends = consumer.end_offsets(list(wanted))
-        ends = {tp: min(max(offsets) + 1, log_ends[tp]) for tp, offsets in wanted.items()}
-        for tp, offsets in wanted.items():
-            consumer.seek(tp, min(offsets))
-        last_progress = time.monotonic()
-        while any(consumer.position(tp) < end for tp, end in ends.items()):
-            if time.monotonic() - last_progress > STALL_TIMEOUT_S:
-                raise TimeoutError(f"reading payloads back from {sorted(wanted)} stalled")
-            for tp, records in consumer.poll(timeout_ms=500).items():
-                last_progress = time.monotonic()
-                for record in records:
-                    sha256 = wanted[tp].get(record.offset)
-                    if record.value is not None and PayloadStore.address(record.value) == sha256:
-                        found[sha256] = record.value
-            # Partitions read far enough fetch no more while the others catch up.
-            consumer.pause(*(tp for tp, end in ends.items() if consumer.position(tp) >= end))
+        ranges = {
+            tp: (min(offsets), min(max(offsets) + 1, log_ends[tp]))
+            for tp, offsets in wanted.items()
+        }
+        for record in read_ranges(consumer, ranges, STALL_TIMEOUT_S):
+            sha256 = wanted[TopicPartition(record.topic, record.partition)].get(record.offset)
+            if record.value is not None and PayloadStore.address(record.value) == sha256:
+                found[sha256] = record.value
         return found
     finally:
         consumer.close()
