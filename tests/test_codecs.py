@@ -11,7 +11,8 @@ import json
 import struct
 import subprocess
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -115,13 +116,22 @@ def _faces(demo_data, ids: list[str]) -> list[tuple[bytes | None, bytes]]:
     return [(i.encode(), faces[n % len(faces)].read_bytes()) for n, i in enumerate(ids)]
 
 
-def _indexed_once(stack, stack_settings, ids: list[str]) -> None:
-    """Every id indexed, one entry each, then deleted again."""
+@contextmanager
+def _indexed_once(stack, stack_settings, ids: list[str]) -> Iterator[None]:
+    """The ids produced inside the block are indexed, one entry each, then deleted again.
+
+    The size is read before anything is produced (ingest may index the items before the block
+    ends), and the deletes run even when an assertion fails: these are copies of held-out
+    faces, which later tests search for.
+    """
     holder = stack.holders[Modality.FACE]
     size_before = ray.get(holder.size.remote())
-    stack.wait_indexed({Modality.FACE: ids}, INDEX_TIMEOUT_S)
-    assert ray.get(holder.size.remote()) == size_before + len(ids)
-    delete_and_wait(stack, stack_settings, {Modality.FACE: ids})
+    try:
+        yield
+        stack.wait_indexed({Modality.FACE: ids}, INDEX_TIMEOUT_S)
+        assert ray.get(holder.size.remote()) == size_before + len(ids)
+    finally:
+        delete_and_wait(stack, stack_settings, {Modality.FACE: ids})
     assert ray.get(holder.size.remote()) == size_before
 
 
@@ -130,11 +140,11 @@ def _indexed_once(stack, stack_settings, ids: list[str]) -> None:
 def test_items_in_every_codec_are_indexed_once(stack, stack_settings, demo_data, codec, client):
     topic = ITEM_TOPICS[Modality.FACE]
     ids = [f"codec-{client}-{codec}/{uuid.uuid4().hex[:8]}/{n}" for n in range(ITEMS_PER_CODEC)]
-    delivered = CLIENTS[client](stack_settings, codec, topic, _faces(demo_data, ids))
-    assert {p for p, _ in delivered} == {PARTITION}
-    for partition, offset in delivered:
-        assert _batch(stack_settings, topic, partition, offset).codec == CODECS[codec]
-    _indexed_once(stack, stack_settings, ids)
+    with _indexed_once(stack, stack_settings, ids):
+        delivered = CLIENTS[client](stack_settings, codec, topic, _faces(demo_data, ids))
+        assert {p for p, _ in delivered} == {PARTITION}
+        for partition, offset in delivered:
+            assert _batch(stack_settings, topic, partition, offset).codec == CODECS[codec]
 
 
 @pytest.mark.parametrize("client", list(CLIENTS))
@@ -143,15 +153,16 @@ def test_a_zstd_batch_over_1_mib_without_its_size_is_indexed_once(
 ):
     topic = ITEM_TOPICS[Modality.FACE]
     ids = [f"codec-{client}-zstd-big/{uuid.uuid4().hex[:8]}/{n}" for n in range(BIG_BATCH_ITEMS)]
-    delivered = CLIENTS[client](stack_settings, "zstd", topic, _faces(demo_data, ids))
-    first = _batch(stack_settings, topic, PARTITION, delivered[0][1])
-    assert first.codec == CODECS["zstd"]
-    assert (
-        zstandard.get_frame_parameters(first.records).content_size == zstandard.CONTENTSIZE_UNKNOWN
-    )
-    with zstandard.ZstdDecompressor().stream_reader(first.records) as reader:
-        assert len(reader.read()) > BIG_BATCH_BYTES
-    _indexed_once(stack, stack_settings, ids)
+    with _indexed_once(stack, stack_settings, ids):
+        delivered = CLIENTS[client](stack_settings, "zstd", topic, _faces(demo_data, ids))
+        first = _batch(stack_settings, topic, PARTITION, delivered[0][1])
+        assert first.codec == CODECS["zstd"]
+        assert (
+            zstandard.get_frame_parameters(first.records).content_size
+            == zstandard.CONTENTSIZE_UNKNOWN
+        )
+        with zstandard.ZstdDecompressor().stream_reader(first.records) as reader:
+            assert len(reader.read()) > BIG_BATCH_BYTES
 
 
 @pytest.mark.parametrize("client", list(CLIENTS))
