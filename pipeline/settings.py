@@ -173,6 +173,13 @@ class Settings(BaseSettings):
         default=1.0,
         description="CPUs a retraining run reserves in Ray (it uses a GPU when there is one).",
     )
+    model_versions_kept: int = Field(
+        default=5,
+        ge=1,
+        description="Model artifacts kept per modality: the newest N versions' and the active "
+        "one's; older versions stay listed with their metrics but can no longer be activated. "
+        "Pruned after each retraining run.",
+    )
     retrain_max_items: int = Field(
         default=20_000,
         ge=2,

@@ -90,8 +90,13 @@ class Stack:
     def start_services(self) -> None:
         """Holders, ingest actors and the API; needs an active model per modality."""
         store = MetadataStore.from_settings(self.settings)
-        # Versions registered before the database held artifacts become loadable on any node.
         artifacts = ModelArtifacts(store, self.settings.models_dir)
+        # First, so that this node's copies of old versions are not published again.
+        for modality in Modality:
+            pruned = artifacts.prune(modality, self.settings.model_versions_kept)
+            if pruned:
+                self._log(f"artifacts of old model versions dropped: {', '.join(pruned)}")
+        # Versions registered before the database held artifacts become loadable on any node.
         published = artifacts.publish_local(store.list_models())
         if published:
             self._log(f"model artifacts now in the database: {', '.join(published)}")

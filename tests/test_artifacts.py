@@ -176,3 +176,44 @@ def test_registration_stores_the_bytes_with_the_version_or_not_at_all(store, unt
     assert store.missing_artifacts([record.artifact_sha256, other.artifact_sha256]) == {
         other.artifact_sha256
     }
+
+
+def test_only_the_newest_versions_and_the_active_one_keep_their_artifacts(store, tmp_path):
+    """Every retraining run stores a candidate: pruning keeps a modality's newest `keep`
+    versions and its active one loadable, drops the rest from the database and this node's
+    copies (a version from before included, so `up` cannot publish it again), and leaves the
+    other modality and files outside the models directory alone."""
+    models = tmp_path / "models"
+    artifacts = ModelArtifacts(store, models)
+    outside = tmp_path / "mine" / "face-v2.pt"
+    outside.parent.mkdir()
+    blobs = {f"face-v{n}": f"face artifact {n}".encode() for n in range(1, 6)}
+    paths = {version: artifacts.cache_path(sha256(blob)) for version, blob in blobs.items()}
+    paths["face-v2"], paths["face-v3"] = outside, models / "face-v3.pt"
+    for n, (version, blob) in enumerate(blobs.items()):
+        record = replace(record_for(blob, paths[version], version), active=n == 0)
+        store.register_model(record, None if version == "face-v3" else blob)
+        paths[version].parent.mkdir(exist_ok=True)
+        paths[version].write_bytes(blob)
+    audio = b"audio artifact"
+    store.register_model(
+        replace(record_for(audio, tmp_path / "a.pt", "audio-v1"), modality=Modality.AUDIO), audio
+    )
+
+    assert artifacts.prune(FACE, keep=2) == ["face-v3", "face-v2"]
+    # face-v3 had no bytes in the database, only its file here: gone too. Neither is
+    # published again from a file, and the caller's own file is left where it is.
+    assert not paths["face-v3"].exists()
+    assert artifacts.publish_local(store.list_models()) == []
+    assert store.missing_artifacts(sha256(b) for b in [*blobs.values(), audio]) == {
+        sha256(blobs["face-v2"]),
+        sha256(blobs["face-v3"]),
+    }
+    assert outside.read_bytes() == blobs["face-v2"]
+    for version in ("face-v2", "face-v3"):
+        with pytest.raises(ArtifactUnavailableError):
+            artifacts.read(store.get_model(version))
+    for version in ("face-v1", "face-v4", "face-v5"):
+        assert artifacts.read(store.get_model(version)) == blobs[version]
+    assert artifacts.prune(FACE, keep=2) == []
+    assert [m.version for m in store.list_models()][-1] == "face-v1"

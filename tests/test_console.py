@@ -206,6 +206,35 @@ def test_the_models_and_stream_health_pages_show_the_running_stack(browser, api,
     browser.save_screenshot(str(shots / "health.png"))
 
 
+# Counts the console's requests by path, wrapped around the page's own fetch.
+COUNT_FETCHES = """
+window.fetched = {};
+const original = window.fetch;
+window.fetch = (url, init) => {
+  const path = new URL(url, location.href).pathname;
+  window.fetched[path] = (window.fetched[path] || 0) + 1;
+  return original(url, init);
+};
+"""
+
+
+def _fetched(driver: WebDriver, path: str) -> int:
+    return driver.execute_script(f"return window.fetched['{path}'] || 0")
+
+
+# Before any test here makes a dead letter: its count moving mid-test would be a fair read.
+def test_the_health_page_reads_the_dead_letters_from_kafka_only_when_their_count_moves(browser):
+    """Each read of the list opens a Kafka consumer: the 5-second refresh reads /readyz and
+    /metrics, and the list only when the dead-letter count changed; Refresh always reads it."""
+    open_tab(browser, "health")
+    wait(browser).until(ec.text_to_be_present_in_element((By.ID, "health-ready"), "ready"))
+    browser.execute_script(COUNT_FETCHES)
+    WebDriverWait(browser, 20).until(lambda driver: _fetched(driver, "/readyz") >= 2)
+    assert _fetched(browser, "/v1/dead-letters") == 0
+    browser.find_element(By.ID, "health-refresh").click()
+    WebDriverWait(browser, 10).until(lambda driver: _fetched(driver, "/v1/dead-letters") == 1)
+
+
 def test_every_control_is_reachable_by_keyboard_and_labelled(browser):
     open_tab(browser, "search")
     unlabelled = browser.execute_script(

@@ -3,11 +3,13 @@
 import contextlib
 
 import pytest
+from kafka import TopicPartition
 from kafka.admin import NewTopic
-from kafka.errors import TopicAlreadyExistsError
+from kafka.errors import KafkaTimeoutError, TopicAlreadyExistsError
 
 from pipeline.data.orl import iter_orl
-from pipeline.kafka.clients import make_admin, make_producer
+from pipeline.kafka.clients import make_admin, make_consumer, make_producer
+from pipeline.kafka.ranges import read_ranges
 from pipeline.kafka.readback import recorded_payloads
 from pipeline.settings import Settings
 from pipeline.store.metadata import MetadataStore
@@ -15,6 +17,7 @@ from pipeline.store.payloads import PayloadStore
 from pipeline.store.records import ItemRecord
 from pipeline.train.job import stored_samples
 from schemas.items import Modality
+from services.api.problems import KAFKA_UNAVAILABLE, client_problem
 
 # A topic of its own: a running test stack's ingest never sees these records.
 TOPIC = "twinstream-test.readback"
@@ -79,3 +82,24 @@ def test_a_node_without_payloads_trains_on_bytes_read_back_from_the_topic(
     assert recorded_payloads(node, [_item(faces[0].id, "s1", newer, positions[-1])]) == {
         PayloadStore.address(newer): newer
     }
+
+
+def test_a_read_that_stops_receiving_is_a_kafka_timeout_the_caller_answers_503(
+    kafka_settings, topic
+):
+    """A range past the partition's end never fills: the read gives up after the stall
+    timeout with a Kafka timeout, which a route answers as 503, not a 500."""
+    (where,) = _produce(kafka_settings, topic, [("stall", b"x")])
+    consumer = make_consumer(kafka_settings, None)
+    try:
+        tp = TopicPartition(topic, where.partition)
+        seen = []
+        with pytest.raises(KafkaTimeoutError) as raised:
+            for record in read_ranges(consumer, {tp: (where.offset, where.offset + 1000)}, 1.0):
+                seen.append(record.offset)
+        assert seen == [where.offset]
+    finally:
+        consumer.close()
+    problem = client_problem(raised.value)
+    assert problem is not None
+    assert (problem.status, problem.detail) == (503, KAFKA_UNAVAILABLE)

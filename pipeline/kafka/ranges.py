@@ -6,6 +6,7 @@ from collections.abc import Iterator, Mapping
 
 from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
+from kafka.errors import KafkaTimeoutError
 
 POLL_TIMEOUT_MS = 500
 
@@ -16,8 +17,8 @@ def read_ranges(
     stall_timeout_s: float,
 ) -> Iterator[ConsumerRecord]:
     """The records at offsets [start, end) of each partition, in order within one (fewer where
-    compaction removed some). TimeoutError when nothing arrives for `stall_timeout_s` while a
-    partition is short of its end: a broker gone away, not a slow one."""
+    compaction removed some). KafkaTimeoutError when nothing arrives for `stall_timeout_s` while
+    a partition is short of its end: a broker gone away, not a slow one (a route answers 503)."""
     ranges = {tp: (start, end) for tp, (start, end) in ranges.items() if start < end}
     if not ranges:
         return
@@ -27,7 +28,7 @@ def read_ranges(
     last_progress = time.monotonic()
     while any(consumer.position(tp) < end for tp, (_, end) in ranges.items()):
         if time.monotonic() - last_progress > stall_timeout_s:
-            raise TimeoutError(f"reading {sorted(ranges)} stalled")
+            raise KafkaTimeoutError(f"reading {sorted(ranges)} stalled")
         for tp, records in consumer.poll(timeout_ms=POLL_TIMEOUT_MS).items():
             last_progress = time.monotonic()
             yield from (record for record in records if record.offset < ranges[tp][1])

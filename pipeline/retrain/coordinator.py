@@ -102,15 +102,28 @@ class Retrainer:
             candidate = ray.get(task.remote(self._settings, modality, run_id, preset))
             if not candidate.decision.promote:
                 progress.at(RunPhase.REJECTED, status=RunStatus.SUCCEEDED, promoted=False)
-                return
-            progress.at(RunPhase.RE_EMBEDDING)
-            self._switch(candidate.record, progress.through(RunPhase.RE_EMBEDDING))
-            progress.at(RunPhase.PROMOTED, status=RunStatus.SUCCEEDED, promoted=True)
+            else:
+                progress.at(RunPhase.RE_EMBEDDING)
+                self._switch(candidate.record, progress.through(RunPhase.RE_EMBEDDING))
+                progress.at(RunPhase.PROMOTED, status=RunStatus.SUCCEEDED, promoted=True)
         except Exception as error:
             log.exception("retraining run %s failed", run_id)
             progress.at(
                 RunPhase.FAILED, status=RunStatus.FAILED, error=f"{type(error).__name__}: {error}"
             )
+        self._prune(modality)
+
+    def _prune(self, modality: Modality) -> None:
+        """Each run stores a candidate; only the newest few and the active one stay loadable.
+        Under the modality's claim, so no switch is loading one of them meanwhile; a failure
+        leaves them for the next run."""
+        try:
+            pruned = self._artifacts.prune(modality, self._settings.model_versions_kept)
+        except Exception:
+            log.exception("could not drop the artifacts of old %s versions", modality.value)
+            return
+        if pruned:
+            log.info("artifacts of old %s versions dropped: %s", modality.value, pruned)
 
     def _switch(self, record: ModelRecord, progress: Progress | None = None) -> None:
         model = EmbeddingModel.from_record(record, self._artifacts)

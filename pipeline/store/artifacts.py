@@ -5,7 +5,9 @@ node keeps a local copy under its models directory, `<sha256>.pt`. A read takes 
 copy when its sha256 matches, else fetches the bytes from the database, verifies them and
 writes the copy atomically. A version registered before the database held artifacts is
 published from the file its record names: when a node that has the file first loads it, and
-for every version at each `twinstream up` (`publish_local`).
+for every version at each `twinstream up` (`publish_local`). Only the newest versions of a
+modality and its active one keep their artifacts (`prune`): a scheduled retraining stores a
+candidate each run.
 """
 
 import hashlib
@@ -17,6 +19,7 @@ from pathlib import Path
 from pipeline.store.atomic import write_atomically
 from pipeline.store.metadata import MetadataStore
 from pipeline.store.records import ModelRecord
+from schemas.items import Modality
 
 log = logging.getLogger(__name__)
 
@@ -79,10 +82,35 @@ class ModelArtifacts:
                 published.append(record.version)
         return published
 
+    def prune(self, modality: Modality, keep: int) -> list[str]:
+        """Drop the artifacts of `modality`'s versions older than its newest `keep`, the
+        active one excepted, from the database and from this node's copies; returns the
+        versions that lost theirs. Other nodes' copies go at their next prune or `up`."""
+        records = self.store.list_models(modality)
+        kept = records[:keep] + [r for r in records[keep:] if r.active]
+        kept_hashes = {r.artifact_sha256 for r in kept}
+        old = [r for r in records if r.artifact_sha256 not in kept_hashes]
+        stored = {r.artifact_sha256 for r in old} - self.store.missing_artifacts(
+            r.artifact_sha256 for r in old
+        )
+        pruned = [r for r in old if r.artifact_path or r.artifact_sha256 in stored]
+        self.store.drop_artifacts([r.version for r in pruned])
+        for record in old:
+            copy = self.cache_path(record.artifact_sha256)
+            # A version from before named a file of its own in this directory.
+            recorded = Path(record.artifact_path) if record.artifact_path else copy
+            for path in {copy, recorded}:
+                if path.parent == self.cache_dir:
+                    path.unlink(missing_ok=True)
+        return [r.version for r in pruned]
+
     def _cached(self, record: ModelRecord) -> bytes | None:
         return _file_matching(self.cache_path(record.artifact_sha256), record.artifact_sha256)
 
     def _recorded(self, record: ModelRecord) -> bytes | None:
+        """The file the version was registered with; none once its artifact was pruned."""
+        if not record.artifact_path:
+            return None
         return _file_matching(Path(record.artifact_path), record.artifact_sha256)
 
 

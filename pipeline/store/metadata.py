@@ -273,6 +273,20 @@ class MetadataStore:
                 select(ModelArtifact.data).where(ModelArtifact.sha256 == sha256)
             ).one_or_none()
 
+    def drop_artifacts(self, versions: Sequence[str]) -> None:
+        """Drop these versions' artifact bytes and the file paths they were registered with,
+        in one transaction: they stay listed but nothing can load or publish them again."""
+        with self._writes.begin() as session:
+            for start in range(0, len(versions), _ID_CHUNK):
+                chunk = versions[start : start + _ID_CHUNK]
+                hashes = select(ModelVersion.artifact_sha256).where(ModelVersion.version.in_(chunk))
+                session.execute(delete(ModelArtifact).where(ModelArtifact.sha256.in_(hashes)))
+                session.execute(
+                    update(ModelVersion)
+                    .where(ModelVersion.version.in_(chunk))
+                    .values(artifact_path="")
+                )
+
     def missing_artifacts(self, hashes: Iterable[str]) -> set[str]:
         """Those of `hashes` whose bytes the store does not hold."""
         candidates = sorted(set(hashes))

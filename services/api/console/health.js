@@ -7,6 +7,9 @@ const DEAD_LETTERS = 20;
 const $ = (id) => document.getElementById(id);
 let timer = null;
 let previous = null;
+// The dead-letter count the list was last read at: the timer reads the list from Kafka only
+// when it moves; opening the tab or pressing Refresh always reads it.
+let deadLettersListed = null;
 
 function rows(table, entries) {
   table.tBodies[0].replaceChildren(
@@ -22,7 +25,7 @@ function rows(table, entries) {
   );
 }
 
-export async function showHealth() {
+export async function showHealth({ timed = false } = {}) {
   try {
     const [readyResponse, metricsResponse] = await Promise.all([
       call("/readyz", { raw: true }),
@@ -56,14 +59,18 @@ export async function showHealth() {
     const now = { at: performance.now(), items: total(samples, "twinstream_ingest_items_total") };
     const rate = previous ? ((now.items - previous.items) * 1000) / (now.at - previous.at) : null;
     previous = now;
+    const deadLetters = total(samples, "twinstream_dead_letters_total");
     rows($("health-ingest"), [
       ["items ingested", now.items],
       ["items/s", rate === null ? "(next refresh)" : rate.toFixed(1)],
       ["tombstones applied", total(samples, "twinstream_ingest_deletes_total")],
-      ["dead letters", total(samples, "twinstream_dead_letters_total")],
+      ["dead letters", deadLetters],
       ["retries", total(samples, "twinstream_ingest_retries_total")],
     ]);
-    await showDeadLetters();
+    if (!timed || deadLetters !== deadLettersListed) {
+      await showDeadLetters();
+      deadLettersListed = deadLetters;
+    }
     const stopped = ready.stopped_partitions ?? [];
     $("health-stopped").textContent = stopped
       .map((p) => `${p.topic}[${p.partition}] stopped at ${p.offset}: ${p.error}`)
@@ -93,10 +100,10 @@ async function showDeadLetters() {
 
 export function watchHealth(visible) {
   clearInterval(timer);
-  timer = visible ? setInterval(showHealth, REFRESH_MS) : null;
+  timer = visible ? setInterval(() => showHealth({ timed: true }), REFRESH_MS) : null;
   if (visible) showHealth();
 }
 
 export function initHealth() {
-  $("health-refresh").addEventListener("click", showHealth);
+  $("health-refresh").addEventListener("click", () => showHealth());
 }
