@@ -157,7 +157,7 @@ def _throughput(stack: Stack, faces: Sequence[bytes], tag: str) -> Throughput:
     """From the first send until the last id is searchable; the producer shares the
     machine with the stack, so its own finishing time shows how much of the run it set."""
     ids = [f"bench/{tag}/{i}" for i in range(len(faces) * COPIES)]
-    base = ray.get(stack.holders[Modality.FACE].size.remote())
+    base = stack.index_size(Modality.FACE)
     started = time.perf_counter()
     _produce(stack.settings, ids, faces)
     produced = time.perf_counter() - started
@@ -172,7 +172,7 @@ def _drain(stack: Stack, faces: Sequence[bytes]) -> float:
     left out, so this is the pipeline's steady rate with nothing else producing."""
     worker = stack.workers[0]
     ray.get(worker.stop.remote())
-    base = ray.get(stack.holders[Modality.FACE].size.remote())
+    base = stack.index_size(Modality.FACE)
     ids = [f"bench/drain/{i}" for i in range(len(faces) * COPIES)]
     _produce(stack.settings, ids, faces)
     ray.kill(worker, no_restart=False)
@@ -183,16 +183,17 @@ def _drain(stack: Stack, faces: Sequence[bytes]) -> float:
 
 
 def _times_indexed(stack: Stack, base: int, marks: Sequence[int]) -> dict[int, float]:
-    """When the face holder first held `base` + each mark items, polled every POLL_S: finer
+    """When the face index first held `base` + each mark items, polled every POLL_S: finer
     than `Stack.wait_indexed`'s half second, which would be a large share of a run of seconds.
     Counts only; callers confirm the ids themselves."""
-    holder = stack.holders[Modality.FACE]
     reached: dict[int, float] = {}
     deadline = time.monotonic() + TIMEOUT_S
     while len(reached) < len(marks):
         if time.monotonic() > deadline:
-            raise TimeoutError(f"the holder never reached {marks} new items; {stack.describe()}")
-        indexed = ray.get(holder.size.remote()) - base
+            raise TimeoutError(
+                f"the face index never reached {marks} new items; {stack.describe()}"
+            )
+        indexed = stack.index_size(Modality.FACE) - base
         for mark in marks:
             if indexed >= mark:
                 reached.setdefault(mark, time.perf_counter())

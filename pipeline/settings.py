@@ -120,7 +120,16 @@ class Settings(BaseSettings):
         "answered 413.",
     )
     topic_partitions: int = Field(
-        default=4, description="Partitions per item topic: the ceiling on ingest parallelism."
+        default=4,
+        description="Partitions per item topic, set when the topic is created: the ceiling on "
+        "ingest actors and on index shards.",
+    )
+    index_shards: int = Field(
+        default=2,
+        ge=1,
+        description="Index shards per modality, each a Ray actor owning the item topic's "
+        "partitions p with p % INDEX_SHARDS equal to its number; queries ask every shard. At "
+        "most the topic's partitions; a change starts the shards empty, replaying the topics.",
     )
     ingest_num_gpus: float | None = Field(
         default=None,

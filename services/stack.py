@@ -1,4 +1,4 @@
-"""The local stack: Kafka broker, Ray, index holders, ingest actors and the Serve API.
+"""The local stack: Kafka broker, Ray, index shards, ingest actors and the Serve API.
 
 Start order follows the data path, so each part finds what it needs already
 running; stop order is the reverse, with a final index snapshot so the next
@@ -43,7 +43,8 @@ class Stack:
         self._log = log
         self._kafka = EmbeddedKafka(settings) if settings.kafka_embedded else None
         self._kafka_was_running = False
-        self.holders: dict[Modality, ActorHandle] = {}
+        # Each modality's index shards, by shard number.
+        self.holders: dict[Modality, list[ActorHandle]] = {}
         self.workers: list[ActorHandle] = []
         self.retrainer: ActorHandle | None = None
 
@@ -104,15 +105,21 @@ class Stack:
         for modality in Modality:
             if store.active_model(modality) is None:
                 raise NoActiveModel(f"no active {modality.value} model: run `twinstream train`")
-            # Restartable: a holder killed mid-stream comes back from its newest checkpoint
-            # (and the store's active version); writers notice the gap and replay.
-            self.holders[modality] = (
+            # Restartable: a shard killed mid-stream comes back from its newest checkpoint
+            # (and the store's active version); writers notice the gap and replay. Spread:
+            # on a cluster, the shards go to different nodes where they can.
+            self.holders[modality] = [
                 ray.remote(IndexHolder)
                 .options(
-                    name=holder_name(modality), num_cpus=0, get_if_exists=True, max_restarts=-1
+                    name=holder_name(modality, shard),
+                    num_cpus=0,
+                    get_if_exists=True,
+                    max_restarts=-1,
+                    scheduling_strategy="SPREAD",
                 )
-                .remote(self.settings, modality)
-            )
+                .remote(self.settings, modality, shard)
+                for shard in range(self.settings.index_shards)
+            ]
         self.retrainer = (
             ray.remote(Retrainer)
             .options(
@@ -145,6 +152,11 @@ class Stack:
         """Refuse settings that cannot work before anything is started."""
         check_bind(self.settings)
         parse_schedule(self.settings.retrain_schedule)
+        if self.settings.index_shards > self.settings.topic_partitions:
+            raise ValueError(
+                f"INDEX_SHARDS ({self.settings.index_shards}) is more than TOPIC_PARTITIONS "
+                f"({self.settings.topic_partitions}): a shard would own no partition"
+            )
 
     def start(self) -> None:
         self.preflight()
@@ -154,8 +166,12 @@ class Stack:
 
     def missing(self, modality: Modality, ids: Sequence[str]) -> list[str]:
         """The ids that are not searchable (yet)."""
-        present = ray.get(self.holders[modality].contains.remote(list(ids)))
-        return [item_id for item_id, found in zip(ids, present, strict=True) if not found]
+        shards = ray.get([h.contains.remote(list(ids)) for h in self.holders[modality]])
+        return [item_id for item_id, *found in zip(ids, *shards, strict=True) if not any(found)]
+
+    def index_size(self, modality: Modality) -> int:
+        """Items in the modality's index, over all its shards."""
+        return sum(ray.get([h.size.remote() for h in self.holders[modality]]))
 
     def wait_indexed(self, ids: Mapping[Modality, Sequence[str]], timeout_s: float) -> None:
         """Block until every id is searchable; TimeoutError names how many are missing."""
@@ -174,10 +190,11 @@ class Stack:
         """Where the pipeline stands, for whoever waited on it in vain: what each holder
         applied and with which version; each ingest actor's counters, last error, partitions
         and current loop position; and the consumer group as the broker sees it."""
-        holders = ray.get([h.stats.remote() for h in self.holders.values()], timeout=30)
+        shards = [(m, h) for m, handles in self.holders.items() for h in handles]
+        holders = ray.get([h.stats.remote() for _, h in shards], timeout=30)
         workers = ray.get([w.stats.remote() for w in self.workers], timeout=30)
         states = ray.get([w.state.remote() for w in self.workers], timeout=30)
-        lines = [f"{m.value} holder {held}" for m, held in zip(self.holders, holders, strict=True)]
+        lines = [f"{m.value} shard {held}" for (m, _), held in zip(shards, holders, strict=True)]
         lines += [
             f"ingest-{i} {done.counts()} last error {done.last_error!r}, {state}"
             for i, (done, state) in enumerate(zip(workers, states, strict=True))
@@ -204,7 +221,7 @@ class Stack:
                     if self.retrainer is not None:
                         ray.get(self.retrainer.stop.remote())
                     ray.get([w.stop.remote() for w in self.workers])
-                    ray.get([h.snapshot.remote() for h in self.holders.values()])
+                    ray.get([h.snapshot.remote() for hs in self.holders.values() for h in hs])
                     serve.shutdown()
                 finally:
                     ray.shutdown()

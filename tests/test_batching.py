@@ -139,14 +139,17 @@ class MergedSearches:
         self._queries = unit(rng, QUERIES)
         self._batches = SearchBatches(
             Settings(api_batch_max_size=max_batch, api_batch_wait_s=0.05),
-            {Modality.FACE: self._holder},
+            {Modality.FACE: [self._holder]},
         )
 
     async def run(self) -> tuple[list, list]:
         """Each query's hits searched together with the others, and searched alone."""
         asks = [(q, 1 + i % 7, [None, *LABELS][i % 4]) for i, q in enumerate(self._queries)]
         together = await asyncio.gather(
-            *(self._batches.search(Modality.FACE, "face-v1", q, k, label) for q, k, label in asks)
+            *(
+                self._batches.search(Modality.FACE, 0, "face-v1", q, k, label)
+                for q, k, label in asks
+            )
         )
         alone = [
             (await self._holder.search.remote("face-v1", q[np.newaxis], k, label))[0]

@@ -2,11 +2,12 @@
 `twinstream up` joins it (TWINSTREAM_RAY_ADDRESS), and a whole worker node — its raylet and
 every actor on it — is taken away while items stream and queries run.
 
-Afterwards the index holds exactly the live ids, each once and with its newest bytes, and the
-deleted ids stay deleted. Queries go on throughout: while an index holder that was on the lost
-node restarts, a query that needs it may answer 503 with Retry-After (one holder per modality
-has no replica to fail over to yet), and a query whose HTTP proxy was on that node loses its
-connection; every other answer is a 200, and so is every answer once the holder is back.
+The index shards are spread over the nodes. Afterwards the index holds exactly the live ids,
+each once and with its newest bytes, and the deleted ids stay deleted. Queries go on
+throughout: while an index shard that was on the lost node restarts, a query that needs it may
+answer 503 with Retry-After (a shard has no replica to fail over to yet), and a query whose
+HTTP proxy was on that node loses its connection; every other answer is a 200, and so is every
+answer once the shard is back.
 """
 
 import base64
@@ -147,6 +148,7 @@ def test_a_lost_node_loses_and_duplicates_nothing_and_queries_come_back(
         update={
             "ray_address": f"127.0.0.1:{RAY_PORT}",
             "ingest_actors": 2,
+            "index_shards": 4,
             "http_port": own_settings.http_port + 20,
         }
     )

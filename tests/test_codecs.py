@@ -16,7 +16,6 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
-import ray
 import zstandard
 from confluent_kafka import Producer
 from kafka import TopicPartition
@@ -124,15 +123,14 @@ def _indexed_once(stack, stack_settings, ids: list[str]) -> Iterator[None]:
     ends), and the deletes run even when an assertion fails: these are copies of held-out
     faces, which later tests search for.
     """
-    holder = stack.holders[Modality.FACE]
-    size_before = ray.get(holder.size.remote())
+    size_before = stack.index_size(Modality.FACE)
     try:
         yield
         stack.wait_indexed({Modality.FACE: ids}, INDEX_TIMEOUT_S)
-        assert ray.get(holder.size.remote()) == size_before + len(ids)
+        assert stack.index_size(Modality.FACE) == size_before + len(ids)
     finally:
         delete_and_wait(stack, stack_settings, {Modality.FACE: ids})
-    assert ray.get(holder.size.remote()) == size_before
+    assert stack.index_size(Modality.FACE) == size_before
 
 
 @pytest.mark.parametrize("client", list(CLIENTS))

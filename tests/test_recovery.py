@@ -1,6 +1,6 @@
 """Actors that die mid-stream are restarted by Ray and lose or duplicate nothing.
 
-Either an ingest actor or the index holder is killed (as by kill -9) at a random
+Either an ingest actor or an index shard is killed (as by kill -9) at a random
 point of the stream, several times: after a random share of the items is
 indexed, so sometimes mid-batch, sometimes between batches. Some items are
 updated (same key, other bytes) after their first version, and must end up with
@@ -36,7 +36,7 @@ RECOVERY_TIMEOUT_S = 180
 
 VICTIMS: dict[str, Callable[[Stack], list[ActorHandle]]] = {
     "ingest-actor": lambda stack: list(stack.workers),
-    "index-holder": lambda stack: [stack.holders[Modality.FACE]],
+    "index-shard": lambda stack: stack.holders[Modality.FACE][:1],
 }
 
 
@@ -69,15 +69,22 @@ def _wait_until_back(actors: list[ActorHandle]) -> None:
                 time.sleep(0.5)
 
 
+def _vectors(stack: Stack, version: str, ids: list[str]) -> list:
+    """Each id's (vector, label) from whichever face shard holds it."""
+    shards = [
+        ray.get([h.vector.remote(version, i) for i in ids]) for h in stack.holders[Modality.FACE]
+    ]
+    return [next((f for f in found if f is not None), None) for found in zip(*shards, strict=True)]
+
+
 @pytest.mark.parametrize("victim", list(VICTIMS))
 def test_killed_actor_recovers_every_item_exactly_once(stack, stack_settings, demo_data, victim):
     faces = demo_data.held_out[Modality.FACE]
-    holder = stack.holders[Modality.FACE]
     store = MetadataStore.from_settings(stack_settings)
     record = store.active_model(Modality.FACE)
     model = EmbeddingModel.from_record(record, ModelArtifacts(store, stack_settings.models_dir))
     rng = random.Random(int(time.time()))
-    size_before = ray.get(holder.size.remote())
+    size_before = stack.index_size(Modality.FACE)
     for _ in range(ROUNDS):
         ids = [f"recovery/{uuid.uuid4().hex[:8]}/{i}" for i in range(ITEMS)]
         stream = [(item_id, faces[i % len(faces)]) for i, item_id in enumerate(ids)]
@@ -98,13 +105,13 @@ def test_killed_actor_recovers_every_item_exactly_once(stack, stack_settings, de
         _wait_until_back(victims)
 
         stack.wait_indexed({Modality.FACE: ids}, RECOVERY_TIMEOUT_S)
-        assert ray.get(holder.size.remote()) == size_before + ITEMS  # each exactly once
+        assert stack.index_size(Modality.FACE) == size_before + ITEMS  # each exactly once
         expected = model.embed(
             np.stack([decode(model.config.input, newest[i].read_bytes()) for i in ids])
         )
         deadline = time.monotonic() + RECOVERY_TIMEOUT_S
         while True:
-            held = ray.get([holder.vector.remote(record.version, i) for i in ids])
+            held = _vectors(stack, record.version, ids)
             stale = [
                 item_id
                 for item_id, got, want in zip(ids, held, expected, strict=True)
@@ -116,4 +123,4 @@ def test_killed_actor_recovers_every_item_exactly_once(stack, stack_settings, de
         assert not stale, f"{len(stale)} items do not carry their newest vector"
 
         delete_and_wait(stack, stack_settings, {Modality.FACE: ids})
-        assert ray.get(holder.size.remote()) == size_before
+        assert stack.index_size(Modality.FACE) == size_before

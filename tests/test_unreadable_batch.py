@@ -148,8 +148,7 @@ def test_an_unreadable_batch_stops_its_partition_visibly_until_a_restart(
     after = [f"{run}/after-{i}" for i in range(AFTER_ITEMS)]
     other = [f"{run}/other-{i}" for i in range(OTHER_ITEMS)]
     face = {k: faces[i % len(faces)].read_bytes() for i, k in enumerate(stuck + after + other)}
-    holder = stack.holders[Modality.FACE]
-    size_before = ray.get(holder.size.remote())
+    size_before = stack.index_size(Modality.FACE)
     workers = list(stack.workers)
 
     # Ingest is stopped while the batch is made unreadable, so it meets it only that way.
@@ -202,11 +201,11 @@ def test_an_unreadable_batch_stops_its_partition_visibly_until_a_restart(
 
     # Readable again and restarted: it resumes at the batch, each item exactly once.
     stack.wait_indexed({Modality.FACE: stuck + after}, RESUME_TIMEOUT_S)
-    assert ray.get(holder.size.remote()) == size_before + len(face)
+    assert stack.index_size(Modality.FACE) == size_before + len(face)
     deadline = time.monotonic() + VISIBLE_WITHIN_S
     while (response := api.get("/readyz")).status_code != 200:
         assert time.monotonic() < deadline, response.json()
         time.sleep(0.5)
     assert response.json()["stopped_partitions"] == []
     delete_and_wait(stack, stack_settings, {Modality.FACE: list(face)})
-    assert ray.get(holder.size.remote()) == size_before
+    assert stack.index_size(Modality.FACE) == size_before

@@ -1,8 +1,8 @@
 """How the actors of one stack find each other and the models their indexes were built with.
 
-Index holders are named Ray actors; whoever embeds for a modality (ingest actors, API
-replicas) asks its holder which model versions it holds and embeds with exactly those, so
-a query and the index it searches never disagree.
+Index holders (a modality's index shards) are named Ray actors; whoever embeds for a modality
+(ingest actors, API replicas) asks its holders which model versions they hold and embeds with
+exactly those, so a query and the index it searches never disagree.
 """
 
 import threading
@@ -20,12 +20,16 @@ NAMESPACE = "twinstream"
 CACHED_MODELS = 3
 
 
-def holder_name(modality: Modality) -> str:
-    return f"index-{modality.value}"
+def holder_name(modality: Modality, shard: int) -> str:
+    return f"index-{modality.value}-{shard}"
 
 
-def holder_handles() -> dict[Modality, ActorHandle]:
-    return {m: ray.get_actor(holder_name(m), namespace=NAMESPACE) for m in Modality}
+def holder_handles(shards: int) -> dict[Modality, list[ActorHandle]]:
+    """Each modality's index shards, by shard number (pipeline/index/shard_map.py)."""
+    return {
+        m: [ray.get_actor(holder_name(m, s), namespace=NAMESPACE) for s in range(shards)]
+        for m in Modality
+    }
 
 
 def ingest_name(number: int) -> str:

@@ -1,4 +1,7 @@
-"""The Ray actor that owns one modality's index: the single writer and the query target.
+"""The Ray actor that owns one shard of a modality's index: its single writer and a query target.
+
+A shard owns a fixed set of the item topic's partitions (pipeline/index/shard_map.py); with one
+shard, the whole index.
 
 Ingest actors send it embedded batches together with the Kafka offsets each operation came
 from; it applies both in one step, so the offsets it reports always describe exactly what
@@ -19,6 +22,7 @@ import numpy as np
 
 from pipeline.index.checkpoint import Checkpoint, DurableOffsets
 from pipeline.index.feed import ChangeFeed, Deleted, FeedPosition, FeedReply, Upserted
+from pipeline.index.shard_map import ShardMap
 from pipeline.index.snapshot import read_latest_snapshot
 from pipeline.index.vector_index import Hit, VectorIndex
 from pipeline.settings import Settings
@@ -68,14 +72,30 @@ class ApplyResult:
     durable: DurableOffsets
 
 
+class ForeignPartitionError(ValueError):
+    """A batch carried a partition another shard owns: a routing bug, refused whole."""
+
+
+def shard_directory(settings: Settings, modality: Modality, shard: int) -> Path:
+    """Where a shard's checkpoints live. One shard keeps the unsharded layout; the shard count
+    is in the path otherwise, so a changed count never loads a snapshot holding partitions
+    its shard no longer owns (the shards start empty and replay the topic)."""
+    base = settings.index_dir / modality.value
+    if settings.index_shards == 1:
+        return base
+    return base / f"shards-{settings.index_shards}" / str(shard)
+
+
 class IndexHolder:
-    def __init__(self, settings: Settings, modality: Modality) -> None:
+    def __init__(self, settings: Settings, modality: Modality, shard: int = 0) -> None:
         store = MetadataStore.from_settings(settings)
         model = store.active_model(modality)
         if model is None:
             raise LookupError(f"no active {modality.value} model to index with")
         store.close()
-        directory: Path = settings.index_dir / modality.value
+        self._shard = shard
+        self._shards = ShardMap(settings.index_shards)
+        directory = shard_directory(settings, modality, shard)
         self._ivf_threshold = settings.index_ivf_threshold
         snapshot = read_latest_snapshot(directory)
         if snapshot is not None and snapshot.model_version == model.version:
@@ -127,6 +147,10 @@ class IndexHolder:
             )
         return len(keep)
 
+    def built(self, version: str) -> bool:
+        """Whether `activate(version)` can flip now: asked of every shard before any flips."""
+        return version in self._indexes
+
     def abandon_build(self, version: str) -> None:
         if version != self._active:
             self._indexes.pop(version, None)
@@ -160,6 +184,13 @@ class IndexHolder:
         return self._checkpoint.applied()
 
     def apply(self, update: IndexUpdate) -> ApplyResult:
+        foreign = {
+            p
+            for p in [*update.offsets, *update.start_offsets]
+            if not self._shards.owns(self._shard, p)
+        }
+        if foreign:
+            raise ForeignPartitionError(f"shard {self._shard} does not own partitions {foreign}")
         versions = self.versions()
         if update.upsert_ids and not set(versions) <= set(update.vectors):
             return ApplyResult(ApplyOutcome.EMBED_AGAIN, versions, self._checkpoint.durable())
@@ -241,6 +272,7 @@ class IndexHolder:
             "applied": self._upserted,
             "offsets": self.offsets(),
             "model_version": self._active,
+            "shard": self._shard,
             **self._checkpoint.stats(),
         }
 

@@ -42,6 +42,8 @@ from pipeline.decode.errors import DecodeError
 from pipeline.index.checkpoint import GroupCommit
 from pipeline.index.handles import ModelCache, holder_handles
 from pipeline.index.holder import ApplyOutcome, ApplyResult
+from pipeline.index.shard_map import ShardMap
+from pipeline.index.shards import merge_results, merge_versions, split_update
 from pipeline.ingest.batch import ModalityBatch, ParsedPoll, parse_poll
 from pipeline.ingest.dead_letter import dead_letter
 from pipeline.ingest.stall import fetch_from, lagging
@@ -97,17 +99,15 @@ class IngestWorker:
     def __init__(self, settings: Settings) -> None:
         torch.set_num_threads(settings.embed_threads)
         self._settings = settings
-        self._holders = holder_handles()
+        self._holders = holder_handles(settings.index_shards)
+        self._shards = ShardMap(settings.index_shards)
         self._store = MetadataStore.from_settings(settings)
         self._retained = RetainedItems(self._store, PayloadStore(settings.payloads_dir))
         self._models = ModelCache(ModelArtifacts(self._store, settings.models_dir))
-        self._versions = dict(
-            zip(
-                self._holders,
-                ray.get([h.versions.remote() for h in self._holders.values()]),
-                strict=True,
-            )
-        )
+        self._versions = {
+            modality: merge_versions(ray.get([h.versions.remote() for h in shards]))
+            for modality, shards in self._holders.items()
+        }
         # Where the next poll continues each partition: a batch carries the positions it
         # was consumed from, and the holder checks them against its own offsets, so a
         # holder restored from an older checkpoint is noticed. Only the consuming thread
@@ -137,9 +137,16 @@ class IngestWorker:
             thread.start()
 
     def _holders_applied(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
-        """The next offset each partition's index holder expects: what it has applied."""
-        offsets = {m: ray.get(h.offsets.remote()) for m, h in self._holders.items()}
-        return {tp: offsets[topic_modality(tp.topic)].get(tp.partition, 0) for tp in partitions}
+        """The next offset each partition's index shard expects: what it has applied."""
+        offsets = {
+            m: ray.get([h.offsets.remote() for h in shards]) for m, shards in self._holders.items()
+        }
+        return {
+            tp: offsets[topic_modality(tp.topic)][self._shards.owner(tp.partition)].get(
+                tp.partition, 0
+            )
+            for tp in partitions
+        }
 
     def resume_from_holders(self, partitions: list[TopicPartition]) -> None:
         """Fetch `partitions` from what their holders have applied; batches handed over
@@ -297,9 +304,10 @@ class IngestWorker:
         """The last changes before a quiet spell become durable and committable within the
         holders' snapshot interval; a restart then has nothing of them to replay."""
         with self._applying:
-            for modality, holder in self._holders.items():
-                durable = ray.get(holder.make_durable_if_due.remote())
-                self._group_commit.stage(ITEM_TOPICS[modality], durable)
+            for modality, shards in self._holders.items():
+                durable = ray.get([h.make_durable_if_due.remote() for h in shards])
+                for offsets in durable:
+                    self._group_commit.stage(ITEM_TOPICS[modality], offsets)
 
     def _apply_if_current(self, handover: _Handover) -> None:
         with self._applying:
@@ -326,8 +334,9 @@ class IngestWorker:
         return True
 
     def _embed_and_apply(self, modality: Modality, batch: ModalityBatch) -> ApplyResult | None:
-        """Embed for every version the holder wants (a build may start meanwhile: then embed
-        again for the new one) and apply; None when the holder wants a replay."""
+        """Embed for every version the shards want (a build may start meanwhile: then embed
+        again for the new one) and apply each partition's part to the shard owning it, all
+        shards at once; None when a shard wants a replay."""
         while True:
             try:
                 batch.embed_for(self._models.get(v) for v in self._versions[modality])
@@ -336,7 +345,11 @@ class IngestWorker:
                 # item cannot become it: read the batch again, rejecting that item for all.
                 log.warning("re-reading a %s batch for a new model's input: %s", modality, error)
                 return None
-            result: ApplyResult = ray.get(self._holders[modality].apply.remote(batch.update))
+            shards = self._holders[modality]
+            parts = split_update(batch.update, self._shards)
+            result = merge_results(
+                ray.get([shards[shard].apply.remote(part) for shard, part in parts.items()])
+            )
             self._versions[modality] = result.versions
             match result.outcome:
                 case ApplyOutcome.APPLIED:

@@ -3,7 +3,7 @@ switches, at most one per modality at a time, on demand or on the configured sch
 
 Runs are threads in this actor; the compute (training and judging a candidate) is a Ray
 task with the resources it needs. A switch — after a promotion or an explicit activation
-(rollback included) — re-embeds the retained items and flips the holder, while ingest and
+(rollback included) — re-embeds the retained items and flips the index shards, while ingest and
 queries carry on.
 """
 
@@ -45,7 +45,7 @@ class Retrainer:
         self._settings = settings
         self._store = MetadataStore.from_settings(settings)
         self._artifacts = ModelArtifacts(self._store, settings.models_dir)
-        self._holders = holder_handles()
+        self._holders = holder_handles(settings.index_shards)
         self._busy: dict[Modality, str] = {}
         self._lock = threading.Lock()
         self._scheduler: BackgroundScheduler | None = None
@@ -139,8 +139,8 @@ class Retrainer:
         if record is None:
             raise LookupError(f"no model version {version!r}")
         with self._claim(record.modality, f"activating {version}"):
-            current = ray.get(self._holders[record.modality].active_version.remote())
-            if current != version:
+            shards = self._holders[record.modality]
+            if set(ray.get([shard.active_version.remote() for shard in shards])) != {version}:
                 self._switch(record)
         return self._store.get_model(version) or record
 

@@ -1,11 +1,13 @@
 """Re-embed every retained item for a model version and switch the index to it.
 
-The holder starts a second index and, from that moment, asks every ingest actor for vectors
-of both versions; this module fills in everything that was indexed before, from the payloads
-the store retains (bytes this node lacks are read back from the item topics). Whatever the
-stream upserts or deletes meanwhile wins over the backfill. When the backfill is done the
-store and the holder switch, and once the switch returns
-(every API replica's copy of the index has it) every query is answered by the new version.
+Every shard of the index starts a second index and, from that moment, asks every ingest actor
+for vectors of both versions; this module fills in everything that was indexed before, from
+the payloads the store retains (bytes this node lacks are read back from the item topics),
+each item into the shard owning the partition it came from. Whatever the stream upserts or
+deletes meanwhile wins over the backfill. When every shard has its build, the store and all
+shards switch, and once the switch returns (every API replica's copies have it) every query
+is answered by the new version; a query meeting shards mid-flip is answered again, wholly by
+the new one (services/api/routing.py).
 """
 
 from collections.abc import Callable
@@ -13,9 +15,11 @@ from collections.abc import Callable
 import numpy as np
 import ray
 from ray.actor import ActorHandle
+from ray.exceptions import RayActorError
 
 from pipeline.decode.errors import DecodeError
 from pipeline.embed.model import EmbeddingModel
+from pipeline.index.shard_map import ShardMap
 from pipeline.inputs import decode
 from pipeline.kafka.readback import fill_missing
 from pipeline.settings import Settings
@@ -30,40 +34,66 @@ Progress = Callable[[float], None]
 def rebuild_and_switch(
     settings: Settings,
     store: MetadataStore,
-    holder: ActorHandle,
+    shards: list[ActorHandle],
     model: EmbeddingModel,
     progress: Progress | None = None,
 ) -> str:
     """The version switched away from."""
     modality = model.config.modality
-    ray.get(holder.begin_build.remote(model.version, model.embedding_dim))
+    owner = ShardMap(len(shards)).owner
+    ray.get([shard.begin_build.remote(model.version, model.embedding_dim) for shard in shards])
     try:
         payloads = PayloadStore(settings.payloads_dir)
         items = store.items_with_payload(modality)
         fill_missing(settings, payloads, items)
         for start in range(0, len(items), CHUNK):
-            ids, labels, inputs = [], [], []
+            # shard -> (ids, labels, inputs) of its items: each lives where its partition does.
+            parts: dict[int, tuple[list[str], list[str | None], list[np.ndarray]]] = {}
             for item in items[start : start + CHUNK]:
                 try:
-                    inputs.append(
-                        decode(model.config.input, payloads.get(item.payload_sha256 or ""))
-                    )
+                    x = decode(model.config.input, payloads.get(item.payload_sha256 or ""))
                 except (OSError, DecodeError):
                     # Deleted since the listing: its tombstone reaches the new index live.
                     continue
+                ids, labels, inputs = parts.setdefault(owner(item.source_partition), ([], [], []))
                 ids.append(item.item_id)
                 labels.append(item.label)
-            if ids:
-                vectors = model.embed(np.stack(inputs))
-                ray.get(holder.backfill.remote(model.version, ids, vectors, labels))
+                inputs.append(x)
+            ray.get(
+                [
+                    shards[shard].backfill.remote(
+                        model.version, ids, model.embed(np.stack(inputs)), labels
+                    )
+                    for shard, (ids, labels, inputs) in parts.items()
+                ]
+            )
             if progress:
                 progress(min(start + CHUNK, len(items)) / max(len(items), 1))
+        if not all(ray.get([shard.built.remote(model.version) for shard in shards])):
+            # A shard restarted during the build and lost it: flip none.
+            raise RuntimeError(f"an index shard lost the build of {model.version}; try again")
         return switch_active(
-            store, modality, model.version, lambda v: ray.get(holder.activate_everywhere.remote(v))
+            store, modality, model.version, lambda v: _activate_everywhere(shards, v)
         )
     except BaseException:
-        holder.abandon_build.remote(model.version)
+        for shard in shards:
+            shard.abandon_build.remote(model.version)
         raise
+
+
+def _activate_everywhere(shards: list[ActorHandle], version: str) -> str:
+    """Flip every shard at once (each flip swaps the searched index); returns the version
+    before. Every shard has the build, so only a shard dying mid-flip fails, and Ray restarts
+    it at the store's active version, which is `version` by then."""
+    refs = [shard.activate_everywhere.remote(version) for shard in shards]
+    previous = []
+    for shard, ref in zip(shards, refs, strict=True):
+        try:
+            previous.append(ray.get(ref))
+        except RayActorError:
+            if ray.get(shard.active_version.remote()) != version:
+                raise
+    return previous[0] if previous else version
 
 
 def switch_active(

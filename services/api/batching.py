@@ -105,20 +105,21 @@ class _Search:
 
 
 class SearchBatches:
-    """`search` sends one query to the modality's holder, in one call with its neighbours.
+    """`search` sends one query to one index shard, in one call with its neighbours.
 
     Queries with the same label filter share a call that asks for the largest `k`
     among them; each gets its own first `k` back, which is exactly its answer.
     """
 
-    def __init__(self, settings: Settings, holders: dict[Modality, ActorHandle]) -> None:
+    def __init__(self, settings: Settings, holders: dict[Modality, list[ActorHandle]]) -> None:
         self._holders = holders
-        self._queues: _Queues[tuple[Modality, str], _Search, list[Hit]] = _Queues(
+        self._queues: _Queues[tuple[Modality, int, str], _Search, list[Hit]] = _Queues(
             settings, self._searcher
         )
 
-    def _searcher(self, key: tuple[Modality, str]) -> Batch[_Search, list[Hit]]:
-        holder, version = self._holders[key[0]], key[1]
+    def _searcher(self, key: tuple[Modality, int, str]) -> Batch[_Search, list[Hit]]:
+        modality, shard, version = key
+        holder = self._holders[modality][shard]
 
         async def search(queries: list[_Search]) -> list[list[Hit]]:
             by_label: dict[str | None, list[int]] = {}
@@ -144,6 +145,12 @@ class SearchBatches:
         return search
 
     async def search(
-        self, modality: Modality, version: str, vector: np.ndarray, k: int, label: str | None
+        self,
+        modality: Modality,
+        shard: int,
+        version: str,
+        vector: np.ndarray,
+        k: int,
+        label: str | None,
     ) -> list[Hit]:
-        return await self._queues.submit((modality, version), _Search(vector, k, label))
+        return await self._queues.submit((modality, shard, version), _Search(vector, k, label))

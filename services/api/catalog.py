@@ -72,7 +72,10 @@ def model_info(record: ModelRecord) -> ModelInfo:
 
 class Catalog:
     def __init__(
-        self, settings: Settings, store: MetadataStore, holders: dict[Modality, ActorHandle]
+        self,
+        settings: Settings,
+        store: MetadataStore,
+        holders: dict[Modality, list[ActorHandle]],
     ) -> None:
         self._settings = settings
         self._store = store
@@ -87,11 +90,11 @@ class Catalog:
             raise not_found(f"no {modality.value} item with id {item_id!r}")
         # The version of the vector searched now, which a switch changes for every item at
         # once; none while the item is stored but not (yet) indexed.
-        holder = self._holders[modality]
-        version, [indexed] = await asyncio.gather(
-            holder.active_version.remote(), holder.contains.remote([item_id])
+        shards = self._holders[modality]
+        version, *indexed = await asyncio.gather(
+            shards[0].active_version.remote(), *(h.contains.remote([item_id]) for h in shards)
         )
-        return _metadata(record, version if indexed else None)
+        return _metadata(record, version if any(found for [found] in indexed) else None)
 
     async def items(
         self, modality: Modality, label: str | None, offset: int, limit: int
@@ -132,7 +135,12 @@ class Catalog:
         self._producer.flush()
 
     async def delete(self, modality: Modality, item_id: str) -> None:
-        removed = await self._holders[modality].delete_everywhere.remote([item_id])
+        # The shard holding it removes it; asking all spares finding which one that is.
+        removed = sum(
+            await asyncio.gather(
+                *(h.delete_everywhere.remote([item_id]) for h in self._holders[modality])
+            )
+        )
         stored = await asyncio.to_thread(self._retained.delete, modality, [item_id])
         if not removed and not stored:
             raise not_found(f"no {modality.value} item with id {item_id!r}")

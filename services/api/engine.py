@@ -38,11 +38,14 @@ from services.api.routing import VersionRouter
 
 class QueryEngine:
     def __init__(
-        self, settings: Settings, holders: dict[Modality, ActorHandle], models: ModelCache
+        self,
+        settings: Settings,
+        holders: dict[Modality, list[ActorHandle]],
+        models: ModelCache,
     ) -> None:
         self.settings = settings
         self._batches = EncoderBatches(settings)
-        # Public: readiness asks the same router which versions the holders serve.
+        # Public: readiness asks the same router which versions the index shards serve.
         self.router = VersionRouter(settings, holders, models)
 
     async def similarity(self, request: SimilarityRequest) -> SimilarityResponse:

@@ -115,7 +115,7 @@ class ApiMetrics:
         )
         self.indexed = Gauge(
             "twinstream_indexed_upserts",
-            "upserts applied since the holder started",
+            "upserts applied since the index shards started",
             ["modality"],
             registry=self.registry,
         )
@@ -146,13 +146,15 @@ class ApiMetrics:
         )
         self.index_reads = Counter(
             "twinstream_index_reads",
-            "searches and id lookups, by where they ran: the replica's copy or the holder",
+            "searches and id lookups of one index shard, by where they ran: the replica's copy "
+            "or the shard",
             ["modality", "served_by"],
             registry=self.registry,
         )
         self.holder_up = Gauge(
             "twinstream_index_holder_up",
-            "1 while the modality's index holder answers; 0 while it is down (Ray restarts it)",
+            "1 while every index shard of the modality answers; 0 while one is down (Ray "
+            "restarts it)",
             ["modality"],
             registry=self.registry,
         )
@@ -197,7 +199,7 @@ class RequestMetrics(HttpMiddleware):
 class PipelineProbe:
     """Reads the pipeline's numbers for a scrape: holders for the index side, Kafka for the log."""
 
-    def __init__(self, settings: Settings, holders: dict[Modality, ActorHandle]) -> None:
+    def __init__(self, settings: Settings, holders: dict[Modality, list[ActorHandle]]) -> None:
         self._settings = settings
         self._holders = holders
         self._consumer: KafkaConsumer | None = None
@@ -215,19 +217,23 @@ class PipelineProbe:
     async def render(self) -> Response:
         metrics = METRICS
         answers = await asyncio.gather(
-            *(h.stats.remote() for h in self._holders.values()), return_exceptions=True
+            *(
+                asyncio.gather(*(h.stats.remote() for h in shards), return_exceptions=True)
+                for shards in self._holders.values()
+            )
         )
         stats = {}
-        for modality, answer in zip(self._holders, answers, strict=True):
-            # A holder that is down is a metric, not a failed scrape (the scrape must show the
-            # outage); its other series keep their last values meanwhile.
-            if isinstance(answer, RayActorError):
+        for modality, shard_stats in zip(self._holders, answers, strict=True):
+            # A shard that is down is a metric, not a failed scrape (the scrape must show the
+            # outage); the modality's other series keep their last values meanwhile.
+            if any(isinstance(answer, RayActorError) for answer in shard_stats):
                 metrics.holder_up.labels(modality.value).set(0)
                 continue
-            if isinstance(answer, BaseException):
-                raise answer
+            for answer in shard_stats:
+                if isinstance(answer, BaseException):
+                    raise answer
             metrics.holder_up.labels(modality.value).set(1)
-            stats[modality] = answer
+            stats[modality] = _modality_stats(shard_stats)
         ends = await asyncio.to_thread(self._end_offsets)
         metrics.ingest.stats = await ingest_stats()
         # One series per modality: the version switched away from must not linger at 1.
@@ -244,3 +250,16 @@ class PipelineProbe:
             reflected = stats[topic_modality(tp.topic)]["offsets"].get(tp.partition, 0)
             metrics.lag.labels(tp.topic, str(tp.partition)).set(max(end - reflected, 0))
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+
+def _modality_stats(shards: list[dict]) -> dict:
+    """A modality's series from its shards': counts add up, the oldest checkpoint and the
+    slowest write speak for all, offsets are each partition's owner's."""
+    return {
+        "size": sum(s["size"] for s in shards),
+        "applied": sum(s["applied"] for s in shards),
+        "checkpoint_age_s": max(s["checkpoint_age_s"] for s in shards),
+        "checkpoint_s": max(s["checkpoint_s"] for s in shards),
+        "model_version": shards[0]["model_version"],
+        "offsets": {p: o for s in shards for p, o in s["offsets"].items()},
+    }

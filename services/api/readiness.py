@@ -30,24 +30,30 @@ def kafka_reachable(settings: Settings) -> bool:
 
 class ReadinessCheck:
     def __init__(
-        self, settings: Settings, holders: dict[Modality, ActorHandle], router: VersionRouter
+        self,
+        settings: Settings,
+        holders: dict[Modality, list[ActorHandle]],
+        router: VersionRouter,
     ) -> None:
         self._settings = settings
         self._holders = holders
         self._router = router
 
     async def run(self) -> Readiness:
-        # A holder that is down (Ray restarts it) is a failed check, not a failed probe.
+        # A shard that is down (Ray restarts it) is a failed check, not a failed probe.
         answers = await asyncio.gather(
-            *(h.size.remote() for h in self._holders.values()), return_exceptions=True
+            *(
+                asyncio.gather(*(h.size.remote() for h in shards), return_exceptions=True)
+                for shards in self._holders.values()
+            )
         )
-        for answer in answers:
+        for answer in (size for sizes in answers for size in sizes):
             if isinstance(answer, BaseException) and not isinstance(answer, RayActorError):
                 raise answer
         sizes = {
-            modality: size
-            for modality, size in zip(self._holders, answers, strict=True)
-            if not isinstance(size, BaseException)
+            modality: sum(shard_sizes)
+            for modality, shard_sizes in zip(self._holders, answers, strict=True)
+            if not any(isinstance(size, BaseException) for size in shard_sizes)
         }
         try:
             versions = await self._router.holder_versions()

@@ -1,17 +1,19 @@
 """Who answers a replica's query: which model version, and which index for it.
 
-A replica remembers which model version each holder searches instead of asking on every
-query: the holder refuses a search or lookup by any other version, and a similarity of two
-payloads (which touches no index) asks the holder while it embeds. A query that meets a
+A replica remembers which model version a modality's index shards search instead of asking on
+every query: a shard refuses a search or lookup by any other version, and a similarity of two
+payloads (which touches no index) asks the shards while it embeds. A query that meets a
 refusal learns the new version and is answered again, wholly by it, so every answer is
-still made by one version and all replicas switch when the holder does.
+still made by one version and all replicas switch when the shards do.
 
-Searches and id lookups are answered from the replica's own copy of the index when it holds
-the query's version and its lease runs (pipeline/index/replica_copy.py), which saves the
-holder round trip; otherwise they go to the holder, batched (services/api/batching.py).
+A search asks every shard for its k nearest and merges them; an id lookup asks every shard.
+Each shard is answered from the replica's own copy of it when that copy holds the query's
+version and its lease runs (pipeline/index/replica_copy.py), which saves the round trip;
+otherwise by the shard, batched (services/api/batching.py).
 """
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from typing import TypeVar
 
@@ -23,6 +25,7 @@ from pipeline.index.feed import FeedPosition, FeedReply
 from pipeline.index.handles import ModelCache
 from pipeline.index.holder import StaleVersionError
 from pipeline.index.replica_copy import IndexCopy, Poll
+from pipeline.index.shards import merge_hits
 from pipeline.index.vector_index import Hit, VectorIndex
 from pipeline.settings import Settings
 from schemas.items import Modality
@@ -30,27 +33,32 @@ from services.api.batching import SearchBatches
 from services.api.metrics import METRICS
 
 T = TypeVar("T")
+# A query meeting a switch is answered again, waiting a little longer each time, for this
+# long: a shard busy writing a checkpoint flips when it is done.
+SWITCH_WAIT_S = 10.0
+SWITCH_RETRY_S = 0.05
 
 
 class VersionRouter:
     def __init__(
-        self, settings: Settings, holders: dict[Modality, ActorHandle], models: ModelCache
+        self, settings: Settings, holders: dict[Modality, list[ActorHandle]], models: ModelCache
     ) -> None:
         self._holders = holders
         self._models = models
         self._searches = SearchBatches(settings, holders)
-        # modality -> the version its holder searched when this replica last heard.
+        # modality -> the version its shards searched when this replica last heard.
         self._versions: dict[Modality, str] = {}
         self._copies = (
-            {m: IndexCopy(_feed(h)) for m, h in holders.items()}
+            {m: [IndexCopy(_feed(h)) for h in shards] for m, shards in holders.items()}
             if settings.api_index_copies
             else {}
         )
 
     async def holder_versions(self) -> dict[Modality, str]:
-        """What every holder searches now, asked rather than remembered."""
+        """What every modality's first shard searches now, asked rather than remembered (all
+        shards flip together)."""
         versions = await asyncio.gather(
-            *(h.active_version.remote() for h in self._holders.values())
+            *(shards[0].active_version.remote() for shards in self._holders.values())
         )
         return dict(zip(self._holders, versions, strict=True))
 
@@ -65,46 +73,73 @@ class VersionRouter:
         return await self.model(version)
 
     async def confirm(self, modality: Modality, version: str) -> None:
-        """Raise StaleVersionError unless `version` still answers for `modality`."""
-        copy = self._copies.get(modality)
-        current = copy.version if copy is not None else None
-        if current is None:
-            current = await self._learn_version(modality)
-        if current != version:
+        """Raise StaleVersionError unless `version` still answers for `modality` in every
+        shard."""
+        copies = self._copies.get(modality, [])
+        current = {copy.version for copy in copies}
+        if not copies or None in current:
+            current = set(
+                await asyncio.gather(*(h.active_version.remote() for h in self._holders[modality]))
+            )
+        if current != {version}:
             raise StaleVersionError(f"the {modality.value} index switched away from {version}")
 
     async def retrying_switches(self, modality: Modality, query: Callable[[], Awaitable[T]]) -> T:
-        """A query that raced a model switch is answered again, wholly with the new version."""
-        try:
-            return await query()
-        except StaleVersionError:
-            await self._learn_version(modality)
-            return await query()
+        """A query that raced a model switch is answered again, wholly with the new version;
+        while the shards flip (each as soon as it is free) it may meet both, so it tries again
+        for up to SWITCH_WAIT_S."""
+        deadline = time.monotonic() + SWITCH_WAIT_S
+        pause = 0.0
+        while True:
+            try:
+                return await query()
+            except StaleVersionError:
+                if time.monotonic() > deadline:
+                    raise
+                await self._learn_version(modality)
+                await asyncio.sleep(pause)
+                pause = min(max(2 * pause, SWITCH_RETRY_S), 0.5)
 
     async def vector(self, modality: Modality, version: str, item_id: str) -> np.ndarray | None:
-        index = self._copy(modality, version)
-        if index is not None:
-            return index.vector(item_id)
-        found = await self._holders[modality].vector.remote(version, item_id)
-        return None if found is None else found[0]
+        """The item's vector from whichever shard holds it."""
+
+        async def lookup(shard: int) -> np.ndarray | None:
+            index = self._copy(modality, shard, version)
+            if index is not None:
+                return index.vector(item_id)
+            found = await self._holders[modality][shard].vector.remote(version, item_id)
+            return None if found is None else found[0]
+
+        found = await asyncio.gather(*(lookup(s) for s in range(len(self._holders[modality]))))
+        return next((vector for vector in found if vector is not None), None)
 
     async def search(
         self, modality: Modality, version: str, vector: np.ndarray, k: int, label: str | None
     ) -> list[Hit]:
-        index = self._copy(modality, version)
-        if index is not None:
-            return index.search(vector[np.newaxis], k, label)[0]
-        return await self._searches.search(modality, version, vector, k, label)
+        """Every shard's k nearest, merged (pipeline/index/shards.py)."""
+
+        async def search_shard(shard: int) -> list[Hit]:
+            index = self._copy(modality, shard, version)
+            if index is not None:
+                return index.search(vector[np.newaxis], k, label)[0]
+            return await self._searches.search(modality, shard, version, vector, k, label)
+
+        answers = await asyncio.gather(
+            *(search_shard(s) for s in range(len(self._holders[modality])))
+        )
+        return merge_hits(answers, k)
 
     async def _learn_version(self, modality: Modality) -> str:
-        version = self._versions[modality] = await self._holders[modality].active_version.remote()
+        version = await self._holders[modality][0].active_version.remote()
+        self._versions[modality] = version
         return version
 
-    def _copy(self, modality: Modality, version: str) -> VectorIndex | None:
-        """The replica's copy of the index if it may answer for `version` now; counts the read."""
-        copy = self._copies.get(modality)
+    def _copy(self, modality: Modality, shard: int, version: str) -> VectorIndex | None:
+        """The replica's copy of a shard if it may answer for `version` now; counts the read."""
+        copies = self._copies.get(modality)
         index = None
-        if copy is not None:
+        if copies is not None:
+            copy = copies[shard]
             copy.start()
             index = copy.index(version)
         METRICS.index_reads.labels(modality.value, "holder" if index is None else "copy").inc()
