@@ -16,6 +16,7 @@ BENCHMARKS: dict[str, str] = {
     "learning-curve": "bench.learning_curve:run",
     "gpu": "bench.gpu:run",
     "index-scale": "bench.index_scale:run",
+    "scale": "bench.scale:run",
 }
 
 RESULTS_DIR = Path("bench/results")

@@ -19,7 +19,7 @@ from pipeline.ingest.worker import CONSUMER_GROUP, IngestWorker
 from pipeline.kafka.clients import make_admin
 from pipeline.kafka.launcher import EmbeddedKafka
 from pipeline.kafka.topics import ensure_topics
-from pipeline.placement import plan_placement
+from pipeline.placement import Placement, plan_placement
 from pipeline.retrain.coordinator import COORDINATOR_NAME, Retrainer
 from pipeline.retrain.schedule import parse_schedule
 from pipeline.settings import Settings
@@ -89,7 +89,16 @@ class Stack:
         )
 
     def start_services(self) -> None:
-        """Holders, ingest actors and the API; needs an active model per modality."""
+        """Index shards, the retraining coordinator, ingest actors and the API; needs an active
+        model per modality."""
+        placement = plan_placement(ray.cluster_resources(), self.settings)
+        self.start_index()
+        self.start_retrainer(placement)
+        self.start_ingest(placement)
+        self.start_api(placement)
+
+    def start_index(self) -> None:
+        """Every modality's index shards, after making the models loadable from any node."""
         store = MetadataStore.from_settings(self.settings)
         artifacts = ModelArtifacts(store, self.settings.models_dir)
         # First, so that this node's copies of old versions are not published again.
@@ -101,7 +110,6 @@ class Stack:
         published = artifacts.publish_local(store.list_models())
         if published:
             self._log(f"model artifacts now in the database: {', '.join(published)}")
-        placement = plan_placement(ray.cluster_resources(), self.settings)
         for modality in Modality:
             if store.active_model(modality) is None:
                 raise NoActiveModel(f"no active {modality.value} model: run `twinstream train`")
@@ -120,6 +128,8 @@ class Stack:
                 .remote(self.settings, modality, shard)
                 for shard in range(self.settings.index_shards)
             ]
+
+    def start_retrainer(self, placement: Placement) -> None:
         self.retrainer = (
             ray.remote(Retrainer)
             .options(
@@ -132,6 +142,8 @@ class Stack:
             .remote(self.settings)
         )
         self._log(f"retraining: schedule {self.settings.retrain_schedule!r}")
+
+    def start_ingest(self, placement: Placement) -> None:
         gpus = placement.ingest_gpus
         where = f"{gpus:g} GPU each" if gpus else "CPU"
         self._log(f"ingest: {placement.ingest_actors} actor(s), {where}")
@@ -142,6 +154,9 @@ class Stack:
             for i in range(placement.ingest_actors)
         ]
         ray.get([w.counts.remote() for w in self.workers])
+
+    def start_api(self, placement: Placement) -> None:
+        """Needs the index shards and the retraining coordinator running."""
         serve.start(http_options={"host": self.settings.http_host, "port": self.settings.http_port})
         serve.run(
             query_service(self.settings, placement.api_gpus), name=SERVE_APP, route_prefix="/"

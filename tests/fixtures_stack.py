@@ -9,7 +9,7 @@ import io
 import os
 import time
 import uuid
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 
 import httpx
@@ -99,10 +99,15 @@ def unique_png(image: bytes, tag: str) -> bytes:
 
 
 def index_unique_face(
-    stack: Stack, settings: Settings, face: DataItem, prefix: str
+    stack: Stack,
+    settings: Settings,
+    face: DataItem,
+    prefix: str,
+    partition: Callable[[str], int | None] = lambda _: None,
 ) -> tuple[str, bytes]:
-    """Stream a copy of `face` no other item shares under a new id, and wait until it is
-    searchable; returns the id and the bytes."""
+    """Stream a copy of `face` no other item shares under a new id (into the partition
+    `partition` picks for it, or the key's), and wait until it is searchable; returns the id
+    and the bytes."""
     item_id = f"{prefix}/{uuid.uuid4().hex[:8]}"
     image = unique_png(face.read_bytes(), item_id)
     producer = make_producer(settings)
@@ -111,6 +116,7 @@ def index_unique_face(
         key=item_id.encode(),
         value=image,
         headers=headers(modality="face", label=face.label),
+        partition=partition(item_id),
     )
     producer.flush()
     producer.close()
@@ -121,11 +127,18 @@ def index_unique_face(
 def delete_and_wait(
     stack: Stack, settings: Settings, ids: Mapping[Modality, Sequence[str]], timeout_s: float = 60
 ) -> None:
-    """Tombstone the ids through Kafka and wait until none of them is searchable."""
+    """Tombstone the ids through Kafka, each into the partition it was read from (as the
+    API's delete does), and wait until none of them is searchable."""
+    store = MetadataStore.from_settings(settings)
     producer = make_producer(settings)
     for modality, item_ids in ids.items():
         for item_id in item_ids:
-            producer.send(ITEM_TOPICS[modality], key=item_id.encode(), value=None)
+            record = store.get_item(modality, item_id)
+            partition = None if record is None else record.source_partition
+            producer.send(
+                ITEM_TOPICS[modality], key=item_id.encode(), value=None, partition=partition
+            )
+    store.close()
     producer.flush()
     producer.close()
     deadline = time.monotonic() + timeout_s

@@ -15,9 +15,6 @@ import collections
 import json
 import os
 import random
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -26,6 +23,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bench.local_cluster import RAY_ENV, SINGLE_NODE_FLAG, RayNode, local_cluster, worker_node
 from pipeline.data.orl import iter_orl
 from pipeline.settings import Settings
 from services.api.problems import RETRY_AFTER_S, UNAVAILABLE
@@ -33,72 +31,18 @@ from tests.fixtures_stream import Stream, converged_problems, produce_ops
 from tests.fixtures_up import UpProcess
 
 RAY_PORT = int(os.environ.get("TWINSTREAM_TEST_RAY_PORT", "26379"))
-RAY = str(Path(sys.executable).with_name("ray"))
-# `ray start` of Ray 2.60 turns token authentication on; every node and driver must use it.
-RAY_ENV = {"RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0", "OMP_WAIT_POLICY": "PASSIVE"}
-# Set by `pipeline` in this process to keep its local Ray on loopback; it refuses other nodes.
-SINGLE_NODE_FLAG = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
-
-
-def _cluster_env() -> dict[str, str]:
-    return {k: v for k, v in os.environ.items() if k != SINGLE_NODE_FLAG} | RAY_ENV
-
-
-NODE_START_TIMEOUT_S = 60
 CONVERGE_TIMEOUT_S = 240
 QUERY_PAUSE_S = 0.2
 # A query whose connection was dropped, counted beside the HTTP statuses.
 DROPPED = 0
 
 
-class RayNode:
-    """One `ray start --block` in its own process group: killing the group takes the node away
-    at once, as a lost machine does."""
-
-    def __init__(self, log: Path, *args: str) -> None:
-        self.log = log
-        with open(log, "w") as out:
-            self.process = subprocess.Popen(
-                [RAY, "start", "--block", "--node-ip-address=127.0.0.1", *args],
-                env=_cluster_env(),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        deadline = time.monotonic() + NODE_START_TIMEOUT_S
-        while "Ray runtime started" not in log.read_text():
-            assert self.process.poll() is None, log.read_text()[-3000:]
-            assert time.monotonic() < deadline, f"ray start did not finish: {log}"
-            time.sleep(0.5)
-
-    def kill(self) -> None:
-        os.killpg(self.process.pid, signal.SIGKILL)
-        self.process.wait()
-
-
 @pytest.fixture
 def cluster(tmp_path: Path) -> Iterator[dict[str, RayNode]]:
     """A head with no CPU for work (so every ingest actor runs on a worker) and two workers
     with one CPU each (so the two ingest actors land one on each)."""
-    nodes: dict[str, RayNode] = {}
-    try:
-        nodes["head"] = RayNode(
-            tmp_path / "head.log",
-            "--head",
-            f"--port={RAY_PORT}",
-            "--num-cpus=0",
-            "--include-dashboard=false",
-        )
-        for name in ("a", "b"):
-            nodes[name] = RayNode(
-                tmp_path / f"{name}.log", f"--address=127.0.0.1:{RAY_PORT}", "--num-cpus=1"
-            )
+    with local_cluster(tmp_path, RAY_PORT, 0, {"a": 1, "b": 1}) as nodes:
         yield nodes
-    finally:
-        # Workers first: a head killed first leaves them retrying to reach it.
-        for node in reversed(list(nodes.values())):
-            if node.process.poll() is None:
-                node.kill()
 
 
 class Queries(threading.Thread):
@@ -164,9 +108,7 @@ def test_a_lost_node_loses_and_duplicates_nothing_and_queries_come_back(
         producer.start()
         time.sleep(rng.uniform(0.5, 3.0))
         cluster["a"].kill()
-        cluster["c"] = RayNode(
-            tmp_path / "c.log", f"--address=127.0.0.1:{RAY_PORT}", "--num-cpus=1"
-        )
+        cluster["c"] = worker_node(tmp_path, RAY_PORT, "c", 1)
         producer.join()
         produce_ops(settings, stream.round(2, rng))
         with httpx.Client(base_url=f"http://127.0.0.1:{settings.http_port}", timeout=60) as api:

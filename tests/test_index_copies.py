@@ -223,6 +223,30 @@ def test_a_copy_the_log_no_longer_reaches_gets_the_whole_index(rng):
     asyncio.run(scenario())
 
 
+def test_with_no_copy_to_feed_nothing_is_logged_and_a_late_copy_gets_the_whole_index(rng):
+    """Replicas without copies (API_INDEX_COPIES off) must not cost the holder a log of
+    every recent vector; a copy that lapsed past its lease is no longer fed either."""
+
+    async def scenario() -> None:
+        feed = ChangeFeed("v1", lease_s=SHORT_LEASE_S, poll_wait_s=0.05)
+        state = state_of({"x": unit(rng, 1)[0]})
+        for n in range(3):
+            feed.record(Upserted([f"n{n}"], unit(rng, 1), [None]))
+        assert feed._logged_items == 0
+        first = await feed.poll("c", None, state)
+        assert first.state is not None and first.position.seq == 3
+        feed.record(Upserted(["a"], unit(rng, 1), [None]))
+        near = await feed.poll("c", first.position, state)
+        assert near.state is None and [c.item_ids for c in near.changes] == [["a"]]
+        await asyncio.sleep(SHORT_LEASE_S)
+        feed.record(Upserted(["b"], unit(rng, 1), [None]))
+        assert feed._logged_items == 0
+        back = await feed.poll("c", near.position, state)
+        assert back.state is not None and back.changes == []
+
+    asyncio.run(scenario())
+
+
 @pytest.mark.parametrize("version", ["v1", "v2"])
 def test_a_copy_up_to_date_waits_for_the_next_change(version, rng):
     async def scenario() -> None:

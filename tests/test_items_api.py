@@ -5,8 +5,10 @@ import hashlib
 import time
 
 from kafka import TopicPartition
+from kafka.partitioner.default import murmur2
 
 from pipeline.kafka.clients import make_consumer
+from pipeline.settings import Settings
 from pipeline.store.payloads import PayloadStore
 from schemas.items import ITEM_TOPICS, Modality
 from tests.fixtures_stack import MAX_ITEM_BYTES, index_unique_face
@@ -22,14 +24,15 @@ def copy_reads(api) -> float:
     return scrape(api).get(key, 0.0)
 
 
-def search_by_copy(api, query: dict) -> list[dict]:
-    """The query's matches, once the replica's copy (not the holder) answers it."""
+def search_by_copy(api, query: dict, shards: int) -> list[dict]:
+    """The query's matches, once the replica's copies of every shard (not the shards)
+    answer it."""
     deadline = time.monotonic() + COPY_WAIT_S
     while True:
         before = copy_reads(api)
         response = api.post("/v1/search", json=query)
         assert response.status_code == 200, response.text
-        if copy_reads(api) == before + 1:
+        if copy_reads(api) == before + shards:
             return response.json()["matches"]
         assert time.monotonic() < deadline, "the replica's copy never answered"
         time.sleep(0.2)
@@ -52,7 +55,12 @@ def test_unknown_item_is_a_404_problem(api):
     assert response.headers["content-type"] == "application/problem+json"
 
 
-def _tombstone_offset(settings, item_id: str) -> int | None:
+def _key_partition(key: str) -> int:
+    """Where kafka-python's default partitioner puts `key` on an item topic."""
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % Settings().topic_partitions
+
+
+def _tombstone_position(settings, item_id: str) -> tuple[int, int] | None:
     consumer = make_consumer(settings, group_id=None)
     topic = ITEM_TOPICS[Modality.FACE]
     partitions = [TopicPartition(topic, p) for p in consumer.partitions_for_topic(topic)]
@@ -65,7 +73,7 @@ def _tombstone_offset(settings, item_id: str) -> int | None:
             for records in consumer.poll(timeout_ms=500).values():
                 for record in records:
                     if record.key == item_id.encode() and record.value is None:
-                        return record.offset
+                        return record.partition, record.offset
             if all(consumer.position(tp) >= end[tp] for tp in partitions):
                 return None
     finally:
@@ -76,23 +84,35 @@ def _tombstone_offset(settings, item_id: str) -> int | None:
 def test_delete_removes_the_item_at_once_and_writes_its_tombstone(
     api, stack, stack_settings, demo_data
 ):
+    """The item goes into a partition its key would not pick (a producer may choose):
+    the tombstone must follow it there, to its shard and to compaction."""
     face = demo_data.held_out[Modality.FACE][5]
-    item_id, image = index_unique_face(stack, stack_settings, face, "api-delete")
+    partitions = stack_settings.topic_partitions
+    item_id, image = index_unique_face(
+        stack,
+        stack_settings,
+        face,
+        "api-delete",
+        lambda key: (_key_partition(key) + 1) % partitions,
+    )
+    shards = stack_settings.index_shards
     payloads = PayloadStore(stack_settings.payloads_dir)
     assert hashlib.sha256(image).hexdigest() in payloads
     query = {"modality": "face", "item": {"data": base64.b64encode(image).decode()}}
-    assert search_by_copy(api, query | {"k": 1})[0]["id"] == item_id
+    assert search_by_copy(api, query | {"k": 1}, shards)[0]["id"] == item_id
 
     # Acknowledged only once the replica's copy has it too: the copy answers next.
     assert api.delete(f"/v1/items/face/{item_id}").status_code == 204
     before = copy_reads(api)
     matches = api.post("/v1/search", json=query | {"k": 20}).json()["matches"]
-    assert copy_reads(api) == before + 1
+    assert copy_reads(api) == before + shards
     assert item_id not in {m["id"] for m in matches}
     assert api.get(f"/v1/items/face/{item_id}").status_code == 404
     assert api.delete(f"/v1/items/face/{item_id}").status_code == 404
     assert hashlib.sha256(image).hexdigest() not in payloads, "its retained bytes go too"
-    assert _tombstone_offset(stack_settings, item_id) is not None
+    position = _tombstone_position(stack_settings, item_id)
+    assert position is not None
+    assert position[0] == (_key_partition(item_id) + 1) % partitions
 
 
 def test_models_lists_one_active_version_per_modality(api):

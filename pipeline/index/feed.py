@@ -97,6 +97,15 @@ class ChangeFeed:
 
     def record(self, change: Change) -> None:
         self.seq += 1
+        self._forget_lapsed(time.monotonic())
+        if not self._copies:
+            # Nobody to feed (replicas without copies): log nothing, and a copy that comes
+            # later starts from the whole index, as one the log no longer reaches does.
+            self._first = self.seq
+            self._log.clear()
+            self._logged_items = 0
+            self._wake()
+            return
         size = len(change.item_ids)
         self._log.append((self.seq, change, size))
         self._logged_items += size

@@ -273,6 +273,7 @@ class IndexHolder:
             "offsets": self.offsets(),
             "model_version": self._active,
             "shard": self._shard,
+            "index_kind": self._indexes[self._active].kind,
             **self._checkpoint.stats(),
         }
 

@@ -128,13 +128,18 @@ class Catalog:
             raise not_found(f"the bytes of {modality.value} item {item_id!r} are not retained")
         return data, record.content_type
 
-    def _tombstone(self, modality: Modality, item_id: str) -> None:
+    def _tombstone(self, modality: Modality, item_id: str, partition: int | None) -> None:
+        """Into the partition the item was read from (any producer's partitioner may have
+        chosen it), so that its shard and the topic's compaction both see it; by key when
+        the item was never stored."""
         if self._producer is None:
             self._producer = make_producer(self._settings)
-        self._producer.send(ITEM_TOPICS[modality], key=item_id.encode(), value=None)
+        topic = ITEM_TOPICS[modality]
+        self._producer.send(topic, key=item_id.encode(), value=None, partition=partition)
         self._producer.flush()
 
     async def delete(self, modality: Modality, item_id: str) -> None:
+        record = await asyncio.to_thread(self._store.get_item, modality, item_id)
         # The shard holding it removes it; asking all spares finding which one that is.
         removed = sum(
             await asyncio.gather(
@@ -144,7 +149,8 @@ class Catalog:
         stored = await asyncio.to_thread(self._retained.delete, modality, [item_id])
         if not removed and not stored:
             raise not_found(f"no {modality.value} item with id {item_id!r}")
-        await asyncio.to_thread(self._tombstone, modality, item_id)
+        partition = None if record is None else record.source_partition
+        await asyncio.to_thread(self._tombstone, modality, item_id, partition)
 
     async def models(self) -> ModelList:
         records = await asyncio.to_thread(self._store.list_models)

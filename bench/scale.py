@@ -1,0 +1,405 @@
+"""scale: the sharded index at a million vectors, on a Ray cluster of two nodes on this machine.
+
+Two `ray start` nodes (bench/local_cluster.py) with one CPU each; the service's own index
+shards (INDEX_SHARDS = 4, Ray's SPREAD placement: two a node), its retraining coordinator and
+its Serve API join them, as `twinstream up` does on a cluster. The API replicas keep no copy
+of the index (API_INDEX_COPIES off): they are stateless routers, and every search fans out to
+the shards. The vectors are the face-shaped Gaussian mixture of the index-scale benchmark
+(bench/embedding_mixture.py), written through `IndexHolder.apply` exactly as an ingest actor
+writes a batch (split by partition, every shard at once), so that the encoder is not what is
+measured; they carry no Kafka offsets (they never were in a topic), so the shards' checkpoints
+hold the vectors but move no watermark. Queries go through the HTTP API by item id.
+"""
+
+import concurrent.futures
+import ctypes
+import gc
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import faiss
+import httpx
+import numpy as np
+import ray
+from ray.actor import ActorHandle
+
+from bench.embedding_mixture import Mixture, measure_shape, orl_face_embeddings
+from bench.local_cluster import cluster_env, local_cluster
+from bench.report import BenchReport
+from pipeline.embed.config import ENCODERS
+from pipeline.embed.encoders import build_encoder
+from pipeline.embed.model import EmbeddingModel
+from pipeline.index.holder import IndexHolder, IndexUpdate
+from pipeline.index.shard_map import ShardMap
+from pipeline.index.shards import split_update
+from pipeline.placement import plan_placement
+from pipeline.settings import Settings
+from pipeline.store.metadata import MetadataStore
+from pipeline.store.records import ModelRecord
+from schemas.items import Modality
+from services.stack import Stack
+
+VECTORS = 1_000_000
+SHARDS = 4
+NODES = 2
+# The one-holder baseline's share of the vectors, loaded the same way into one actor.
+BASELINE_VECTORS = 250_000
+PARTITIONS = 4
+PER_IDENTITY = 10
+APPLY_BATCH = 2_000
+K = 10
+QUERIES = 200
+CONCURRENCY = 8
+RAY_PORT = 36379
+HTTP_PORT = 28100
+SEED = 24
+RECOVERY_TIMEOUT_S = 300
+# Issue 24's targets.
+TARGET_RECALL_AT_10 = 0.95
+TARGET_SHARD_P99_MS = 10.0
+TARGET_API_P99_MS = 50.0
+TARGET_BYTES_FACTOR = 1.2
+TARGET_RECOVERY_S = 60.0
+
+
+def _item(j: int) -> str:
+    return f"scale/{j:07d}"
+
+
+def _resident_bytes(_: Any = None) -> int:
+    """This process's RSS after handing freed heap back (run inside a shard by `__ray_call__`)."""
+    gc.collect()
+    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+
+
+def _update(start: int, vectors: np.ndarray, labels: list[str], version: str) -> IndexUpdate:
+    """A batch as ingest makes one: item j in partition j % PARTITIONS, no log offsets."""
+    ids = range(start, start + len(vectors))
+    return IndexUpdate(
+        upsert_ids=[_item(j) for j in ids],
+        vectors={version: vectors},
+        labels=labels,
+        upsert_positions=[(j % PARTITIONS, j // PARTITIONS) for j in ids],
+        delete_ids=[],
+        delete_positions=[],
+    )
+
+
+def _load(
+    shards: list[ActorHandle],
+    vectors: np.ndarray,
+    labels: list[str],
+    version: str,
+    marks: tuple[int, ...] = (),
+) -> dict[int, float]:
+    """Apply every vector, a batch at a time, each batch's parts to their shards at once;
+    returns the seconds at which each mark (a count of vectors) was applied."""
+    owners = ShardMap(len(shards))
+    started = time.perf_counter()
+    reached = {}
+    for start in range(0, len(vectors), APPLY_BATCH):
+        stop = min(start + APPLY_BATCH, len(vectors))
+        update = _update(start, vectors[start:stop], labels[start:stop], version)
+        parts = split_update(update, owners)
+        ray.get([shards[s].apply.remote(part) for s, part in parts.items()])
+        reached |= {m: time.perf_counter() - started for m in marks if start < m <= stop}
+    reached[len(vectors)] = time.perf_counter() - started
+    return reached
+
+
+def _grown(shards: list[ActorHandle]) -> list[str]:
+    """Each shard's index kind once its background build, if any, is swapped in."""
+    ray.get([s.__ray_call__.remote(_wait_for_growth) for s in shards])
+    return [stats["index_kind"] for stats in ray.get([s.stats.remote() for s in shards])]
+
+
+def _wait_for_growth(holder: IndexHolder) -> None:
+    for index in holder._indexes.values():
+        index.wait_for_growth()
+
+
+def _percentiles(ms: list[float]) -> dict[str, float]:
+    return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99))}
+
+
+def _api_searches(ids: list[str], concurrency: int) -> tuple[list[float], list[list[str]]]:
+    """Each id's search through the HTTP API, `concurrency` at a time: latencies and hits."""
+
+    def search(client: httpx.Client, item_id: str) -> tuple[float, list[str]]:
+        body = {"modality": "face", "item": {"id": item_id}, "k": K}
+        started = time.perf_counter()
+        response = client.post("/v1/search", json=body)
+        elapsed = 1e3 * (time.perf_counter() - started)
+        response.raise_for_status()
+        return elapsed, [m["id"] for m in response.json()["matches"]]
+
+    with (
+        httpx.Client(base_url=f"http://127.0.0.1:{HTTP_PORT}", timeout=60) as client,
+        concurrent.futures.ThreadPoolExecutor(concurrency) as pool,
+    ):
+        search(client, ids[0])
+        answers = list(pool.map(lambda i: search(client, i), ids))
+    return [ms for ms, _ in answers], [hits for _, hits in answers]
+
+
+def _shard_search_ms(holder: IndexHolder, version: str, queries: np.ndarray) -> list[float]:
+    """Inside a shard (run there by `__ray_call__`): one query at a time, as the API asks."""
+    times = []
+    for query in queries:
+        started = time.perf_counter()
+        holder.search(version, query[np.newaxis], K)
+        times.append(1e3 * (time.perf_counter() - started))
+    return times
+
+
+def _recovery(shard: ActorHandle, ids: list[str]) -> dict[str, Any]:
+    """kill -9 of a shard (its checkpoint written) until it answers again, holding every id."""
+    before = ray.get(shard.size.remote())
+    ray.get(shard.snapshot.remote())
+    killed = ray.get(shard.__ray_call__.remote(_pid))
+    ray.kill(shard, no_restart=False)
+    started = time.perf_counter()
+    # Answered by the restarted process: a call can still reach the dying one.
+    while True:
+        try:
+            if ray.get(shard.__ray_call__.remote(_pid), timeout=RECOVERY_TIMEOUT_S) != killed:
+                break
+        except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError):
+            if time.perf_counter() - started > RECOVERY_TIMEOUT_S:
+                raise
+        time.sleep(0.2)
+    size = ray.get(shard.size.remote())
+    recovery_s = time.perf_counter() - started
+    present = ray.get(shard.contains.remote(ids))
+    return {
+        "recovery_s": recovery_s,
+        "vectors": before,
+        "lost": int(len(ids) - sum(present)),
+        "duplicated": int(size - sum(present)),
+    }
+
+
+def _pid(_: Any) -> int:
+    return os.getpid()
+
+
+def _register_models(settings: Settings) -> str:
+    """Untrained production configs: no query here runs an encoder, but the service loads the
+    active model of every modality."""
+    store = MetadataStore.from_settings(settings)
+    try:
+        for modality, config in ENCODERS.items():
+            version = f"{modality.value}-v1"
+            data = EmbeddingModel(build_encoder(config), version, 0.5, device="cpu").to_bytes()
+            store.register_model(
+                ModelRecord(
+                    version=version,
+                    modality=modality,
+                    config={"encoder": config.to_dict()},
+                    threshold=0.5,
+                    energy=config.energy,
+                    artifact_path="",
+                    artifact_sha256=hashlib.sha256(data).hexdigest(),
+                    active=True,
+                ),
+                data,
+            )
+        return f"{Modality.FACE.value}-v1"
+    finally:
+        store.close()
+
+
+def run(results_dir: Path) -> BenchReport:
+    """The cluster here; the measuring driver in a process of its own, which joins the cluster
+    with a node's environment (Ray reads its authentication mode when it is imported)."""
+    del results_dir  # the runner writes the report
+    with (
+        tempfile.TemporaryDirectory() as tmp,
+        local_cluster(Path(tmp), RAY_PORT, 1, {f"worker-{n}": 1 for n in range(1, NODES)}),
+    ):
+        out = Path(tmp) / "scale.json"
+        address = f"127.0.0.1:{RAY_PORT}"
+        subprocess.run(
+            [sys.executable, "-m", "bench.scale", tmp, str(out)],
+            env=cluster_env() | {"TWINSTREAM_RAY_ADDRESS": address},
+            check=True,
+        )
+        results = json.loads(out.read_text())
+    results["targets"] = _targets(results)
+    return BenchReport("scale", results, _markdown(results))
+
+
+def main(tmp: Path, out: Path) -> None:
+    """The driver: vectors, the service's shards and API on the cluster, the measurements."""
+    rng = np.random.default_rng(SEED)
+    faces, people = orl_face_embeddings()
+    identities = VECTORS // PER_IDENTITY
+    mixture = Mixture.draw(measure_shape(faces, people), identities, rng)
+    owner = np.repeat(np.arange(identities), PER_IDENTITY)
+    vectors = mixture.shots(owner, rng)
+    labels = [f"person-{i}" for i in owner]
+    query_rows = rng.choice(VECTORS, QUERIES, replace=False)
+    _, truth = faiss.knn(vectors[query_rows], vectors, K)
+    exact = [[_item(int(j)) for j in row] for row in truth]
+    settings = Settings(
+        state_dir=tmp / "state",
+        index_shards=SHARDS,
+        topic_partitions=PARTITIONS,
+        api_index_copies=False,
+        http_port=HTTP_PORT,
+    )
+    version = _register_models(settings)
+    stack = Stack(settings, log=lambda _: None)
+    try:
+        stack.start_ray()
+        stack.start_index()
+        placement = plan_placement(ray.cluster_resources(), settings)
+        stack.start_retrainer(placement)
+        stack.start_api(placement)
+        results = _measure(stack, settings, version, vectors, labels, query_rows, exact)
+        results["nodes"] = len(ray.nodes())
+    finally:
+        stack.stop()
+    results |= {"vectors": VECTORS, "dim": vectors.shape[1], "shards": SHARDS}
+    out.write_text(json.dumps(results))
+
+
+def _measure(
+    stack: Stack,
+    settings: Settings,
+    version: str,
+    vectors: np.ndarray,
+    labels: list[str],
+    query_rows: np.ndarray,
+    exact: list[list[str]],
+) -> dict[str, Any]:
+    shards = stack.holders[Modality.FACE]
+    baseline = (
+        ray.remote(IndexHolder)
+        .options(num_cpus=0, scheduling_strategy="SPREAD")
+        .remote(settings.model_copy(update={"index_shards": 1}), Modality.FACE)
+    )
+    empty = sum(ray.get([s.__ray_call__.remote(_resident_bytes) for s in shards]))
+    one = _load([baseline], vectors[:BASELINE_VECTORS], labels, version)
+    ray.kill(baseline, no_restart=True)
+    sharded = _load(shards, vectors, labels, version, marks=(BASELINE_VECTORS,))
+    kinds = _grown(shards)
+    build_s = sharded[VECTORS]
+    held = sum(ray.get([s.__ray_call__.remote(_resident_bytes) for s in shards]))
+
+    ids = [_item(int(j)) for j in query_rows]
+    single_ms, found = _api_searches(ids, 1)
+    parallel_ms, _ = _api_searches(ids, CONCURRENCY)
+    recall = float(np.mean([len(set(f) & set(t)) / K for f, t in zip(found, exact, strict=True)]))
+    queries = vectors[query_rows]
+    inside = ray.get([s.__ray_call__.remote(_shard_search_ms, version, queries) for s in shards])
+    owned = [_item(j) for j in range(VECTORS) if ShardMap(SHARDS).owner(j % PARTITIONS) == 0]
+    recovery = _recovery(shards[0], owned)
+    single_ms_after, _ = _api_searches(ids[:20], 1)
+    return {
+        "index_type": sorted(set(kinds)),
+        "recall_at_10": recall,
+        "search_c1": _percentiles(single_ms),
+        f"search_c{CONCURRENCY}": _percentiles(parallel_ms),
+        "search_c1_after_recovery": _percentiles(single_ms_after),
+        "shard_search_p99_ms": max(float(np.percentile(ms, 99)) for ms in inside),
+        "shard_search_p50_ms": float(np.median([np.percentile(ms, 50) for ms in inside])),
+        "bytes_per_vector": (held - empty) / VECTORS,
+        "build_s": build_s,
+        "ingest_items_per_s": {
+            "sharded": BASELINE_VECTORS / sharded[BASELINE_VECTORS],
+            "one_holder": BASELINE_VECTORS / one[BASELINE_VECTORS],
+            "sharded_all": VECTORS / sharded[VECTORS],
+        },
+        **recovery,
+        "projection": _projection((held - empty) / VECTORS, inside),
+    }
+
+
+def _projection(bytes_per_vector: float, inside: list[list[float]]) -> dict[str, Any]:
+    """10M and 100M vectors at this run's density, a node holding VECTORS / nodes in
+    SHARDS / nodes shards: memory is linear in the vectors, and a shard of the same size
+    searches in the same time (a query visits 1/8 of its lists, so its time grows with the
+    shard's vectors, not with the number of shards)."""
+    per_node = VECTORS // NODES
+    return {
+        f"{total // 1_000_000}M": {
+            "nodes": total // per_node,
+            "vectors_per_node": per_node,
+            "gib_per_node": per_node * bytes_per_vector / 2**30,
+            "shard_search_p99_ms": max(float(np.percentile(ms, 99)) for ms in inside),
+        }
+        for total in (10_000_000, 100_000_000)
+    }
+
+
+def _targets(results: dict[str, Any]) -> dict[str, Any]:
+    budget = TARGET_BYTES_FACTOR * (results["dim"] + 8)
+    return {
+        "recall_at_10": [TARGET_RECALL_AT_10, results["recall_at_10"] >= TARGET_RECALL_AT_10],
+        "shard_search_p99_ms": [
+            TARGET_SHARD_P99_MS,
+            results["shard_search_p99_ms"] <= TARGET_SHARD_P99_MS,
+        ],
+        "api_search_p99_ms_c1": [
+            TARGET_API_P99_MS,
+            results["search_c1"]["p99_ms"] <= TARGET_API_P99_MS,
+        ],
+        "bytes_per_vector": [budget, results["bytes_per_vector"] <= budget],
+        "recovery_s": [
+            TARGET_RECOVERY_S,
+            results["recovery_s"] <= TARGET_RECOVERY_S
+            and results["lost"] == 0
+            and results["duplicated"] == 0,
+        ],
+    }
+
+
+def _markdown(r: dict[str, Any]) -> str:
+    rate = r["ingest_items_per_s"]
+    c8 = r[f"search_c{CONCURRENCY}"]
+    lines = [
+        f"## Sharded index at scale ({r['vectors']:,} × {r['dim']}-d face-shaped vectors, "
+        f"{r['shards']} shards over {r['nodes']} Ray nodes on one machine)",
+        "",
+        "| | measured | target | met |",
+        "|---|---|---|---|",
+        f"| index type | {', '.join(r['index_type'])} | | |",
+        f"| recall@10 vs exact (through the API) | {r['recall_at_10']:.3f} | ≥ 0.95 "
+        f"| {_yes(r, 'recall_at_10')} |",
+        f"| search inside a shard, p50 / p99 ms | {r['shard_search_p50_ms']:.2f} / "
+        f"{r['shard_search_p99_ms']:.2f} | p99 ≤ 10 | {_yes(r, 'shard_search_p99_ms')} |",
+        f"| search through the API, c = 1, p50 / p99 ms | {r['search_c1']['p50_ms']:.1f} / "
+        f"{r['search_c1']['p99_ms']:.1f} | p99 ≤ 50 | {_yes(r, 'api_search_p99_ms_c1')} |",
+        f"| search through the API, c = {CONCURRENCY}, p50 / p99 ms | {c8['p50_ms']:.1f} / "
+        f"{c8['p99_ms']:.1f} | | |",
+        f"| resident bytes per vector in the shards (API replicas: none) | "
+        f"{r['bytes_per_vector']:.0f} | ≤ {r['targets']['bytes_per_vector'][0]:.0f} "
+        f"| {_yes(r, 'bytes_per_vector')} |",
+        f"| load and build, s | {r['build_s']:.0f} | | |",
+        f"| apply rate, first {BASELINE_VECTORS:,}: {r['shards']} shards / one holder, items/s "
+        f"| {rate['sharded']:,.0f} / {rate['one_holder']:,.0f} "
+        f"(ratio {rate['sharded'] / rate['one_holder']:.2f}) | | |",
+        f"| a shard killed (kill -9) until it answers again ({r['vectors'] // r['shards']:,} "
+        f"vectors), s; lost / duplicated | {r['recovery_s']:.1f}; {r['lost']} / "
+        f"{r['duplicated']} | ≤ 60; 0 / 0 | {_yes(r, 'recovery_s')} |",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _yes(r: dict[str, Any], target: str) -> str:
+    return "yes" if r["targets"][target][1] else "no"
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]), Path(sys.argv[2]))
