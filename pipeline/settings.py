@@ -185,9 +185,9 @@ class Settings(BaseSettings):
     model_versions_kept: int = Field(
         default=5,
         ge=1,
-        description="Model artifacts kept per modality: the newest N versions' and the active "
-        "one's; older versions stay listed with their metrics but can no longer be activated. "
-        "Pruned after each retraining run.",
+        description="Rejected retraining candidates older than a modality's newest N versions "
+        "lose their artifacts (after each run and at `up`): they stay listed with their "
+        "metrics but can no longer be activated. Versions that served keep theirs.",
     )
     retrain_max_items: int = Field(
         default=20_000,

@@ -21,7 +21,7 @@ from pipeline.inputs import decode_detailed
 from pipeline.settings import Settings
 from pipeline.store.artifacts import ArtifactUnavailableError, ModelArtifacts
 from pipeline.store.metadata import MetadataStore, VersionExistsError
-from pipeline.store.records import ModelRecord
+from pipeline.store.records import ModelRecord, RunTrigger
 from pipeline.train.job import item_samples, train_and_register
 from schemas.items import Modality
 from services.api.problems import client_problem
@@ -178,23 +178,28 @@ def test_registration_stores_the_bytes_with_the_version_or_not_at_all(store, unt
     }
 
 
-def test_only_the_newest_versions_and_the_active_one_keep_their_artifacts(store, tmp_path):
-    """Every retraining run stores a candidate: pruning keeps a modality's newest `keep`
-    versions and its active one loadable, drops the rest from the database and this node's
-    copies (a version from before included, so `up` cannot publish it again), and leaves the
-    other modality and files outside the models directory alone."""
+def test_rejected_candidates_past_the_newest_versions_lose_their_artifacts(store, tmp_path):
+    """Every scheduled retraining run stores a candidate: pruning drops the rejected ones
+    older than a modality's newest `keep` versions, from the database and this node's copies
+    (a version from before included, so `up` cannot publish it again). Versions that served
+    (the first, a promotion) and the active one stay loadable however old; the other
+    modality and files outside the models directory are left alone."""
     models = tmp_path / "models"
     artifacts = ModelArtifacts(store, models)
     outside = tmp_path / "mine" / "face-v2.pt"
     outside.parent.mkdir()
-    blobs = {f"face-v{n}": f"face artifact {n}".encode() for n in range(1, 6)}
+    blobs = {f"face-v{n}": f"face artifact {n}".encode() for n in range(1, 7)}
     paths = {version: artifacts.cache_path(sha256(blob)) for version, blob in blobs.items()}
     paths["face-v2"], paths["face-v3"] = outside, models / "face-v3.pt"
+    runs = {"face-v2": False, "face-v3": False, "face-v4": True, "face-v5": False, "face-v6": False}
     for n, (version, blob) in enumerate(blobs.items()):
         record = replace(record_for(blob, paths[version], version), active=n == 0)
         store.register_model(record, None if version == "face-v3" else blob)
         paths[version].parent.mkdir(exist_ok=True)
         paths[version].write_bytes(blob)
+        if version in runs:
+            run = store.create_run(FACE, RunTrigger.SCHEDULE)
+            store.update_run(run.run_id, candidate_version=version, promoted=runs[version])
     audio = b"audio artifact"
     store.register_model(
         replace(record_for(audio, tmp_path / "a.pt", "audio-v1"), modality=Modality.AUDIO), audio
@@ -213,7 +218,7 @@ def test_only_the_newest_versions_and_the_active_one_keep_their_artifacts(store,
     for version in ("face-v2", "face-v3"):
         with pytest.raises(ArtifactUnavailableError):
             artifacts.read(store.get_model(version))
-    for version in ("face-v1", "face-v4", "face-v5"):
+    for version in ("face-v1", "face-v4", "face-v5", "face-v6"):
         assert artifacts.read(store.get_model(version)) == blobs[version]
     assert artifacts.prune(FACE, keep=2) == []
     assert [m.version for m in store.list_models()][-1] == "face-v1"

@@ -83,3 +83,16 @@ def test_only_the_newest_snapshots_are_kept(tmp_path, rng):
         write_snapshot(tmp_path, Snapshot("face-v1", {0: offset}, index))
     assert len(list(tmp_path.glob("snapshot-*.tws"))) == 2
     assert read_latest_snapshot(tmp_path).offsets == {0: 4}
+
+
+def test_items_of_one_label_share_its_string_also_after_a_snapshot(rng):
+    """A person's many items hold one label object, not a copy each (labels arrive as
+    separate strings from every batch)."""
+    index = VectorIndex(DIM)
+    for n in range(3):
+        index.upsert([f"i{n}"], unit(rng, 1), ["".join(["per", "son"])])
+    index.upsert(["other"], unit(rng, 1), [None])
+    for copy in (index, VectorIndex.from_state(index.to_state())):
+        first, *rest = (copy.label(f"i{n}") for n in range(3))
+        assert first == "person" and all(label is first for label in rest)
+        assert copy.label("other") is None

@@ -10,14 +10,17 @@ SETTLE_S = 5
 
 
 def holder_state(stack) -> dict:
+    """Each shard's size and offsets."""
     return {
-        m: (ray.get(h.size.remote()), ray.get(h.offsets.remote())) for m, h in stack.holders.items()
+        (m, shard): (ray.get(h.size.remote()), ray.get(h.offsets.remote()))
+        for m, shards in stack.holders.items()
+        for shard, h in enumerate(shards)
     }
 
 
 def test_restart_resumes_from_the_snapshots(stack, api, demo_data):
     before = holder_state(stack)
-    assert before[Modality.FACE][0] >= 360
+    assert stack.index_size(Modality.FACE) >= 360
 
     stack.stop()
     stack.start()

@@ -11,6 +11,7 @@ index, and the two are swapped under a lock held only for the last few changes.
 """
 
 import logging
+import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -101,7 +102,7 @@ class VectorIndex:
         for item_id, num, label in zip(item_ids, numeric.tolist(), labels, strict=True):
             self._ids[item_id] = num
             self._names[num] = item_id
-            self._labels[item_id] = label
+            self._labels[item_id] = _shared(label)
         self._grow_if_due()
 
     def delete(self, item_ids: Sequence[str]) -> int:
@@ -215,5 +216,11 @@ class VectorIndex:
         index._next_id = state["next_id"]
         index._ids = dict(state["ids"])
         index._names = {num: item_id for item_id, num in index._ids.items()}
-        index._labels = dict(state["labels"])
+        index._labels = {item_id: _shared(label) for item_id, label in state["labels"].items()}
         return index
+
+
+def _shared(label: str | None) -> str | None:
+    """One string object per distinct label: a person's many items repeat it, and a million
+    separate copies cost tens of megabytes."""
+    return None if label is None else sys.intern(label)

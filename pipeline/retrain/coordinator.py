@@ -114,7 +114,7 @@ class Retrainer:
         self._prune(modality)
 
     def _prune(self, modality: Modality) -> None:
-        """Each run stores a candidate; only the newest few and the active one stay loadable.
+        """Each run stores a candidate; rejected ones past the newest few lose their artifacts.
         Under the modality's claim, so no switch is loading one of them meanwhile; a failure
         leaves them for the next run."""
         try:

@@ -5,9 +5,8 @@ node keeps a local copy under its models directory, `<sha256>.pt`. A read takes 
 copy when its sha256 matches, else fetches the bytes from the database, verifies them and
 writes the copy atomically. A version registered before the database held artifacts is
 published from the file its record names: when a node that has the file first loads it, and
-for every version at each `twinstream up` (`publish_local`). Only the newest versions of a
-modality and its active one keep their artifacts (`prune`): a scheduled retraining stores a
-candidate each run.
+for every version at each `twinstream up` (`publish_local`). A scheduled retraining stores a
+candidate each run, so the rejected ones past the newest few lose their artifacts (`prune`).
 """
 
 import hashlib
@@ -83,12 +82,23 @@ class ModelArtifacts:
         return published
 
     def prune(self, modality: Modality, keep: int) -> list[str]:
-        """Drop the artifacts of `modality`'s versions older than its newest `keep`, the
-        active one excepted, from the database and from this node's copies; returns the
-        versions that lost theirs. Other nodes' copies go at their next prune or `up`."""
+        """Drop the artifacts of `modality`'s rejected candidates (versions a retraining run
+        registered and did not promote) older than its newest `keep` versions, from the
+        database and from this node's copies; returns the versions that lost theirs. Versions no
+        run rejected (first models, promotions, versions trained by hand) and the active one
+        keep theirs, so a rollback finds whatever served. Other nodes' copies go at their next
+        prune or `up`."""
         records = self.store.list_models(modality)
-        kept = records[:keep] + [r for r in records[keep:] if r.active]
-        kept_hashes = {r.artifact_sha256 for r in kept}
+        rejected = {
+            run.candidate_version
+            for run in self.store.list_runs(modality)
+            if run.promoted is False and run.candidate_version
+        }
+        kept_hashes = {
+            r.artifact_sha256
+            for n, r in enumerate(records)
+            if n < keep or r.active or r.version not in rejected
+        }
         old = [r for r in records if r.artifact_sha256 not in kept_hashes]
         stored = {r.artifact_sha256 for r in old} - self.store.missing_artifacts(
             r.artifact_sha256 for r in old

@@ -87,10 +87,11 @@ async function onDialogClose() {
   const { modality, id } = state.open;
   try {
     await call(`/v1/items/${itemPath(modality, id)}`, { method: "DELETE" });
-    say(`deleted ${id}`);
     state.open = null;
     $("item-detail").hidden = true;
+    // The list first: once the status says so, the item is gone from the page too.
     await list();
+    say(`deleted ${id}`);
   } catch (error) {
     say(error.message);
   }
