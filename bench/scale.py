@@ -392,6 +392,11 @@ def _markdown(r: dict[str, Any]) -> str:
         f"| a shard killed (kill -9) until it answers again ({r['vectors'] // r['shards']:,} "
         f"vectors), s; lost / duplicated | {r['recovery_s']:.1f}; {r['lost']} / "
         f"{r['duplicated']} | ≤ 60; 0 / 0 | {_yes(r, 'recovery_s')} |",
+        *(
+            f"| {name} vectors at this density: nodes, GiB of shards a node, shard p99 ms | "
+            f"{p['nodes']:,}, {p['gib_per_node']:.2f}, {p['shard_search_p99_ms']:.1f} | | |"
+            for name, p in r["projection"].items()
+        ),
         "",
     ]
     return "\n".join(lines)
