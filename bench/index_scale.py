@@ -50,7 +50,7 @@ def _item(j: int) -> str:
     return f"face-{j:07d}"
 
 
-def _resident_bytes() -> int:
+def resident_bytes() -> int:
     """RSS after handing freed heap back to the system, so a build's transient buffers do
     not count as held."""
     gc.collect()
@@ -66,9 +66,9 @@ def _freed_per_vector(indexes: dict[str, VectorIndex], name: str) -> float:
     # The dict's reference and getrefcount's own argument: no other, or nothing is freed.
     if sys.getrefcount(indexes[name]) > 2:
         raise RuntimeError(f"the {name} index is referenced elsewhere; it would not be freed")
-    before = _resident_bytes()
+    before = resident_bytes()
     del indexes[name]
-    return (before - _resident_bytes()) / items
+    return (before - resident_bytes()) / items
 
 
 def _recall(found: list[list[int]], truth: np.ndarray, k: int) -> float:
