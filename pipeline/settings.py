@@ -251,6 +251,15 @@ class Settings(BaseSettings):
         return None if path is None else path.expanduser().resolve()
 
     @model_validator(mode="after")
+    def _shards_own_partitions(self) -> "Settings":
+        if self.index_shards > self.topic_partitions:
+            raise ValueError(
+                f"INDEX_SHARDS ({self.index_shards}) is more than TOPIC_PARTITIONS "
+                f"({self.topic_partitions}): a shard would own no partition"
+            )
+        return self
+
+    @model_validator(mode="after")
     def _sasl_credentials(self) -> "Settings":
         """A missing credential fails here, not as a refused login at the first connection."""
         sasl = self.kafka_security_protocol.startswith("SASL_")

@@ -167,11 +167,6 @@ class Stack:
         """Refuse settings that cannot work before anything is started."""
         check_bind(self.settings)
         parse_schedule(self.settings.retrain_schedule)
-        if self.settings.index_shards > self.settings.topic_partitions:
-            raise ValueError(
-                f"INDEX_SHARDS ({self.settings.index_shards}) is more than TOPIC_PARTITIONS "
-                f"({self.settings.topic_partitions}): a shard would own no partition"
-            )
 
     def start(self) -> None:
         self.preflight()

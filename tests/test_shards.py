@@ -110,3 +110,11 @@ def test_each_shard_applies_and_checkpoints_only_its_partitions(settings):
     # A shard restarted reads its own checkpoint back.
     again = IndexHolder(settings, Modality.FACE, 1)
     assert again.offsets() == {1: 3, 3: 2} and again.size() == 4
+
+
+def test_more_shards_than_partitions_is_refused_with_the_settings():
+    """A shard that owns no partition would hold nothing: refused wherever settings are read
+    (`up`, the CLI, the benchmarks), not at the first start."""
+    with pytest.raises(ValueError, match=r"INDEX_SHARDS \(5\) is more than TOPIC_PARTITIONS \(4\)"):
+        Settings(index_shards=5, topic_partitions=4)
+    assert Settings(index_shards=4, topic_partitions=4).index_shards == 4

@@ -5,11 +5,15 @@ Index holders (a modality's index shards) are named Ray actors; whoever embeds f
 exactly those, so a query and the index it searches never disagree.
 """
 
+import asyncio
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
+from typing import Any
 
 import ray
 from ray.actor import ActorHandle
+from ray.exceptions import RayActorError
 
 from pipeline.embed.model import EmbeddingModel
 from pipeline.store.artifacts import ModelArtifacts
@@ -30,6 +34,28 @@ def holder_handles(shards: int) -> dict[Modality, list[ActorHandle]]:
         m: [ray.get_actor(holder_name(m, s), namespace=NAMESPACE) for s in range(shards)]
         for m in Modality
     }
+
+
+async def shard_answers(
+    holders: dict[Modality, list[ActorHandle]], call: Callable[[ActorHandle], Any]
+) -> dict[Modality, list[Any] | None]:
+    """Every shard's answer to `call` (an actor method's `.remote(...)`), in shard order; None
+    for a modality one of whose shards is down (Ray restarts it), which probes report rather
+    than fail on. Any other error is raised."""
+    answers = await asyncio.gather(
+        *(
+            asyncio.gather(*(call(h) for h in shards), return_exceptions=True)
+            for shards in holders.values()
+        )
+    )
+    found: dict[Modality, list[Any] | None] = {}
+    for modality, replies in zip(holders, answers, strict=True):
+        for reply in replies:
+            if isinstance(reply, BaseException) and not isinstance(reply, RayActorError):
+                raise reply
+        down = any(isinstance(reply, RayActorError) for reply in replies)
+        found[modality] = None if down else list(replies)
+    return found
 
 
 def ingest_name(number: int) -> str:

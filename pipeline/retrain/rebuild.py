@@ -47,26 +47,33 @@ def rebuild_and_switch(
         items = store.items_with_payload(modality)
         fill_missing(settings, payloads, items)
         for start in range(0, len(items), CHUNK):
-            # shard -> (ids, labels, inputs) of its items: each lives where its partition does.
-            parts: dict[int, tuple[list[str], list[str | None], list[np.ndarray]]] = {}
+            kept, inputs = [], []
             for item in items[start : start + CHUNK]:
                 try:
-                    x = decode(model.config.input, payloads.get(item.payload_sha256 or ""))
+                    inputs.append(
+                        decode(model.config.input, payloads.get(item.payload_sha256 or ""))
+                    )
                 except (OSError, DecodeError):
                     # Deleted since the listing: its tombstone reaches the new index live.
                     continue
-                ids, labels, inputs = parts.setdefault(owner(item.source_partition), ([], [], []))
-                ids.append(item.item_id)
-                labels.append(item.label)
-                inputs.append(x)
-            ray.get(
-                [
-                    shards[shard].backfill.remote(
-                        model.version, ids, model.embed(np.stack(inputs)), labels
-                    )
-                    for shard, (ids, labels, inputs) in parts.items()
-                ]
-            )
+                kept.append(item)
+            if kept:
+                vectors = model.embed(np.stack(inputs))
+                # Each item goes to the shard owning the partition it was read from.
+                rows: dict[int, list[int]] = {}
+                for row, item in enumerate(kept):
+                    rows.setdefault(owner(item.source_partition), []).append(row)
+                ray.get(
+                    [
+                        shards[shard].backfill.remote(
+                            model.version,
+                            [kept[r].item_id for r in shard_rows],
+                            vectors[shard_rows],
+                            [kept[r].label for r in shard_rows],
+                        )
+                        for shard, shard_rows in rows.items()
+                    ]
+                )
             if progress:
                 progress(min(start + CHUNK, len(items)) / max(len(items), 1))
         if not all(ray.get([shard.built.remote(model.version) for shard in shards])):

@@ -29,9 +29,9 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 from ray.actor import ActorHandle
-from ray.exceptions import RayActorError
 from starlette.types import Message, Receive, Scope, Send
 
+from pipeline.index.handles import shard_answers
 from pipeline.ingest.stats import IngestStats
 from pipeline.kafka.clients import make_consumer
 from pipeline.settings import Settings
@@ -216,22 +216,15 @@ class PipelineProbe:
 
     async def render(self) -> Response:
         metrics = METRICS
-        answers = await asyncio.gather(
-            *(
-                asyncio.gather(*(h.stats.remote() for h in shards), return_exceptions=True)
-                for shards in self._holders.values()
-            )
-        )
         stats = {}
-        for modality, shard_stats in zip(self._holders, answers, strict=True):
+        for modality, shard_stats in (
+            await shard_answers(self._holders, lambda h: h.stats.remote())
+        ).items():
             # A shard that is down is a metric, not a failed scrape (the scrape must show the
             # outage); the modality's other series keep their last values meanwhile.
-            if any(isinstance(answer, RayActorError) for answer in shard_stats):
+            if shard_stats is None:
                 metrics.holder_up.labels(modality.value).set(0)
                 continue
-            for answer in shard_stats:
-                if isinstance(answer, BaseException):
-                    raise answer
             metrics.holder_up.labels(modality.value).set(1)
             stats[modality] = _modality_stats(shard_stats)
         ends = await asyncio.to_thread(self._end_offsets)

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from ray.actor import ActorHandle
 from ray.exceptions import RayActorError
 
+from pipeline.index.handles import shard_answers
 from pipeline.kafka.clients import bootstrap_servers
 from pipeline.settings import Settings
 from schemas.api import Readiness, StoppedPartition
@@ -41,20 +42,8 @@ class ReadinessCheck:
 
     async def run(self) -> Readiness:
         # A shard that is down (Ray restarts it) is a failed check, not a failed probe.
-        answers = await asyncio.gather(
-            *(
-                asyncio.gather(*(h.size.remote() for h in shards), return_exceptions=True)
-                for shards in self._holders.values()
-            )
-        )
-        for answer in (size for sizes in answers for size in sizes):
-            if isinstance(answer, BaseException) and not isinstance(answer, RayActorError):
-                raise answer
-        sizes = {
-            modality: sum(shard_sizes)
-            for modality, shard_sizes in zip(self._holders, answers, strict=True)
-            if not any(isinstance(size, BaseException) for size in shard_sizes)
-        }
+        answers = await shard_answers(self._holders, lambda h: h.size.remote())
+        sizes = {m: sum(shards) for m, shards in answers.items() if shards is not None}
         try:
             versions = await self._router.holder_versions()
         except RayActorError:
