@@ -46,7 +46,8 @@ def _fit(slices: list[float], devices: int) -> bool:
 def test_every_role_gets_a_gpu_slice_and_the_slices_fit(gpus, replicas, partitions):
     # The case this exists for: one GPU, whose ingest actor used to reserve all of it, so a
     # training run asking for a GPU waited forever and the API embedded on the CPU.
-    settings = Settings(api_replicas=replicas, topic_partitions=partitions)
+    # One shard: shards are not placed by this plan, and one partition holds no more.
+    settings = Settings(api_replicas=replicas, topic_partitions=partitions, index_shards=1)
     placement = plan_placement({"CPU": 16.0, "GPU": float(gpus)}, settings)
     slices = _slices(placement, settings)
     assert min(slices) > 0
