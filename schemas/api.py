@@ -169,13 +169,19 @@ class Readiness(BaseModel):
     ready: bool = Field(description="every check passed")
     checks: dict[str, bool] = Field(
         description="`models_loaded`, `indexes_loaded`, `kafka_reachable` and `ingest_reading` "
-        "(no partition stopped at a batch ingest cannot read)"
+        "(no partition stopped at a batch ingest cannot read, none held by no ingest actor for "
+        "a minute)"
     )
     model_versions: dict[Modality, str] = Field(description="the active version per modality")
     index_sizes: dict[Modality, int] = Field(description="items in the index per modality")
     stopped_partitions: list[StoppedPartition] = Field(
         default_factory=list,
         description="the partitions ingest stopped at a batch it cannot read, and why",
+    )
+    unheld_partitions: list[str] = Field(
+        default_factory=list,
+        description="item-topic partitions (`topic:partition`) no ingest actor has held for a "
+        "minute: nothing reads them",
     )
 
 

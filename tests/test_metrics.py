@@ -82,6 +82,8 @@ def test_metrics_count_this_tests_requests_and_dead_letter(api, stack, stack_set
             break
         time.sleep(1)
     assert len(lag) == 8 and not any(lag), "the index should have caught up with the log"
+    # Every partition of both item topics is held by an ingest actor.
+    assert total(after, "twinstream_ingest_partitions_held") == 8
     assert dead == 1
 
     def moved(name: str, **labels: str) -> float:
@@ -96,7 +98,11 @@ def test_metrics_count_this_tests_requests_and_dead_letter(api, stack, stack_set
     )
     assert not any("no-such-item" in str(labels) for _, labels in after)
     # A dead letter is neither indexed nor retried, and nothing stalled.
-    for name in ("twinstream_ingest_retries_total", "twinstream_ingest_stalls_total"):
+    for name in (
+        "twinstream_ingest_retries_total",
+        "twinstream_ingest_stalls_total",
+        "twinstream_ingest_rejoins_total",
+    ):
         assert total(after, name) == total(before, name)
     assert value(after, "twinstream_index_items", modality="face") == value(
         before, "twinstream_index_items", modality="face"

@@ -207,5 +207,6 @@ def test_an_unreadable_batch_stops_its_partition_visibly_until_a_restart(
         assert time.monotonic() < deadline, response.json()
         time.sleep(0.5)
     assert response.json()["stopped_partitions"] == []
+    assert response.json()["unheld_partitions"] == []
     delete_and_wait(stack, stack_settings, {Modality.FACE: list(face)})
     assert stack.index_size(Modality.FACE) == size_before

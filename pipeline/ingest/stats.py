@@ -53,6 +53,10 @@ class IngestStats:
     last_error: str | None = None
     # Times the actor found itself polling nothing while behind the log, and sought again.
     stalls: int = 0
+    # Times the consumer, holding nothing for long although it should, left and joined again.
+    rejoins: int = 0
+    # The partitions ("topic:partition") the consumer holds, as of the snapshot.
+    held: list[str] = field(default_factory=list)
     # Partitions stopped at a batch the consumer cannot read, until a restart.
     stopped: list[StoppedPartition] = field(default_factory=list)
     batch_size: Distribution = field(default_factory=lambda: Distribution(BATCH_SIZE_BUCKETS))
@@ -66,6 +70,7 @@ class IngestStats:
             "batches": self.batches,
             "retries": self.retries,
             "stalls": self.stalls,
+            "rejoins": self.rejoins,
         }
 
     def snapshot(self) -> "IngestStats":

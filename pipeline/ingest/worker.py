@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import ray
 import torch
-from kafka import ConsumerRebalanceListener, TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
 from pipeline.decode.errors import DecodeError
@@ -46,6 +46,7 @@ from pipeline.index.shard_map import ShardMap
 from pipeline.index.shards import merge_results, merge_versions, split_update
 from pipeline.ingest.batch import ModalityBatch, ParsedPoll, parse_poll
 from pipeline.ingest.dead_letter import dead_letter
+from pipeline.ingest.membership import LOST_AFTER_S, AssignmentNotes, MembershipWatch
 from pipeline.ingest.stall import fetch_from, lagging
 from pipeline.ingest.stats import IngestStats
 from pipeline.ingest.unreadable import StoppedPartition, stop_unreadable
@@ -82,21 +83,9 @@ class _Handover:
     generation: int
 
 
-class _ResumeFromHolders(ConsumerRebalanceListener):
-    def __init__(self, worker: "IngestWorker") -> None:
-        self._worker = worker
-
-    def on_partitions_revoked(self, revoked: list[TopicPartition]) -> None:
-        """Nothing to flush: every applied batch already moved its holder's offsets. A stopped
-        partition is reported by whoever holds it next."""
-        self._worker.forget_stopped(revoked)
-
-    def on_partitions_assigned(self, assigned: list[TopicPartition]) -> None:
-        self._worker.resume_from_holders(assigned)
-
-
 class IngestWorker:
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Settings, members: int = 1) -> None:
+        """`members`: how many ingest actors share the consumer group."""
         torch.set_num_threads(settings.embed_threads)
         self._settings = settings
         self._holders = holder_handles(settings.index_shards)
@@ -122,11 +111,9 @@ class IngestWorker:
         self._generation = 0
         self._replay = threading.Event()
         self._group_commit = GroupCommit()
-        self._consumer = make_consumer(settings, CONSUMER_GROUP)
+        self._membership = MembershipWatch(members, settings.topic_partitions)
+        self._consumer, self._assignments = self._join()
         self._producer = make_producer(settings)
-        self._consumer.subscribe(
-            [ITEM_TOPICS[m] for m in self._holders], listener=_ResumeFromHolders(self)
-        )
         self._stop = threading.Event()
         self._stats = IngestStats()
         self._threads = [
@@ -135,6 +122,12 @@ class IngestWorker:
         ]
         for thread in self._threads:
             thread.start()
+
+    def _join(self) -> tuple[KafkaConsumer, AssignmentNotes]:
+        consumer = make_consumer(self._settings, CONSUMER_GROUP)
+        notes = AssignmentNotes()
+        consumer.subscribe([ITEM_TOPICS[m] for m in self._holders], listener=notes)
+        return consumer, notes
 
     def _holders_applied(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
         """The next offset each partition's index shard expects: what it has applied."""
@@ -179,8 +172,10 @@ class IngestWorker:
                 if self._replay.is_set():
                     self._replay_from_holders()
                 self._group_commit.commit(self._consumer)
-                records = self._poll(batch_size)
-                if records:
+                records = self._after_rebalance(self._poll(batch_size))
+                if self._membership.lost(self._consumer.assignment()):
+                    self._rejoin()
+                elif records:
                     quiet_since = time.monotonic()
                     self._hand_over(self._prepare(records))
                 elif time.monotonic() - quiet_since > STALL_CHECK_S:
@@ -202,6 +197,30 @@ class IngestWorker:
             self._stop_partition(stopped)
             return []
         return [r for batch in polled.values() for r in batch]
+
+    def _after_rebalance(self, records: list[ConsumerRecord]) -> list[ConsumerRecord]:
+        """Partitions just assigned are fetched from their shards' offsets, not from where the
+        group committed: their records from this poll are dropped and fetched again."""
+        assigned, revoked = self._assignments.take()
+        self.forget_stopped(list(revoked))
+        assigned &= self._consumer.assignment()
+        if not assigned:
+            return records
+        self.resume_from_holders(list(assigned))
+        return [r for r in records if TopicPartition(r.topic, r.partition) not in assigned]
+
+    def _rejoin(self) -> None:
+        """Leave the group and join it again with a new consumer; every partition it is given
+        resumes from its shard's offsets."""
+        log.warning(
+            "ingest consumer held no partition for %.0f s although the group has no more members "
+            "than partitions; leaving and joining the group again",
+            LOST_AFTER_S,
+        )
+        self._stats.rejoins += 1
+        self._consumer.close()
+        self._consumer, self._assignments = self._join()
+        self._membership.rejoined()
 
     def _stop_partition(self, stopped: StoppedPartition) -> None:
         log.error(
@@ -380,7 +399,9 @@ class IngestWorker:
         return self._stats.counts()
 
     def stats(self) -> IngestStats:
-        return self._stats.snapshot()
+        snapshot = self._stats.snapshot()
+        snapshot.held = sorted(f"{tp.topic}:{tp.partition}" for tp in self._consumer.assignment())
+        return snapshot
 
     def stop(self) -> None:
         """Within STOP_TIMEOUT_S whatever the threads are doing; the clients are closed only when

@@ -67,7 +67,17 @@ class IngestCollector(Collector):
                 "empty polls while behind the log, answered by seeking again",
                 labels=["actor"],
             ),
+            "rejoins": CounterMetricFamily(
+                "twinstream_ingest_rejoins",
+                "times a consumer held no partition for a minute and joined its group again",
+                labels=["actor"],
+            ),
         }
+        held = GaugeMetricFamily(
+            "twinstream_ingest_partitions_held",
+            "item-topic partitions the actor's consumer holds",
+            labels=["actor"],
+        )
         batch = HistogramMetricFamily(
             "twinstream_ingest_batch_size", "records per ingest poll", labels=["actor"]
         )
@@ -82,11 +92,13 @@ class IngestCollector(Collector):
         for actor, stats in self.stats.items():
             for key, family in counters.items():
                 family.add_metric([actor], stats.counts()[key])
+            held.add_metric([actor], len(stats.held))
             for part in stats.stopped:
                 stopped.add_metric([actor, part.topic, str(part.partition), part.error_type], 1)
             batch.add_metric([actor], stats.batch_size.cumulative(), stats.batch_size.total)
             embed.add_metric([actor], stats.embed_seconds.cumulative(), stats.embed_seconds.total)
         yield from counters.values()
+        yield held
         yield batch
         yield embed
         yield stopped
