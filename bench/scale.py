@@ -276,7 +276,7 @@ def _measure(
     query_rows: np.ndarray,
     exact: list[list[str]],
 ) -> dict[str, Any]:
-    shards = stack.holders[Modality.FACE]
+    shards = [replicas[0] for replicas in stack.holders[Modality.FACE]]
     baseline = (
         ray.remote(IndexHolder)
         .options(num_cpus=0, scheduling_strategy="SPREAD")

@@ -131,6 +131,14 @@ class Settings(BaseSettings):
         "partitions p with p % INDEX_SHARDS equal to its number; queries ask every shard. At "
         "most the topic's partitions; a change starts the shards empty, replaying the topics.",
     )
+    index_replicas: int = Field(
+        default=1,
+        ge=1,
+        description="Copies of each index shard, each a Ray actor replaying the same "
+        "partitions, placed on different nodes where the cluster has them: queries go to any "
+        "live one and fail over, ingest applies every batch to all. More than one turns "
+        "API_INDEX_COPIES off (a copy follows one replica).",
+    )
     ingest_num_gpus: float | None = Field(
         default=None,
         description="GPUs per ingest actor; unset: one if the cluster has a GPU at start.",
@@ -225,7 +233,7 @@ class Settings(BaseSettings):
     api_index_copies: bool = Field(
         default=True,
         description="Each replica searches its own copy of the active indexes, kept current "
-        "by the holders; false: every search asks the holder.",
+        "by the holders; false: every search asks the holder. Only with INDEX_REPLICAS 1.",
     )
     api_ingress: Literal["proxy", "haproxy"] = Field(
         default="proxy",

@@ -12,8 +12,9 @@ from collections.abc import Callable, Mapping, Sequence
 import ray
 from ray import serve
 from ray.actor import ActorHandle
+from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
-from pipeline.index.handles import NAMESPACE, holder_name, ingest_name
+from pipeline.index.handles import NAMESPACE, Shards, every_replica, holder_name, ingest_name
 from pipeline.index.holder import IndexHolder
 from pipeline.ingest.worker import CONSUMER_GROUP, IngestWorker
 from pipeline.kafka.clients import make_admin
@@ -30,6 +31,9 @@ from services.api.deployment import query_service
 from services.api.security import check_bind
 
 SERVE_APP = "twinstream"
+# A token reservation: Ray places an actor that asks for no resource at all wherever it likes,
+# ignoring a soft node affinity (Ray 2.60, three nodes: 3 of 6 elsewhere; 6 of 6 with this).
+HOLDER_MEMORY_BYTES = 1024 * 1024
 Log = Callable[[str], None]
 
 
@@ -43,8 +47,8 @@ class Stack:
         self._log = log
         self._kafka = EmbeddedKafka(settings) if settings.kafka_embedded else None
         self._kafka_was_running = False
-        # Each modality's index shards, by shard number.
-        self.holders: dict[Modality, list[ActorHandle]] = {}
+        # Each modality's index shards, by shard number, each a list of its replicas.
+        self.holders: dict[Modality, Shards] = {}
         self.workers: list[ActorHandle] = []
         self.retrainer: ActorHandle | None = None
 
@@ -114,20 +118,34 @@ class Stack:
             if store.active_model(modality) is None:
                 raise NoActiveModel(f"no active {modality.value} model: run `twinstream train`")
             # Restartable: a shard killed mid-stream comes back from its newest checkpoint
-            # (and the store's active version); writers notice the gap and replay. Spread:
-            # on a cluster, the shards go to different nodes where they can.
+            # (and the store's active version); writers notice the gap and replay.
             self.holders[modality] = [
-                ray.remote(IndexHolder)
-                .options(
-                    name=holder_name(modality, shard),
-                    num_cpus=0,
-                    get_if_exists=True,
-                    max_restarts=-1,
-                    scheduling_strategy="SPREAD",
-                )
-                .remote(self.settings, modality, shard)
+                [
+                    ray.remote(IndexHolder)
+                    .options(
+                        name=holder_name(modality, shard, replica),
+                        num_cpus=0,
+                        memory=HOLDER_MEMORY_BYTES,
+                        get_if_exists=True,
+                        max_restarts=-1,
+                        scheduling_strategy=self._placement(shard, replica),
+                    )
+                    .remote(self.settings, modality, shard, replica)
+                    for replica in range(self.settings.index_replicas)
+                ]
                 for shard in range(self.settings.index_shards)
             ]
+
+    def _placement(self, shard: int, replica: int) -> str | NodeAffinitySchedulingStrategy:
+        """Spread: on a cluster, the shards go to different nodes where they can. A shard's
+        replicas go to different nodes (shard + replica, round the nodes), so losing one node
+        leaves a replica of every shard while there are at least as many nodes as replicas;
+        soft, so that one whose node is lost restarts on another."""
+        if self.settings.index_replicas == 1:
+            return "SPREAD"
+        nodes = sorted(n["NodeID"] for n in ray.nodes() if n["Alive"])
+        node = nodes[(shard + replica) % len(nodes)]
+        return NodeAffinitySchedulingStrategy(node, soft=True)
 
     def start_retrainer(self, placement: Placement) -> None:
         self.retrainer = (
@@ -175,13 +193,20 @@ class Stack:
         self.start_services()
 
     def missing(self, modality: Modality, ids: Sequence[str]) -> list[str]:
-        """The ids that are not searchable (yet)."""
-        shards = ray.get([h.contains.remote(list(ids)) for h in self.holders[modality]])
-        return [item_id for item_id, *found in zip(ids, *shards, strict=True) if not any(found)]
+        """The ids that are not searchable (yet) in some replica."""
+        replicas = every_replica(self.holders[modality])
+        per_replica = ray.get([h.contains.remote(list(ids)) for h in replicas])
+        shards = len(self.holders[modality])
+        return [
+            item_id
+            for item_id, *found in zip(ids, *per_replica, strict=True)
+            if sum(found) < len(replicas) // shards
+        ]
 
-    def index_size(self, modality: Modality) -> int:
-        """Items in the modality's index, over all its shards."""
-        return sum(ray.get([h.size.remote() for h in self.holders[modality]]))
+    def index_size(self, modality: Modality, replica: int = 0) -> int:
+        """Items in the modality's index, over all its shards (as one replica of each holds
+        them)."""
+        return sum(ray.get([r[replica].size.remote() for r in self.holders[modality]]))
 
     def wait_indexed(self, ids: Mapping[Modality, Sequence[str]], timeout_s: float) -> None:
         """Block until every id is searchable; TimeoutError names how many are missing."""
@@ -200,7 +225,7 @@ class Stack:
         """Where the pipeline stands, for whoever waited on it in vain: what each holder
         applied and with which version; each ingest actor's counters, last error, partitions
         and current loop position; and the consumer group as the broker sees it."""
-        shards = [(m, h) for m, handles in self.holders.items() for h in handles]
+        shards = [(m, h) for m, handles in self.holders.items() for h in every_replica(handles)]
         holders = ray.get([h.stats.remote() for _, h in shards], timeout=30)
         workers = ray.get([w.stats.remote() for w in self.workers], timeout=30)
         states = ray.get([w.state.remote() for w in self.workers], timeout=30)
@@ -231,7 +256,13 @@ class Stack:
                     if self.retrainer is not None:
                         ray.get(self.retrainer.stop.remote())
                     ray.get([w.stop.remote() for w in self.workers])
-                    ray.get([h.snapshot.remote() for hs in self.holders.values() for h in hs])
+                    ray.get(
+                        [
+                            h.snapshot.remote()
+                            for s in self.holders.values()
+                            for h in every_replica(s)
+                        ]
+                    )
                     serve.shutdown()
                 finally:
                     ray.shutdown()

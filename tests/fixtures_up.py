@@ -66,6 +66,8 @@ def _env(settings: Settings) -> dict[str, str]:
         "TWINSTREAM_HTTP_PORT": str(settings.http_port),
         "TWINSTREAM_TRAIN_PRESET": settings.train_preset,
         "TWINSTREAM_MAX_ITEM_BYTES": str(settings.max_item_bytes),
+        "TWINSTREAM_INDEX_SHARDS": str(settings.index_shards),
+        "TWINSTREAM_INDEX_REPLICAS": str(settings.index_replicas),
         **(
             {} if settings.ray_address is None else {"TWINSTREAM_RAY_ADDRESS": settings.ray_address}
         ),

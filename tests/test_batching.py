@@ -22,6 +22,7 @@ from pipeline.embed.config import ENCODERS
 from pipeline.embed.encoders import build_encoder
 from pipeline.embed.model import EmbeddingModel
 from pipeline.index.holder import IndexHolder
+from pipeline.index.replica_reads import ReplicaReads
 from pipeline.inputs import decode
 from pipeline.settings import Settings
 from schemas.items import Modality
@@ -139,7 +140,7 @@ class MergedSearches:
         self._queries = unit(rng, QUERIES)
         self._batches = SearchBatches(
             Settings(api_batch_max_size=max_batch, api_batch_wait_s=0.05),
-            {Modality.FACE: [self._holder]},
+            ReplicaReads({Modality.FACE: [[self._holder]]}),
         )
 
     async def run(self) -> tuple[list, list]:

@@ -133,7 +133,7 @@ def test_busy_is_a_409_with_the_coordinators_sentence_not_rays_traceback(api):
 def test_an_index_holder_dying_under_queries_is_a_503_for_the_caller(api, stack):
     """Queries that reach the face holder while it is down (killed as by kill -9, restarted
     by Ray) answer 503; once it is back they answer again."""
-    holder = stack.holders[Modality.FACE][0]
+    holder = stack.holders[Modality.FACE][0][0]
     ray.kill(holder, no_restart=False)
     refused: list[httpx.Response] = []
     unready: list[httpx.Response] = []

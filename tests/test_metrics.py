@@ -134,7 +134,7 @@ def test_a_scrape_answers_while_an_index_holder_is_down(stack, stack_settings):
     answer is `twinstream_index_holder_up` 0, the other 1."""
     gone = _Gone.remote()
     ray.kill(gone, no_restart=True)
-    holders = {Modality.FACE: [gone], Modality.AUDIO: stack.holders[Modality.AUDIO]}
+    holders = {Modality.FACE: [[gone]], Modality.AUDIO: stack.holders[Modality.AUDIO]}
     response = asyncio.run(PipelineProbe(stack_settings, holders).render())
     assert response.status_code == 200
     samples = parse(bytes(response.body).decode())

@@ -20,6 +20,7 @@ from ray.actor import ActorHandle
 
 from pipeline.data.items import DataItem
 from pipeline.embed.model import EmbeddingModel
+from pipeline.index.handles import every_replica
 from pipeline.inputs import decode
 from pipeline.kafka.clients import headers, make_producer
 from pipeline.settings import Settings
@@ -36,7 +37,7 @@ RECOVERY_TIMEOUT_S = 180
 
 VICTIMS: dict[str, Callable[[Stack], list[ActorHandle]]] = {
     "ingest-actor": lambda stack: list(stack.workers),
-    "index-shard": lambda stack: stack.holders[Modality.FACE][:1],
+    "index-shard": lambda stack: stack.holders[Modality.FACE][0][:1],
 }
 
 
@@ -72,7 +73,8 @@ def _wait_until_back(actors: list[ActorHandle]) -> None:
 def _vectors(stack: Stack, version: str, ids: list[str]) -> list:
     """Each id's (vector, label) from whichever face shard holds it."""
     shards = [
-        ray.get([h.vector.remote(version, i) for i in ids]) for h in stack.holders[Modality.FACE]
+        ray.get([h.vector.remote(version, i) for i in ids])
+        for h in every_replica(stack.holders[Modality.FACE])
     ]
     return [next((f for f in found if f is not None), None) for found in zip(*shards, strict=True)]
 

@@ -10,11 +10,12 @@ SETTLE_S = 5
 
 
 def holder_state(stack) -> dict:
-    """Each shard's size and offsets."""
+    """Each shard replica's size and offsets."""
     return {
-        (m, shard): (ray.get(h.size.remote()), ray.get(h.offsets.remote()))
+        (m, shard, replica): (ray.get(h.size.remote()), ray.get(h.offsets.remote()))
         for m, shards in stack.holders.items()
-        for shard, h in enumerate(shards)
+        for shard, replicas in enumerate(shards)
+        for replica, h in enumerate(replicas)
     }
 
 

@@ -1,11 +1,13 @@
 """A modality's index in shards: which shard a batch's operations reach, how their replies
-and hits become one, and that a shard keeps to its own partitions and checkpoints (real FAISS,
-real SQLite; pipeline/index/shards.py, shard_map.py)."""
+and hits become one, that a shard keeps to its own partitions and checkpoints, and that a
+shard's replicas converge from different offsets (real FAISS, real SQLite;
+pipeline/index/shards.py, shard_map.py)."""
 
 import numpy as np
 import pytest
 
 from pipeline.index.checkpoint import DurableOffsets
+from pipeline.index.handles import holder_name
 from pipeline.index.holder import (
     ApplyOutcome,
     ApplyResult,
@@ -14,7 +16,13 @@ from pipeline.index.holder import (
     IndexUpdate,
 )
 from pipeline.index.shard_map import ShardMap
-from pipeline.index.shards import merge_hits, merge_results, split_update
+from pipeline.index.shards import (
+    applied_everywhere,
+    merge_hits,
+    merge_replicas,
+    merge_results,
+    split_update,
+)
 from pipeline.index.snapshot import read_latest_snapshot
 from pipeline.index.vector_index import Hit
 from pipeline.settings import Settings
@@ -76,6 +84,25 @@ def test_the_shards_replies_to_one_batch_make_one():
     )
 
 
+def test_a_shards_replicas_replies_make_one_durable_only_where_all_of_them_are():
+    ahead = _result(ApplyOutcome.APPLIED, ["face-v1"], {0: 9, 2: 4})
+    behind = _result(ApplyOutcome.APPLIED, ["face-v1"], {0: 5})
+    assert merge_replicas([ahead, behind]) == _result(ApplyOutcome.APPLIED, ["face-v1"], {0: 5})
+    building = _result(ApplyOutcome.EMBED_AGAIN, ["face-v1", "face-v2"], {0: 9, 2: 4})
+    assert merge_replicas([ahead, building]).outcome is ApplyOutcome.EMBED_AGAIN
+    assert merge_replicas([building, _result(ApplyOutcome.REPLAY, [], {})]).outcome is (
+        ApplyOutcome.REPLAY
+    )
+    # Where ingest resumes: the least advanced replica, from 0 where one has nothing yet.
+    assert applied_everywhere([{0: 9, 2: 4}, {0: 5}]) == {0: 5, 2: 0}
+    assert applied_everywhere([{0: 9, 2: 4}, {0: 5}], missing=None) == {0: 5}
+
+
+def test_replica_0_keeps_the_shards_name_and_the_others_are_numbered():
+    assert holder_name(Modality.FACE, 1) == holder_name(Modality.FACE, 1, 0) == "index-face-1"
+    assert holder_name(Modality.AUDIO, 0, 2) == "index-audio-0-r2"
+
+
 def test_hits_from_every_shard_merge_into_the_k_nearest():
     first = [Hit("a", None, 0.1), Hit("c", "x", 0.5), Hit("e", None, 0.9)]
     second = [Hit("b", None, 0.2), Hit("d", None, 0.6)]
@@ -118,3 +145,27 @@ def test_more_shards_than_partitions_is_refused_with_the_settings():
     with pytest.raises(ValueError, match=r"INDEX_SHARDS \(5\) is more than TOPIC_PARTITIONS \(4\)"):
         Settings(index_shards=5, topic_partitions=4)
     assert Settings(index_shards=4, topic_partitions=4).index_shards == 4
+
+
+@pytest.mark.usefixtures("store")
+def test_a_replica_behind_catches_up_from_the_same_batches_and_checkpoints_on_its_own(settings):
+    """Ingest sends every replica the batch from where the least advanced one is: the one
+    ahead skips what it has, the other applies it all, and both hold the same."""
+    replicated = settings.model_copy(update={"index_replicas": 2})
+    ahead, behind = (IndexHolder(replicated, Modality.FACE, 0, r) for r in range(2))
+    update = _mixed(np.random.default_rng(2))
+    part = split_update(update, SHARDS)[0]
+    assert ahead.apply(part).outcome is ApplyOutcome.APPLIED
+    # Resumed from the replica with nothing: the same records again, both replicas.
+    assert applied_everywhere([ahead.offsets(), behind.offsets()]) == {0: 0, 2: 0}
+    for replica in (ahead, behind):
+        assert replica.apply(part).outcome is ApplyOutcome.APPLIED
+    assert ahead.contains(part.upsert_ids) == behind.contains(part.upsert_ids) == [True] * 4
+    assert ahead.size() == behind.size() == 4
+    assert ahead.offsets() == behind.offsets() == {0: 2, 2: 3}
+    for replica in (ahead, behind):
+        replica.snapshot()
+    shards = replicated.index_dir / "face" / "shards-2"
+    for directory in (shards / "0", shards / "0-replica-1"):
+        snapshot = read_latest_snapshot(directory)
+        assert snapshot is not None and len(snapshot.index) == 4

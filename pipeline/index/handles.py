@@ -16,6 +16,7 @@ from ray.actor import ActorHandle
 from ray.exceptions import RayActorError
 
 from pipeline.embed.model import EmbeddingModel
+from pipeline.settings import Settings
 from pipeline.store.artifacts import ModelArtifacts
 from schemas.items import Modality
 
@@ -24,37 +25,57 @@ NAMESPACE = "twinstream"
 CACHED_MODELS = 3
 
 
-def holder_name(modality: Modality, shard: int) -> str:
-    return f"index-{modality.value}-{shard}"
+# A modality's index actors by shard, each shard's replicas in order (replica 0 first).
+Shards = list[list[ActorHandle]]
 
 
-def holder_handles(shards: int) -> dict[Modality, list[ActorHandle]]:
-    """Each modality's index shards, by shard number (pipeline/index/shard_map.py)."""
+def holder_name(modality: Modality, shard: int, replica: int = 0) -> str:
+    """Replica 0 keeps the name a shard had before replicas."""
+    name = f"index-{modality.value}-{shard}"
+    return name if replica == 0 else f"{name}-r{replica}"
+
+
+def holder_handles(settings: Settings) -> dict[Modality, Shards]:
+    """Each modality's index shards, by shard number (pipeline/index/shard_map.py), each a
+    list of its replicas."""
     return {
-        m: [ray.get_actor(holder_name(m, s), namespace=NAMESPACE) for s in range(shards)]
+        m: [
+            [
+                ray.get_actor(holder_name(m, s, r), namespace=NAMESPACE)
+                for r in range(settings.index_replicas)
+            ]
+            for s in range(settings.index_shards)
+        ]
         for m in Modality
     }
 
 
+def every_replica(shards: Shards) -> list[ActorHandle]:
+    return [replica for replicas in shards for replica in replicas]
+
+
 async def shard_answers(
-    holders: dict[Modality, list[ActorHandle]], call: Callable[[ActorHandle], Any]
-) -> dict[Modality, list[Any] | None]:
-    """Every shard's answer to `call` (an actor method's `.remote(...)`), in shard order; None
-    for a modality one of whose shards is down (Ray restarts it), which probes report rather
-    than fail on. Any other error is raised."""
-    answers = await asyncio.gather(
-        *(
-            asyncio.gather(*(call(h) for h in shards), return_exceptions=True)
-            for shards in holders.values()
-        )
+    holders: dict[Modality, Shards], call: Callable[[ActorHandle], Any]
+) -> dict[Modality, list[list[Any]] | None]:
+    """Every shard replica's answer to `call` (an actor method's `.remote(...)`): per shard, in
+    shard order, the answers of its replicas that are up, first replica first; None for a
+    modality one of whose shards has no replica up (Ray restarts them), which probes report
+    rather than fail on. Any other error is raised."""
+    replies = await asyncio.gather(
+        *(call(h) for shards in holders.values() for h in every_replica(shards)),
+        return_exceptions=True,
     )
-    found: dict[Modality, list[Any] | None] = {}
-    for modality, replies in zip(holders, answers, strict=True):
-        for reply in replies:
-            if isinstance(reply, BaseException) and not isinstance(reply, RayActorError):
-                raise reply
-        down = any(isinstance(reply, RayActorError) for reply in replies)
-        found[modality] = None if down else list(replies)
+    for reply in replies:
+        if isinstance(reply, BaseException) and not isinstance(reply, RayActorError):
+            raise reply
+    answers = iter(replies)
+    found: dict[Modality, list[list[Any]] | None] = {}
+    for modality, shards in holders.items():
+        live = [
+            [a for a in [next(answers) for _ in replicas] if not isinstance(a, RayActorError)]
+            for replicas in shards
+        ]
+        found[modality] = live if all(live) else None
     return found
 
 

@@ -1,7 +1,9 @@
 """The Ray actor that owns one shard of a modality's index: its single writer and a query target.
 
 A shard owns a fixed set of the item topic's partitions (pipeline/index/shard_map.py); with one
-shard, the whole index.
+shard, the whole index. A shard's replicas are holders of the same partitions, each with its
+own offsets and checkpoints: every batch is sent to each, and one that is behind (restarted
+from an older checkpoint) skips what it has and applies the rest.
 
 Ingest actors send it embedded batches together with the Kafka offsets each operation came
 from; it applies both in one step, so the offsets it reports always describe exactly what
@@ -76,18 +78,23 @@ class ForeignPartitionError(ValueError):
     """A batch carried a partition another shard owns: a routing bug, refused whole."""
 
 
-def shard_directory(settings: Settings, modality: Modality, shard: int) -> Path:
-    """Where a shard's checkpoints live. One shard keeps the unsharded layout; the shard count
-    is in the path otherwise, so a changed count never loads a snapshot holding partitions
-    its shard no longer owns (the shards start empty and replay the topic)."""
+def shard_directory(settings: Settings, modality: Modality, shard: int, replica: int = 0) -> Path:
+    """Where a shard replica's checkpoints live. One shard keeps the unsharded layout; the
+    shard count is in the path otherwise, so a changed count never loads a snapshot holding
+    partitions its shard no longer owns (the shards start empty and replay the topic). Each
+    replica checkpoints on its own: replica 0 where the shard did before replicas."""
     base = settings.index_dir / modality.value
+    if replica:
+        return base / f"shards-{settings.index_shards}" / f"{shard}-replica-{replica}"
     if settings.index_shards == 1:
         return base
     return base / f"shards-{settings.index_shards}" / str(shard)
 
 
 class IndexHolder:
-    def __init__(self, settings: Settings, modality: Modality, shard: int = 0) -> None:
+    def __init__(
+        self, settings: Settings, modality: Modality, shard: int = 0, replica: int = 0
+    ) -> None:
         store = MetadataStore.from_settings(settings)
         model = store.active_model(modality)
         if model is None:
@@ -95,7 +102,7 @@ class IndexHolder:
         store.close()
         self._shard = shard
         self._shards = ShardMap(settings.index_shards)
-        directory = shard_directory(settings, modality, shard)
+        directory = shard_directory(settings, modality, shard, replica)
         self._ivf_threshold = settings.index_ivf_threshold
         snapshot = read_latest_snapshot(directory)
         if snapshot is not None and snapshot.model_version == model.version:

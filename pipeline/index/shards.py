@@ -1,11 +1,12 @@
 """How work reaches a modality's index shards and how their answers become one.
 
-Writers split a batch by partition (`split_update`), readers ask every shard and merge
-(`merge_hits`), and the shards' replies to one batch make one (`merge_results`). Which shard
-owns which partition is pipeline/index/shard_map.py.
+Writers split a batch by partition (`split_update`) and send each part to every replica of its
+shard; readers ask one replica of every shard and merge (`merge_hits`). A shard's replicas'
+replies to its part make one (`merge_replicas`), and the shards' replies to one batch make one
+(`merge_results`). Which shard owns which partition is pipeline/index/shard_map.py.
 """
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 from pipeline.index.checkpoint import DurableOffsets
 from pipeline.index.holder import ApplyOutcome, ApplyResult, IndexUpdate
@@ -44,17 +45,43 @@ def merge_versions(lists: Iterable[Sequence[str]]) -> list[str]:
     return merged
 
 
-def merge_results(results: Sequence[ApplyResult]) -> ApplyResult:
-    """One reply for a batch split over shards: a replay if any shard wants one, else embed
-    again if any began a build, else applied; the durable offsets of all (their partitions
-    are disjoint). A shard that applied its part skips it when the batch is sent again."""
+def _outcome(results: Sequence[ApplyResult]) -> ApplyOutcome:
+    """A replay if any holder wants one, else embed again if any began a build, else applied.
+    A holder that applied its part skips it when the batch is sent again."""
     outcomes = {r.outcome for r in results}
-    outcome = ApplyOutcome.APPLIED
-    for wanted in (ApplyOutcome.EMBED_AGAIN, ApplyOutcome.REPLAY):
+    for wanted in (ApplyOutcome.REPLAY, ApplyOutcome.EMBED_AGAIN):
         if wanted in outcomes:
-            outcome = wanted
+            return wanted
+    return ApplyOutcome.APPLIED
+
+
+def merge_results(results: Sequence[ApplyResult]) -> ApplyResult:
+    """One reply for a batch split over shards: the durable offsets of all (their partitions
+    are disjoint)."""
     durable = DurableOffsets({p: o for r in results for p, o in r.durable.offsets.items()})
-    return ApplyResult(outcome, merge_versions(r.versions for r in results), durable)
+    return ApplyResult(_outcome(results), merge_versions(r.versions for r in results), durable)
+
+
+def merge_replicas(results: Sequence[ApplyResult]) -> ApplyResult:
+    """One reply for a shard's part from all its replicas: durable is what every one of them
+    has made durable, so the group never commits past a replica."""
+    durable = DurableOffsets(applied_everywhere([r.durable.offsets for r in results], missing=None))
+    return ApplyResult(_outcome(results), merge_versions(r.versions for r in results), durable)
+
+
+def applied_everywhere(
+    replicas: Sequence[Mapping[int, int]], missing: int | None = 0
+) -> dict[int, int]:
+    """Per partition, the least offset among the replicas: where all of them have got to. A
+    partition some replica has no offset for counts as `missing` there, or is left out when
+    `missing` is None."""
+    partitions = {p for offsets in replicas for p in offsets}
+    merged = {}
+    for p in partitions:
+        found = [offsets.get(p, missing) for offsets in replicas]
+        if None not in found:
+            merged[p] = min(o for o in found if o is not None)
+    return merged
 
 
 def merge_hits(answers: Iterable[Sequence[Hit]], k: int) -> list[Hit]:

@@ -39,11 +39,17 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.consumer.fetcher import ConsumerRecord
 
 from pipeline.decode.errors import DecodeError
-from pipeline.index.checkpoint import GroupCommit
-from pipeline.index.handles import ModelCache, holder_handles
+from pipeline.index.checkpoint import DurableOffsets, GroupCommit
+from pipeline.index.handles import ModelCache, every_replica, holder_handles
 from pipeline.index.holder import ApplyOutcome, ApplyResult
 from pipeline.index.shard_map import ShardMap
-from pipeline.index.shards import merge_results, merge_versions, split_update
+from pipeline.index.shards import (
+    applied_everywhere,
+    merge_replicas,
+    merge_results,
+    merge_versions,
+    split_update,
+)
 from pipeline.ingest.batch import ModalityBatch, ParsedPoll, parse_poll
 from pipeline.ingest.dead_letter import dead_letter
 from pipeline.ingest.membership import LOST_AFTER_S, AssignmentNotes, MembershipWatch
@@ -88,13 +94,13 @@ class IngestWorker:
         """`members`: how many ingest actors share the consumer group."""
         torch.set_num_threads(settings.embed_threads)
         self._settings = settings
-        self._holders = holder_handles(settings.index_shards)
+        self._holders = holder_handles(settings)
         self._shards = ShardMap(settings.index_shards)
         self._store = MetadataStore.from_settings(settings)
         self._retained = RetainedItems(self._store, PayloadStore(settings.payloads_dir))
         self._models = ModelCache(ModelArtifacts(self._store, settings.models_dir))
         self._versions = {
-            modality: merge_versions(ray.get([h.versions.remote() for h in shards]))
+            modality: merge_versions(ray.get([h.versions.remote() for h in every_replica(shards)]))
             for modality, shards in self._holders.items()
         }
         # Where the next poll continues each partition: a batch carries the positions it
@@ -130,9 +136,14 @@ class IngestWorker:
         return consumer, notes
 
     def _holders_applied(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
-        """The next offset each partition's index shard expects: what it has applied."""
+        """The next offset each partition's index shard expects: what all its replicas have
+        applied (one that is ahead skips what it has)."""
         offsets = {
-            m: ray.get([h.offsets.remote() for h in shards]) for m, shards in self._holders.items()
+            m: [
+                applied_everywhere(ray.get([r.offsets.remote() for r in replicas]))
+                for replicas in shards
+            ]
+            for m, shards in self._holders.items()
         }
         return {
             tp: offsets[topic_modality(tp.topic)][self._shards.owner(tp.partition)].get(
@@ -324,9 +335,10 @@ class IngestWorker:
         holders' snapshot interval; a restart then has nothing of them to replay."""
         with self._applying:
             for modality, shards in self._holders.items():
-                durable = ray.get([h.make_durable_if_due.remote() for h in shards])
-                for offsets in durable:
-                    self._group_commit.stage(ITEM_TOPICS[modality], offsets)
+                for replicas in shards:
+                    durable = ray.get([r.make_durable_if_due.remote() for r in replicas])
+                    everywhere = applied_everywhere([d.offsets for d in durable], missing=None)
+                    self._group_commit.stage(ITEM_TOPICS[modality], DurableOffsets(everywhere))
 
     def _apply_if_current(self, handover: _Handover) -> None:
         with self._applying:
@@ -354,8 +366,9 @@ class IngestWorker:
 
     def _embed_and_apply(self, modality: Modality, batch: ModalityBatch) -> ApplyResult | None:
         """Embed for every version the shards want (a build may start meanwhile: then embed
-        again for the new one) and apply each partition's part to the shard owning it, all
-        shards at once; None when a shard wants a replay."""
+        again for the new one) and apply each partition's part to every replica of the shard
+        owning it, all at once; None when one wants a replay. A replica that is down (Ray
+        restarts it) fails the batch, which is replayed once it is back."""
         while True:
             try:
                 batch.embed_for(self._models.get(v) for v in self._versions[modality])
@@ -366,9 +379,8 @@ class IngestWorker:
                 return None
             shards = self._holders[modality]
             parts = split_update(batch.update, self._shards)
-            result = merge_results(
-                ray.get([shards[shard].apply.remote(part) for shard, part in parts.items()])
-            )
+            sent = [[r.apply.remote(part) for r in shards[s]] for s, part in parts.items()]
+            result = merge_results([merge_replicas(ray.get(refs)) for refs in sent])
             self._versions[modality] = result.versions
             match result.outcome:
                 case ApplyOutcome.APPLIED:

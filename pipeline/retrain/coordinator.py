@@ -17,7 +17,7 @@ import torch
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from pipeline.embed.model import EmbeddingModel
-from pipeline.index.handles import holder_handles
+from pipeline.index.handles import every_replica, holder_handles
 from pipeline.placement import plan_placement
 from pipeline.retrain.candidate import train_candidate
 from pipeline.retrain.progress import RunProgress
@@ -45,7 +45,7 @@ class Retrainer:
         self._settings = settings
         self._store = MetadataStore.from_settings(settings)
         self._artifacts = ModelArtifacts(self._store, settings.models_dir)
-        self._holders = holder_handles(settings.index_shards)
+        self._holders = holder_handles(settings)
         self._busy: dict[Modality, str] = {}
         self._lock = threading.Lock()
         self._scheduler: BackgroundScheduler | None = None
@@ -139,8 +139,8 @@ class Retrainer:
         if record is None:
             raise LookupError(f"no model version {version!r}")
         with self._claim(record.modality, f"activating {version}"):
-            shards = self._holders[record.modality]
-            if set(ray.get([shard.active_version.remote() for shard in shards])) != {version}:
+            replicas = every_replica(self._holders[record.modality])
+            if set(ray.get([r.active_version.remote() for r in replicas])) != {version}:
                 self._switch(record)
         return self._store.get_model(version) or record
 

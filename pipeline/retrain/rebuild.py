@@ -1,13 +1,13 @@
 """Re-embed every retained item for a model version and switch the index to it.
 
-Every shard of the index starts a second index and, from that moment, asks every ingest actor
-for vectors of both versions; this module fills in everything that was indexed before, from
-the payloads the store retains (bytes this node lacks are read back from the item topics),
-each item into the shard owning the partition it came from. Whatever the stream upserts or
-deletes meanwhile wins over the backfill. When every shard has its build, the store and all
-shards switch, and once the switch returns (every API replica's copies have it) every query
-is answered by the new version; a query meeting shards mid-flip is answered again, wholly by
-the new one (services/api/routing.py).
+Every shard of the index (each of its replicas) starts a second index and, from that moment,
+asks every ingest actor for vectors of both versions; this module fills in everything that
+was indexed before, from the payloads the store retains (bytes this node lacks are read back
+from the item topics), each item into the shard owning the partition it came from. Whatever
+the stream upserts or deletes meanwhile wins over the backfill. When every shard replica has
+its build, the store and all of them switch, and once the switch returns (every API
+replica's copies have it) every query is answered by the new version; a query meeting shards
+mid-flip is answered again, wholly by the new one (services/api/routing.py).
 """
 
 from collections.abc import Callable
@@ -19,6 +19,7 @@ from ray.exceptions import RayActorError
 
 from pipeline.decode.errors import DecodeError
 from pipeline.embed.model import EmbeddingModel
+from pipeline.index.handles import Shards, every_replica
 from pipeline.index.shard_map import ShardMap
 from pipeline.inputs import decode
 from pipeline.kafka.readback import fill_missing
@@ -34,14 +35,15 @@ Progress = Callable[[float], None]
 def rebuild_and_switch(
     settings: Settings,
     store: MetadataStore,
-    shards: list[ActorHandle],
+    shards: Shards,
     model: EmbeddingModel,
     progress: Progress | None = None,
 ) -> str:
     """The version switched away from."""
     modality = model.config.modality
     owner = ShardMap(len(shards)).owner
-    ray.get([shard.begin_build.remote(model.version, model.embedding_dim) for shard in shards])
+    replicas = every_replica(shards)
+    ray.get([r.begin_build.remote(model.version, model.embedding_dim) for r in replicas])
     try:
         payloads = PayloadStore(settings.payloads_dir)
         items = store.items_with_payload(modality)
@@ -65,31 +67,32 @@ def rebuild_and_switch(
                     rows.setdefault(owner(item.source_partition), []).append(row)
                 ray.get(
                     [
-                        shards[shard].backfill.remote(
+                        replica.backfill.remote(
                             model.version,
                             [kept[r].item_id for r in shard_rows],
                             vectors[shard_rows],
                             [kept[r].label for r in shard_rows],
                         )
                         for shard, shard_rows in rows.items()
+                        for replica in shards[shard]
                     ]
                 )
             if progress:
                 progress(min(start + CHUNK, len(items)) / max(len(items), 1))
-        if not all(ray.get([shard.built.remote(model.version) for shard in shards])):
-            # A shard restarted during the build and lost it: flip none.
+        if not all(ray.get([r.built.remote(model.version) for r in replicas])):
+            # A shard replica restarted during the build and lost it: flip none.
             raise RuntimeError(f"an index shard lost the build of {model.version}; try again")
         return switch_active(
-            store, modality, model.version, lambda v: _activate_everywhere(shards, v)
+            store, modality, model.version, lambda v: _activate_everywhere(replicas, v)
         )
     except BaseException:
-        for shard in shards:
-            shard.abandon_build.remote(model.version)
+        for replica in replicas:
+            replica.abandon_build.remote(model.version)
         raise
 
 
 def _activate_everywhere(shards: list[ActorHandle], version: str) -> str:
-    """Flip every shard at once (each flip swaps the searched index); returns the version
+    """Flip every shard replica at once (each flip swaps the searched index); returns the version
     before. Every shard has the build, so only a shard dying mid-flip fails, and Ray restarts
     it at the store's active version, which is `version` by then."""
     refs = [shard.activate_everywhere.remote(version) for shard in shards]

@@ -19,9 +19,9 @@ from typing import Generic, TypeVar
 
 import numpy as np
 from ray import serve
-from ray.actor import ActorHandle
 
 from pipeline.embed.model import EmbeddingModel
+from pipeline.index.replica_reads import ReplicaReads
 from pipeline.index.vector_index import Hit
 from pipeline.settings import Settings
 from schemas.items import Modality
@@ -105,21 +105,21 @@ class _Search:
 
 
 class SearchBatches:
-    """`search` sends one query to one index shard, in one call with its neighbours.
+    """`search` sends one query to one index shard (one of its replicas), in one call with its
+    neighbours.
 
     Queries with the same label filter share a call that asks for the largest `k`
     among them; each gets its own first `k` back, which is exactly its answer.
     """
 
-    def __init__(self, settings: Settings, holders: dict[Modality, list[ActorHandle]]) -> None:
-        self._holders = holders
+    def __init__(self, settings: Settings, reads: ReplicaReads) -> None:
+        self._reads = reads
         self._queues: _Queues[tuple[Modality, int, str], _Search, list[Hit]] = _Queues(
             settings, self._searcher
         )
 
     def _searcher(self, key: tuple[Modality, int, str]) -> Batch[_Search, list[Hit]]:
         modality, shard, version = key
-        holder = self._holders[modality][shard]
 
         async def search(queries: list[_Search]) -> list[list[Hit]]:
             by_label: dict[str | None, list[int]] = {}
@@ -127,11 +127,15 @@ class SearchBatches:
                 by_label.setdefault(query.label, []).append(position)
             answers = await asyncio.gather(
                 *(
-                    holder.search.remote(
-                        version,
-                        np.stack([queries[p].vector for p in positions]),
-                        max(queries[p].k for p in positions),
-                        label,
+                    self._reads.ask(
+                        modality,
+                        shard,
+                        lambda h, label=label, positions=positions: h.search.remote(
+                            version,
+                            np.stack([queries[p].vector for p in positions]),
+                            max(queries[p].k for p in positions),
+                            label,
+                        ),
                     )
                     for label, positions in by_label.items()
                 )

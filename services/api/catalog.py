@@ -9,8 +9,9 @@ rebuilt — agrees with what the API acknowledged.
 import asyncio
 
 from kafka import KafkaProducer
-from ray.actor import ActorHandle
 
+from pipeline.index.handles import Shards, every_replica
+from pipeline.index.replica_reads import ReplicaReads
 from pipeline.kafka.clients import make_producer
 from pipeline.kafka.readback import fill_missing
 from pipeline.settings import Settings
@@ -75,13 +76,14 @@ class Catalog:
         self,
         settings: Settings,
         store: MetadataStore,
-        holders: dict[Modality, list[ActorHandle]],
+        holders: dict[Modality, Shards],
     ) -> None:
         self._settings = settings
         self._store = store
         self._payloads = PayloadStore(settings.payloads_dir)
         self._retained = RetainedItems(store, self._payloads)
         self._holders = holders
+        self._reads = ReplicaReads(holders)
         self._producer: KafkaProducer | None = None
 
     async def item(self, modality: Modality, item_id: str) -> ItemMetadata:
@@ -90,9 +92,9 @@ class Catalog:
             raise not_found(f"no {modality.value} item with id {item_id!r}")
         # The version of the vector searched now, which a switch changes for every item at
         # once; none while the item is stored but not (yet) indexed.
-        shards = self._holders[modality]
-        version, *indexed = await asyncio.gather(
-            shards[0].active_version.remote(), *(h.contains.remote([item_id]) for h in shards)
+        version, indexed = await asyncio.gather(
+            self._reads.ask(modality, 0, lambda h: h.active_version.remote()),
+            self._reads.ask_every_shard(modality, lambda h: h.contains.remote([item_id])),
         )
         return _metadata(record, version if any(found for [found] in indexed) else None)
 
@@ -140,10 +142,14 @@ class Catalog:
 
     async def delete(self, modality: Modality, item_id: str) -> None:
         record = await asyncio.to_thread(self._store.get_item, modality, item_id)
-        # The shard holding it removes it; asking all spares finding which one that is.
+        # The shard holding it removes it; asking all spares finding which one that is. Every
+        # replica must take it (one that is down fails the delete, 503, to be sent again).
         removed = sum(
             await asyncio.gather(
-                *(h.delete_everywhere.remote([item_id]) for h in self._holders[modality])
+                *(
+                    h.delete_everywhere.remote([item_id])
+                    for h in every_replica(self._holders[modality])
+                )
             )
         )
         stored = await asyncio.to_thread(self._retained.delete, modality, [item_id])

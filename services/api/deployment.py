@@ -27,7 +27,7 @@ class QueryService:
     def __init__(self, settings: Settings) -> None:
         torch.set_num_threads(settings.api_embed_threads)
         store = MetadataStore.from_settings(settings)
-        holders = holder_handles(settings.index_shards)
+        holders = holder_handles(settings)
         models = ModelCache(ModelArtifacts(store, settings.models_dir))
         engine = QueryEngine(settings, holders, models)
         install_context(

@@ -12,11 +12,10 @@ import dataclasses
 from collections.abc import Sequence
 
 import numpy as np
-from ray.actor import ActorHandle
 
 from pipeline.decode.errors import DecodeError
 from pipeline.embed.model import EmbeddingModel
-from pipeline.index.handles import ModelCache
+from pipeline.index.handles import ModelCache, Shards
 from pipeline.index.vector_index import Hit
 from pipeline.inputs import Decoded, decode_detailed
 from pipeline.settings import Settings
@@ -40,7 +39,7 @@ class QueryEngine:
     def __init__(
         self,
         settings: Settings,
-        holders: dict[Modality, list[ActorHandle]],
+        holders: dict[Modality, Shards],
         models: ModelCache,
     ) -> None:
         self.settings = settings

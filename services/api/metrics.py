@@ -28,10 +28,10 @@ from prometheus_client.core import (
     Metric,
 )
 from prometheus_client.registry import Collector
-from ray.actor import ActorHandle
 from starlette.types import Message, Receive, Scope, Send
 
-from pipeline.index.handles import shard_answers
+from pipeline.index.handles import Shards, shard_answers
+from pipeline.index.shards import applied_everywhere
 from pipeline.ingest.stats import IngestStats
 from pipeline.kafka.clients import make_consumer
 from pipeline.settings import Settings
@@ -170,6 +170,13 @@ class ApiMetrics:
             ["modality"],
             registry=self.registry,
         )
+        self.replicas_up = Gauge(
+            "twinstream_index_replicas_up",
+            "index shard replicas of the modality answering, over all its shards (INDEX_SHARDS "
+            "x INDEX_REPLICAS when all are up)",
+            ["modality"],
+            registry=self.registry,
+        )
         self.model = Gauge(
             "twinstream_model_info",
             "the model version serving each modality",
@@ -211,7 +218,7 @@ class RequestMetrics(HttpMiddleware):
 class PipelineProbe:
     """Reads the pipeline's numbers for a scrape: holders for the index side, Kafka for the log."""
 
-    def __init__(self, settings: Settings, holders: dict[Modality, list[ActorHandle]]) -> None:
+    def __init__(self, settings: Settings, holders: dict[Modality, Shards]) -> None:
         self._settings = settings
         self._holders = holders
         self._consumer: KafkaConsumer | None = None
@@ -238,6 +245,7 @@ class PipelineProbe:
                 metrics.holder_up.labels(modality.value).set(0)
                 continue
             metrics.holder_up.labels(modality.value).set(1)
+            metrics.replicas_up.labels(modality.value).set(sum(len(r) for r in shard_stats))
             stats[modality] = _modality_stats(shard_stats)
         ends = await asyncio.to_thread(self._end_offsets)
         metrics.ingest.stats = await ingest_stats()
@@ -257,14 +265,20 @@ class PipelineProbe:
         return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
 
 
-def _modality_stats(shards: list[dict]) -> dict:
-    """A modality's series from its shards': counts add up, the oldest checkpoint and the
-    slowest write speak for all, offsets are each partition's owner's."""
+def _modality_stats(shards: list[list[dict]]) -> dict:
+    """A modality's series from its shards' live replicas: counts are the first replica's and
+    add up over shards, the oldest checkpoint and the slowest write speak for all, a
+    partition's offset is its least advanced replica's."""
+    every = [s for replicas in shards for s in replicas]
     return {
-        "size": sum(s["size"] for s in shards),
-        "applied": sum(s["applied"] for s in shards),
-        "checkpoint_age_s": max(s["checkpoint_age_s"] for s in shards),
-        "checkpoint_s": max(s["checkpoint_s"] for s in shards),
-        "model_version": shards[0]["model_version"],
-        "offsets": {p: o for s in shards for p, o in s["offsets"].items()},
+        "size": sum(replicas[0]["size"] for replicas in shards),
+        "applied": sum(replicas[0]["applied"] for replicas in shards),
+        "checkpoint_age_s": max(s["checkpoint_age_s"] for s in every),
+        "checkpoint_s": max(s["checkpoint_s"] for s in every),
+        "model_version": shards[0][0]["model_version"],
+        "offsets": {
+            p: o
+            for replicas in shards
+            for p, o in applied_everywhere([s["offsets"] for s in replicas]).items()
+        },
     }

@@ -7,10 +7,9 @@ import socket
 import time
 from datetime import UTC, datetime
 
-from ray.actor import ActorHandle
 from ray.exceptions import RayActorError
 
-from pipeline.index.handles import shard_answers
+from pipeline.index.handles import Shards, shard_answers
 from pipeline.ingest.membership import LOST_AFTER_S
 from pipeline.ingest.stats import IngestStats
 from pipeline.kafka.clients import bootstrap_servers
@@ -54,7 +53,7 @@ class ReadinessCheck:
     def __init__(
         self,
         settings: Settings,
-        holders: dict[Modality, list[ActorHandle]],
+        holders: dict[Modality, Shards],
         router: VersionRouter,
     ) -> None:
         self._settings = settings
@@ -65,7 +64,11 @@ class ReadinessCheck:
     async def run(self) -> Readiness:
         # A shard that is down (Ray restarts it) is a failed check, not a failed probe.
         answers = await shard_answers(self._holders, lambda h: h.size.remote())
-        sizes = {m: sum(shards) for m, shards in answers.items() if shards is not None}
+        sizes = {
+            m: sum(replicas[0] for replicas in shards)
+            for m, shards in answers.items()
+            if shards is not None
+        }
         try:
             versions = await self._router.holder_versions()
         except RayActorError:

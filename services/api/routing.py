@@ -9,7 +9,9 @@ still made by one version and all replicas switch when the shards do.
 A search asks every shard for its k nearest and merges them; an id lookup asks every shard.
 Each shard is answered from the replica's own copy of it when that copy holds the query's
 version and its lease runs (pipeline/index/replica_copy.py), which saves the round trip;
-otherwise by the shard, batched (services/api/batching.py).
+otherwise by one of the shard's replicas, batched (services/api/batching.py), failing over to
+another when it is down (pipeline/index/replica_reads.py). Copies are kept only with one
+replica per shard: a copy follows one holder.
 """
 
 import asyncio
@@ -22,9 +24,10 @@ from ray.actor import ActorHandle
 
 from pipeline.embed.model import EmbeddingModel
 from pipeline.index.feed import FeedPosition, FeedReply
-from pipeline.index.handles import ModelCache
+from pipeline.index.handles import ModelCache, Shards
 from pipeline.index.holder import StaleVersionError
 from pipeline.index.replica_copy import IndexCopy, Poll
+from pipeline.index.replica_reads import ReplicaReads
 from pipeline.index.shards import merge_hits
 from pipeline.index.vector_index import Hit, VectorIndex
 from pipeline.settings import Settings
@@ -41,16 +44,16 @@ SWITCH_RETRY_S = 0.05
 
 class VersionRouter:
     def __init__(
-        self, settings: Settings, holders: dict[Modality, list[ActorHandle]], models: ModelCache
+        self, settings: Settings, holders: dict[Modality, Shards], models: ModelCache
     ) -> None:
-        self._holders = holders
+        self._reads = ReplicaReads(holders)
         self._models = models
-        self._searches = SearchBatches(settings, holders)
+        self._searches = SearchBatches(settings, self._reads)
         # modality -> the version its shards searched when this replica last heard.
         self._versions: dict[Modality, str] = {}
         self._copies = (
-            {m: [IndexCopy(_feed(h)) for h in shards] for m, shards in holders.items()}
-            if settings.api_index_copies
+            {m: [IndexCopy(_feed(replicas[0])) for replicas in s] for m, s in holders.items()}
+            if settings.api_index_copies and settings.index_replicas == 1
             else {}
         )
 
@@ -58,9 +61,9 @@ class VersionRouter:
         """What every modality's first shard searches now, asked rather than remembered (all
         shards flip together)."""
         versions = await asyncio.gather(
-            *(shards[0].active_version.remote() for shards in self._holders.values())
+            *(self._reads.ask(m, 0, lambda h: h.active_version.remote()) for m in Modality)
         )
-        return dict(zip(self._holders, versions, strict=True))
+        return dict(zip(Modality, versions, strict=True))
 
     async def model(self, version: str) -> EmbeddingModel:
         """Off the event loop only when the artifact must be read from disk."""
@@ -79,7 +82,7 @@ class VersionRouter:
         current = {copy.version for copy in copies}
         if not copies or None in current:
             current = set(
-                await asyncio.gather(*(h.active_version.remote() for h in self._holders[modality]))
+                await self._reads.ask_every_shard(modality, lambda h: h.active_version.remote())
             )
         if current != {version}:
             raise StaleVersionError(f"the {modality.value} index switched away from {version}")
@@ -107,10 +110,12 @@ class VersionRouter:
             index = self._copy(modality, shard, version)
             if index is not None:
                 return index.vector(item_id)
-            found = await self._holders[modality][shard].vector.remote(version, item_id)
+            found = await self._reads.ask(
+                modality, shard, lambda h: h.vector.remote(version, item_id)
+            )
             return None if found is None else found[0]
 
-        found = await asyncio.gather(*(lookup(s) for s in range(len(self._holders[modality]))))
+        found = await asyncio.gather(*(lookup(s) for s in range(self._reads.shards(modality))))
         return next((vector for vector in found if vector is not None), None)
 
     async def search(
@@ -125,12 +130,12 @@ class VersionRouter:
             return await self._searches.search(modality, shard, version, vector, k, label)
 
         answers = await asyncio.gather(
-            *(search_shard(s) for s in range(len(self._holders[modality])))
+            *(search_shard(s) for s in range(self._reads.shards(modality)))
         )
         return merge_hits(answers, k)
 
     async def _learn_version(self, modality: Modality) -> str:
-        version = await self._holders[modality][0].active_version.remote()
+        version = await self._reads.ask(modality, 0, lambda h: h.active_version.remote())
         self._versions[modality] = version
         return version
 
