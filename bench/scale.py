@@ -1,23 +1,27 @@
 """scale: the sharded index at a million vectors, on a Ray cluster of two nodes on this machine.
 
 Two `ray start` nodes (bench/local_cluster.py) with one CPU each; the service's own index
-shards (INDEX_SHARDS = 4, Ray's SPREAD placement: two a node), its retraining coordinator and
-its Serve API join them, as `twinstream up` does on a cluster. The API replicas keep no copy
-of the index (API_INDEX_COPIES off): they are stateless routers, and every search fans out to
-the shards. The vectors are the face-shaped Gaussian mixture of the index-scale benchmark
-(bench/embedding_mixture.py), written through `IndexHolder.apply` exactly as an ingest actor
-writes a batch (split by partition, every shard at once), so that the encoder is not what is
-measured; they carry no Kafka offsets (they never were in a topic), so the shards' checkpoints
-hold the vectors but move no watermark. Queries go through the HTTP API by item id.
+shards (INDEX_SHARDS = 4, each with INDEX_REPLICAS = 2 replicas, one on each node), its
+retraining coordinator and its Serve API join them, as `twinstream up` does on a cluster. The
+API replicas keep no copy of the index (API_INDEX_COPIES off): they are stateless routers, and
+every search fans out to the shards. The vectors are the face-shaped Gaussian mixture of the
+index-scale benchmark (bench/embedding_mixture.py), written through `IndexHolder.apply` exactly
+as an ingest actor writes a batch (split by partition, every replica of every shard at once),
+so that the encoder is not what is measured; they carry no Kafka offsets (they never were in a
+topic), so the shards' checkpoints hold the vectors but move no watermark. Queries go through
+the HTTP API by item id. Last, the worker node is killed while queries run: they fail over to
+the replicas on the head.
 """
 
 import concurrent.futures
 import hashlib
 import json
 import os
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -47,6 +51,7 @@ from services.stack import Stack
 
 VECTORS = 1_000_000
 SHARDS = 4
+REPLICAS = 2
 NODES = 2
 # The one-holder baseline's share of the vectors, loaded the same way into one actor.
 BASELINE_VECTORS = 250_000
@@ -64,6 +69,8 @@ RECOVERY_TIMEOUT_S = 300
 TARGET_SHARD_P99_MS = 10.0
 TARGET_API_P99_MS = 50.0
 TARGET_RECOVERY_S = 60.0
+# Queries through the API after the worker node is killed, once every replica answers again.
+AFTER_NODE_LOSS_S = 10.0
 
 
 def _item(j: int) -> str:
@@ -84,14 +91,14 @@ def _update(start: int, vectors: np.ndarray, labels: list[str], version: str) ->
 
 
 def _load(
-    shards: list[ActorHandle],
+    shards: list[list[ActorHandle]],
     vectors: np.ndarray,
     labels: list[str],
     version: str,
     marks: tuple[int, ...] = (),
 ) -> dict[int, float]:
-    """Apply every vector, a batch at a time, each batch's parts to their shards at once;
-    returns the seconds at which each mark (a count of vectors) was applied."""
+    """Apply every vector, a batch at a time, each batch's parts to every replica of their
+    shards at once; returns the seconds at which each mark (a count of vectors) was applied."""
     owners = ShardMap(len(shards))
     started = time.perf_counter()
     reached = {}
@@ -99,7 +106,7 @@ def _load(
         stop = min(start + APPLY_BATCH, len(vectors))
         update = _update(start, vectors[start:stop], labels[start:stop], version)
         parts = split_update(update, owners)
-        ray.get([shards[s].apply.remote(part) for s, part in parts.items()])
+        ray.get([r.apply.remote(part) for s, part in parts.items() for r in shards[s]])
         reached |= {m: time.perf_counter() - started for m in marks if start < m <= stop}
     reached[len(vectors)] = time.perf_counter() - started
     return reached
@@ -181,6 +188,10 @@ def _pid(_: Any) -> int:
     return os.getpid()
 
 
+def _node_and_pid(_: Any) -> tuple[str, int]:
+    return ray.get_runtime_context().get_node_id(), os.getpid()
+
+
 def _held_bytes(_: Any) -> int:
     """Run inside a shard by `__ray_call__`: its process's resident bytes."""
     return resident_bytes()
@@ -218,12 +229,13 @@ def run(results_dir: Path) -> BenchReport:
     del results_dir  # the runner writes the report
     with (
         tempfile.TemporaryDirectory() as tmp,
-        local_cluster(Path(tmp), RAY_PORT, 1, {f"worker-{n}": 1 for n in range(1, NODES)}),
+        local_cluster(Path(tmp), RAY_PORT, 1, {f"worker-{n}": 1 for n in range(1, NODES)}) as nodes,
     ):
         out = Path(tmp) / "scale.json"
         address = f"127.0.0.1:{RAY_PORT}"
+        worker = nodes["worker-1"].process.pid
         subprocess.run(
-            [sys.executable, "-m", "bench.scale", tmp, str(out)],
+            [sys.executable, "-m", "bench.scale", tmp, str(out), str(worker)],
             env=cluster_env() | {"TWINSTREAM_RAY_ADDRESS": address},
             check=True,
         )
@@ -232,8 +244,9 @@ def run(results_dir: Path) -> BenchReport:
     return BenchReport("scale", results, _markdown(results))
 
 
-def main(tmp: Path, out: Path) -> None:
-    """The driver: vectors, the service's shards and API on the cluster, the measurements."""
+def main(tmp: Path, out: Path, worker_node: int) -> None:
+    """The driver: vectors, the service's shards and API on the cluster, the measurements;
+    `worker_node` is the process group of the node it kills last."""
     rng = np.random.default_rng(SEED)
     faces, people = orl_face_embeddings()
     identities = VECTORS // PER_IDENTITY
@@ -247,6 +260,7 @@ def main(tmp: Path, out: Path) -> None:
     settings = Settings(
         state_dir=tmp / "state",
         index_shards=SHARDS,
+        index_replicas=REPLICAS,
         topic_partitions=PARTITIONS,
         api_index_copies=False,
         http_port=HTTP_PORT,
@@ -261,9 +275,15 @@ def main(tmp: Path, out: Path) -> None:
         stack.start_api(placement)
         results = _measure(stack, settings, version, vectors, labels, query_rows, exact)
         results["nodes"] = len(ray.nodes())
+        results["node_loss"] = _node_loss(stack, worker_node, [_item(int(j)) for j in query_rows])
     finally:
         stack.stop()
-    results |= {"vectors": VECTORS, "dim": vectors.shape[1], "shards": SHARDS}
+    results |= {
+        "vectors": VECTORS,
+        "dim": vectors.shape[1],
+        "shards": SHARDS,
+        "replicas": REPLICAS,
+    }
     out.write_text(json.dumps(results))
 
 
@@ -276,16 +296,18 @@ def _measure(
     query_rows: np.ndarray,
     exact: list[list[str]],
 ) -> dict[str, Any]:
-    shards = [replicas[0] for replicas in stack.holders[Modality.FACE]]
+    replicated = stack.holders[Modality.FACE]
+    # Memory, timings and the kill are measured on one replica of each shard.
+    shards = [replicas[0] for replicas in replicated]
     baseline = (
         ray.remote(IndexHolder)
         .options(num_cpus=0, scheduling_strategy="SPREAD")
-        .remote(settings.model_copy(update={"index_shards": 1}), Modality.FACE)
+        .remote(settings.model_copy(update={"index_shards": 1, "index_replicas": 1}), Modality.FACE)
     )
     empty = sum(ray.get([s.__ray_call__.remote(_held_bytes) for s in shards]))
-    one = _load([baseline], vectors[:BASELINE_VECTORS], labels, version)
+    one = _load([[baseline]], vectors[:BASELINE_VECTORS], labels, version)
     ray.kill(baseline, no_restart=True)
-    sharded = _load(shards, vectors, labels, version, marks=(BASELINE_VECTORS,))
+    sharded = _load(replicated, vectors, labels, version, marks=(BASELINE_VECTORS,))
     kinds = _grown(shards)
     build_s = sharded[VECTORS]
     held = sum(ray.get([s.__ray_call__.remote(_held_bytes) for s in shards]))
@@ -316,6 +338,79 @@ def _measure(
         },
         **recovery,
         "projection": _projection((held - empty) / VECTORS, inside),
+    }
+
+
+class _Querying(threading.Thread):
+    """Searches by id through the API, one at a time, until stopped; a query whose connection
+    drops (an HTTP proxy on the lost node) is sent again once, as a load balancer would."""
+
+    def __init__(self, ids: list[str]) -> None:
+        super().__init__(daemon=True)
+        self._ids = ids
+        self.answered = 0
+        self.failed: list[str] = []
+        self.resent = 0
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        with httpx.Client(base_url=f"http://127.0.0.1:{HTTP_PORT}", timeout=60) as client:
+            n = 0
+            while not self.stop.is_set():
+                body = {"modality": "face", "item": {"id": self._ids[n % len(self._ids)]}, "k": K}
+                n += 1
+                try:
+                    response = client.post("/v1/search", json=body)
+                except httpx.TransportError:
+                    self.resent += 1
+                    try:
+                        response = client.post("/v1/search", json=body)
+                    except httpx.TransportError as error:
+                        self.failed.append(type(error).__name__)
+                        continue
+                if response.status_code == 200:
+                    self.answered += 1
+                else:
+                    self.failed.append(f"{response.status_code} {response.text[:200]}")
+
+
+def _node_loss(stack: Stack, worker_node: int, ids: list[str]) -> dict[str, Any]:
+    """The worker node killed (its raylet and every actor on it, as a lost machine) while
+    queries run: how many failed, and how long until every shard replica answers again."""
+    replicas = [r for shards in stack.holders.values() for rs in shards for r in rs]
+    # No ingest here replays what a restarted replica's checkpoint lacks: checkpoint them all.
+    ray.get([r.snapshot.remote() for r in replicas])
+    # The driver runs on the head, so the replicas elsewhere are the worker node's.
+    head = ray.get_runtime_context().get_node_id()
+    where = ray.get([r.__ray_call__.remote(_node_and_pid) for r in replicas])
+    lost = {n: pid for n, (node, pid) in enumerate(where) if node != head}
+    querying = _Querying(ids)
+    querying.start()
+    time.sleep(2.0)
+    os.killpg(worker_node, signal.SIGKILL)
+    started = time.perf_counter()
+    for n, pid in lost.items():
+        # Back once answered by a process of its own again: a call can reach the dying one.
+        while True:
+            try:
+                if ray.get(replicas[n].__ray_call__.remote(_node_and_pid))[1] != pid:
+                    break
+            except ray.exceptions.RayActorError:
+                if time.perf_counter() - started > RECOVERY_TIMEOUT_S:
+                    raise
+            time.sleep(0.2)
+    back_s = time.perf_counter() - started
+    time.sleep(AFTER_NODE_LOSS_S)
+    querying.stop.set()
+    querying.join()
+    return {
+        "replicas": len(replicas),
+        "replicas_lost": len(lost),
+        "queries": querying.answered + len(querying.failed),
+        "failed": len(querying.failed),
+        "failures": querying.failed[:5],
+        "resent_after_a_dropped_connection": querying.resent,
+        "replicas_back_s": back_s,
     }
 
 
@@ -355,15 +450,18 @@ def _targets(results: dict[str, Any]) -> dict[str, Any]:
             and results["lost"] == 0
             and results["duplicated"] == 0,
         ],
+        "node_loss_failed_queries": [0, results["node_loss"]["failed"] == 0],
     }
 
 
 def _markdown(r: dict[str, Any]) -> str:
     rate = r["ingest_items_per_s"]
     c8 = r[f"search_c{CONCURRENCY}"]
+    loss = r["node_loss"]
     lines = [
         f"## Sharded index at scale ({r['vectors']:,} × {r['dim']}-d face-shaped vectors, "
-        f"{r['shards']} shards over {r['nodes']} Ray nodes on one machine)",
+        f"{r['shards']} shards of {r['replicas']} replicas over {r['nodes']} Ray nodes on one "
+        "machine)",
         "",
         "| | measured | target | met |",
         "|---|---|---|---|",
@@ -376,7 +474,7 @@ def _markdown(r: dict[str, Any]) -> str:
         f"{r['search_c1']['p99_ms']:.1f} | p99 ≤ 50 | {_yes(r, 'api_search_p99_ms_c1')} |",
         f"| search through the API, c = {CONCURRENCY}, p50 / p99 ms | {c8['p50_ms']:.1f} / "
         f"{c8['p99_ms']:.1f} | | |",
-        f"| resident bytes per vector in the shards (API replicas: none) | "
+        f"| resident bytes per vector in a shard replica (API replicas: none) | "
         f"{r['bytes_per_vector']:.0f} | ≤ {r['targets']['bytes_per_vector'][0]:.0f} "
         f"| {_yes(r, 'bytes_per_vector')} |",
         f"| load and build, s | {r['build_s']:.0f} | | |",
@@ -386,6 +484,11 @@ def _markdown(r: dict[str, Any]) -> str:
         f"| a shard killed (kill -9) until it answers again ({r['vectors'] // r['shards']:,} "
         f"vectors), s; lost / duplicated | {r['recovery_s']:.1f}; {r['lost']} / "
         f"{r['duplicated']} | ≤ 60; 0 / 0 | {_yes(r, 'recovery_s')} |",
+        f"| the worker node killed while querying, with {loss['replicas_lost']} of "
+        f"{loss['replicas']} shard replicas: failed / answered queries (connections resent "
+        f"once: {loss['resent_after_a_dropped_connection']}); every replica back, s | "
+        f"{loss['failed']} / {loss['queries'] - loss['failed']}; {loss['replicas_back_s']:.1f} "
+        f"| 0 failed | {_yes(r, 'node_loss_failed_queries')} |",
         *(
             f"| {name} vectors at this density: nodes, GiB of shards a node, shard p99 ms | "
             f"{p['nodes']:,}, {p['gib_per_node']:.2f}, {p['shard_search_p99_ms']:.1f} | | |"
@@ -401,4 +504,4 @@ def _yes(r: dict[str, Any], target: str) -> str:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]), Path(sys.argv[2]))
+    main(Path(sys.argv[1]), Path(sys.argv[2]), int(sys.argv[3]))

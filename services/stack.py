@@ -12,6 +12,7 @@ from collections.abc import Callable, Mapping, Sequence
 import ray
 from ray import serve
 from ray.actor import ActorHandle
+from ray.exceptions import RayActorError
 from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
 from pipeline.index.handles import NAMESPACE, Shards, every_replica, holder_name, ingest_name
@@ -248,21 +249,26 @@ class Stack:
                 totals[key] = totals.get(key, 0) + value
         return totals
 
+    def _settle(self, what: str, calls: list[ray.ObjectRef]) -> None:
+        """Wait for each call; one whose actor was lost with its node (and not yet restarted)
+        is said and skipped, so that the rest of the stack still stops."""
+        for call in calls:
+            try:
+                ray.get(call)
+            except RayActorError as error:
+                self._log(f"stopping: a {what} was unavailable ({type(error).__name__}); skipped")
+
     def stop(self) -> None:
-        """Also after a failed start: whatever did start is stopped, the broker last."""
+        """Also after a failed start, or a lost node: whatever did start is stopped, the broker
+        last."""
         try:
             if ray.is_initialized():
                 try:
                     if self.retrainer is not None:
-                        ray.get(self.retrainer.stop.remote())
-                    ray.get([w.stop.remote() for w in self.workers])
-                    ray.get(
-                        [
-                            h.snapshot.remote()
-                            for s in self.holders.values()
-                            for h in every_replica(s)
-                        ]
-                    )
+                        self._settle("retraining coordinator", [self.retrainer.stop.remote()])
+                    self._settle("ingest actor", [w.stop.remote() for w in self.workers])
+                    holders = [h for s in self.holders.values() for h in every_replica(s)]
+                    self._settle("index shard", [h.snapshot.remote() for h in holders])
                     serve.shutdown()
                 finally:
                     ray.shutdown()
