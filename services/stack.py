@@ -197,17 +197,17 @@ class Stack:
         """The ids that are not searchable (yet) in some replica."""
         replicas = every_replica(self.holders[modality])
         per_replica = ray.get([h.contains.remote(list(ids)) for h in replicas])
-        shards = len(self.holders[modality])
+        # An id is in one shard, so in as many holders as a shard has replicas.
         return [
             item_id
             for item_id, *found in zip(ids, *per_replica, strict=True)
-            if sum(found) < len(replicas) // shards
+            if sum(found) < self.settings.index_replicas
         ]
 
-    def index_size(self, modality: Modality, replica: int = 0) -> int:
-        """Items in the modality's index, over all its shards (as one replica of each holds
-        them)."""
-        return sum(ray.get([r[replica].size.remote() for r in self.holders[modality]]))
+    def index_size(self, modality: Modality) -> int:
+        """Items in the modality's index, over all its shards (as the first replica of each
+        holds them)."""
+        return sum(ray.get([replicas[0].size.remote() for replicas in self.holders[modality]]))
 
     def wait_indexed(self, ids: Mapping[Modality, Sequence[str]], timeout_s: float) -> None:
         """Block until every id is searchable; TimeoutError names how many are missing."""
