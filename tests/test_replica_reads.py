@@ -2,6 +2,7 @@
 is failed over to, and only a shard with no replica left fails the read."""
 
 import asyncio
+import time
 
 import pytest
 import ray
@@ -18,6 +19,17 @@ class _Replica:
 
     def name(self) -> str:
         return self._name
+
+
+def _kill(replica) -> None:
+    """Killed for good, and gone: a call sent right after `ray.kill` may still be answered."""
+    ray.kill(replica, no_restart=True)
+    while True:
+        try:
+            ray.get(replica.name.remote())
+        except RayActorError:
+            return
+        time.sleep(0.1)
 
 
 def _names(reads: ReplicaReads, shard: int, times: int) -> list[str]:
@@ -38,9 +50,9 @@ def test_replicas_take_turns_and_a_lost_one_is_failed_over_to_the_other():
         ["a", "c"],
         ["b", "c"],
     )
-    ray.kill(a, no_restart=True)
+    _kill(a)
     assert _names(reads, 0, 4) == ["b"] * 4
-    ray.kill(b, no_restart=True)
+    _kill(b)
     with pytest.raises(RayActorError):
         _names(reads, 0, 1)
     assert _names(reads, 1, 2) == ["c", "c"]
