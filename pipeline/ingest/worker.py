@@ -230,6 +230,9 @@ class IngestWorker:
         )
         self._stats.rejoins += 1
         self._consumer.close()
+        # The closed consumer's listener will not report them revoked: a stopped partition is
+        # reported by whoever holds it next, as after any rebalance.
+        self.forget_stopped(list(self._stopped))
         self._consumer, self._assignments = self._join()
         self._membership.rejoined()
 
