@@ -22,7 +22,7 @@ import numpy as np
 from bench.embedding_mixture import Mixture, measure_shape, orl_face_embeddings
 from bench.report import BenchReport
 from pipeline.index import growth
-from pipeline.index.refined import RefinedIVF
+from pipeline.index.item_names import item_keys
 from pipeline.index.vector_index import VectorIndex
 
 VECTORS = 1_000_000
@@ -125,25 +125,23 @@ def _numbers(index: VectorIndex, queries: np.ndarray) -> list[list[int]]:
 
 
 def _sweep(index: VectorIndex, queries: np.ndarray, truth: np.ndarray) -> list[dict[str, Any]]:
-    """Recall and batch-1 latency of a copy of the compressed index at other probe shares,
-    with and without the exact re-ranking (the codes' own order)."""
+    """Recall and batch-1 latency of a copy of the compressed index at other probe shares."""
     state = index.to_state()
     copy = growth.from_blob(state["faiss"])
-    if not isinstance(copy, RefinedIVF):
+    if growth.kind(copy) != "ivf-sq8":
         raise RuntimeError(f"the index did not grow into the compressed kind: {index.kind}")
-    item_of = {num: int(item_id[5:]) for item_id, num in state["ids"].items()}
+    ids = index.item_ids()
+    item_of = dict(zip(item_keys(ids).tolist(), ids, strict=True))
     rows = []
     for share in PROBE_SHARES:
-        copy.ivf.nprobe = max(1, copy.nlist // share)
-        _, coded = copy.ivf.search(queries, K)
-        _, refined = copy.search(queries, K)
+        copy.nprobe = max(1, copy.nlist // share)
+        _, found = copy.search(queries, K)
         latency = _latency(lambda q: copy.search(q, K), queries)
         rows.append(
             {
                 "probe_share": share,
-                "nprobe": copy.ivf.nprobe,
-                "codes_only": _recalls([[item_of[n] for n in r if n >= 0] for r in coded], truth),
-                "refined": _recalls([[item_of[n] for n in r if n >= 0] for r in refined], truth),
+                "nprobe": copy.nprobe,
+                **_recalls([[int(item_of[n][5:]) for n in r if n >= 0] for r in found], truth),
                 "batch_1_p99_ms": latency["batch_1_p99_ms"],
             }
         )
@@ -213,7 +211,6 @@ def run(results_dir: Path) -> BenchReport:
         "threads": faiss.omp_get_max_threads(),
         "kind": indexes["compressed"].kind,
         "probe_share": growth.PROBE_SHARE,
-        "refine_factor": growth.REFINE_FACTOR,
     }
     for name, index in indexes.items():
         results[name] = {
@@ -314,20 +311,17 @@ def _markdown(r: dict[str, Any]) -> str:
         f"| {c['build_wait_s']:.1f} | |",
         f"| one build from all {r['vectors']:,} vectors, s | | {c['build_all_s']:.1f} | |",
         "",
-        f"Default: 1/{r['probe_share']} of the lists probed, {r['refine_factor']}·k candidates "
-        "re-ranked with exact distances. The same index at other shares, and the codes' own "
-        "ranking without the re-ranking:",
+        f"Default: 1/{r['probe_share']} of the lists probed, ranked by the 8-bit codes. The "
+        "same index at other shares:",
         "",
-        "| lists probed | nprobe | codes only r@1 / r@10 | re-ranked r@1 / r@10 | batch 1 p99 ms |",
-        "|---|---|---|---|---|",
+        "| lists probed | nprobe | r@1 / r@10 | batch 1 p99 ms |",
+        "|---|---|---|---|",
     ]
     for s in r["sweep"]:
-        co, re = s["codes_only"], s["refined"]
         default = " (default)" if s["probe_share"] == r["probe_share"] else ""
         lines.append(
-            f"| 1/{s['probe_share']}{default} | {s['nprobe']} | {co['recall_at_1']:.3f} / "
-            f"{co['recall_at_10']:.3f} | {re['recall_at_1']:.3f} / {re['recall_at_10']:.3f} "
-            f"| {s['batch_1_p99_ms']:.2f} |"
+            f"| 1/{s['probe_share']}{default} | {s['nprobe']} | {s['recall_at_1']:.3f} / "
+            f"{s['recall_at_10']:.3f} | {s['batch_1_p99_ms']:.2f} |"
         )
     lines += [
         "",

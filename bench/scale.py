@@ -14,6 +14,7 @@ the replicas on the head.
 """
 
 import concurrent.futures
+import contextlib
 import hashlib
 import json
 import os
@@ -32,6 +33,7 @@ import numpy as np
 import ray
 from ray.actor import ActorHandle
 
+from bench import balancer
 from bench.embedding_mixture import Mixture, measure_shape, orl_face_embeddings
 from bench.index_scale import TARGET_BYTES_FACTOR, TARGET_RECALL_AT_10, resident_bytes
 from bench.local_cluster import cluster_env, local_cluster
@@ -60,6 +62,7 @@ PER_IDENTITY = 10
 APPLY_BATCH = 2_000
 K = 10
 QUERIES = 200
+SHARD_ROUNDS = 5
 CONCURRENCY = 8
 RAY_PORT = 36379
 HTTP_PORT = 28100
@@ -148,13 +151,26 @@ def _api_searches(ids: list[str], concurrency: int) -> tuple[list[float], list[l
 
 
 def _shard_search_ms(holder: IndexHolder, version: str, queries: np.ndarray) -> list[float]:
-    """Inside a shard (run there by `__ray_call__`): one query at a time, as the API asks."""
+    """Inside a shard (run there by `__ray_call__`): one query at a time, as the API asks,
+    SHARD_ROUNDS times over, so that the p99 is not one of a few slowest."""
     times = []
-    for query in queries:
+    for query in np.tile(queries, (SHARD_ROUNDS, 1)):
         started = time.perf_counter()
         holder.search(version, query[np.newaxis], K)
         times.append(1e3 * (time.perf_counter() - started))
     return times
+
+
+def _spin_ms(_: Any, spin_ms: float, times: int) -> list[float]:
+    """Inside a shard: a CPU spin as long as a median search, `times` times: the tail this
+    machine's scheduling gives any work of that length in that process (the baseline)."""
+    taken = []
+    for _ in range(times):
+        started = time.perf_counter()
+        while time.perf_counter() - started < spin_ms / 1e3:
+            pass
+        taken.append(1e3 * (time.perf_counter() - started))
+    return taken
 
 
 def _recovery(shard: ActorHandle, ids: list[str]) -> dict[str, Any]:
@@ -192,9 +208,33 @@ def _node_and_pid(_: Any) -> tuple[str, int]:
     return ray.get_runtime_context().get_node_id(), os.getpid()
 
 
-def _held_bytes(_: Any) -> int:
-    """Run inside a shard by `__ray_call__`: its process's resident bytes."""
-    return resident_bytes()
+def _held_bytes(_: Any) -> dict[str, int]:
+    """Run inside a shard by `__ray_call__`: its process's resident bytes, after handing freed
+    heap back: its own (anonymous) and the shared memory it maps, which is the node's object
+    store (where Ray put the batches it was sent), and all of them together."""
+    parts = {"all": resident_bytes()}
+    fields = {"RssAnon:": "own", "RssShmem:": "object_store"}
+    for line in Path("/proc/self/status").read_text().splitlines():
+        name, *value = line.split()
+        if name in fields:
+            parts[fields[name]] = int(value[0]) * 1024
+    return parts
+
+
+def _summed(parts: list[dict[str, int]]) -> dict[str, int]:
+    return {key: sum(p[key] for p in parts) for key in parts[0]}
+
+
+def _names_disk_bytes(_: Any) -> int:
+    """Run inside a shard by `__ray_call__`: bytes of the SQLite temporary files it has open
+    (its indexes' item names; SQLite names them etilqs_*)."""
+    fds = Path("/proc/self/fd")
+    total = 0
+    for fd in fds.iterdir():
+        with contextlib.suppress(OSError):
+            if "etilqs_" in os.readlink(fd):
+                total += os.stat(fd).st_size
+    return total
 
 
 def _register_models(settings: Settings) -> str:
@@ -304,13 +344,17 @@ def _measure(
         .options(num_cpus=0, scheduling_strategy="SPREAD")
         .remote(settings.model_copy(update={"index_shards": 1, "index_replicas": 1}), Modality.FACE)
     )
-    empty = sum(ray.get([s.__ray_call__.remote(_held_bytes) for s in shards]))
+    empty = _summed(ray.get([s.__ray_call__.remote(_held_bytes) for s in shards]))
     one = _load([[baseline]], vectors[:BASELINE_VECTORS], labels, version)
     ray.kill(baseline, no_restart=True)
     sharded = _load(replicated, vectors, labels, version, marks=(BASELINE_VECTORS,))
-    kinds = _grown(shards)
+    # Every replica's build done before memory is read and timings are taken: one still
+    # training would hold the CPUs they share.
+    kinds = _grown([r for replicas in replicated for r in replicas])
     build_s = sharded[VECTORS]
-    held = sum(ray.get([s.__ray_call__.remote(_held_bytes) for s in shards]))
+    held = _summed(ray.get([s.__ray_call__.remote(_held_bytes) for s in shards]))
+    per_vector = {key: (held[key] - empty[key]) / VECTORS for key in held}
+    names_disk = sum(ray.get([s.__ray_call__.remote(_names_disk_bytes) for s in shards]))
 
     ids = [_item(int(j)) for j in query_rows]
     single_ms, found = _api_searches(ids, 1)
@@ -318,6 +362,8 @@ def _measure(
     recall = float(np.mean([len(set(f) & set(t)) / K for f, t in zip(found, exact, strict=True)]))
     queries = vectors[query_rows]
     inside = ray.get([s.__ray_call__.remote(_shard_search_ms, version, queries) for s in shards])
+    median_ms = float(np.median([np.percentile(ms, 50) for ms in inside]))
+    spun = ray.get([s.__ray_call__.remote(_spin_ms, median_ms, len(inside[0])) for s in shards])
     owned = [_item(j) for j in range(VECTORS) if ShardMap(SHARDS).owner(j % PARTITIONS) == 0]
     recovery = _recovery(shards[0], owned)
     single_ms_after, _ = _api_searches(ids[:20], 1)
@@ -328,8 +374,12 @@ def _measure(
         f"search_c{CONCURRENCY}": _percentiles(parallel_ms),
         "search_c1_after_recovery": _percentiles(single_ms_after),
         "shard_search_p99_ms": max(float(np.percentile(ms, 99)) for ms in inside),
-        "shard_search_p50_ms": float(np.median([np.percentile(ms, 50) for ms in inside])),
-        "bytes_per_vector": (held - empty) / VECTORS,
+        "shard_search_p50_ms": median_ms,
+        "shard_spin_p99_ms": max(float(np.percentile(ms, 99)) for ms in spun),
+        # The shards' own memory: the object store's pages are the node's, sized on their own.
+        "bytes_per_vector": per_vector["own"],
+        "resident_bytes_per_vector": per_vector,
+        "names_disk_bytes_per_vector": names_disk / VECTORS,
         "build_s": build_s,
         "ingest_items_per_s": {
             "sharded": BASELINE_VECTORS / sharded[BASELINE_VECTORS],
@@ -337,13 +387,13 @@ def _measure(
             "sharded_all": VECTORS / sharded[VECTORS],
         },
         **recovery,
-        "projection": _projection((held - empty) / VECTORS, inside),
+        "projection": _projection(per_vector["own"], inside),
     }
 
 
 class _Querying(threading.Thread):
-    """Searches by id through the API, one at a time, until stopped; a query whose connection
-    drops (an HTTP proxy on the lost node) is sent again once, as a load balancer would."""
+    """Searches by id through the API, one at a time, until stopped; one that reached the lost
+    node is sent again, as a load balancer would (bench/balancer.py)."""
 
     def __init__(self, ids: list[str]) -> None:
         super().__init__(daemon=True)
@@ -360,14 +410,11 @@ class _Querying(threading.Thread):
                 body = {"modality": "face", "item": {"id": self._ids[n % len(self._ids)]}, "k": K}
                 n += 1
                 try:
-                    response = client.post("/v1/search", json=body)
-                except httpx.TransportError:
-                    self.resent += 1
-                    try:
-                        response = client.post("/v1/search", json=body)
-                    except httpx.TransportError as error:
-                        self.failed.append(type(error).__name__)
-                        continue
+                    response, resent = balancer.post(client, "/v1/search", body)
+                except httpx.TransportError as error:
+                    self.failed.append(type(error).__name__)
+                    continue
+                self.resent += resent
                 if response.status_code == 200:
                     self.answered += 1
                 else:
@@ -409,7 +456,7 @@ def _node_loss(stack: Stack, worker_node: int, ids: list[str]) -> dict[str, Any]
         "queries": querying.answered + len(querying.failed),
         "failed": len(querying.failed),
         "failures": querying.failed[:5],
-        "resent_after_a_dropped_connection": querying.resent,
+        "resent": querying.resent,
         "replicas_back_s": back_s,
     }
 
@@ -458,6 +505,7 @@ def _markdown(r: dict[str, Any]) -> str:
     rate = r["ingest_items_per_s"]
     c8 = r[f"search_c{CONCURRENCY}"]
     loss = r["node_loss"]
+    resident = r["resident_bytes_per_vector"]
     lines = [
         f"## Sharded index at scale ({r['vectors']:,} × {r['dim']}-d face-shaped vectors, "
         f"{r['shards']} shards of {r['replicas']} replicas over {r['nodes']} Ray nodes on one "
@@ -470,13 +518,19 @@ def _markdown(r: dict[str, Any]) -> str:
         f"| {_yes(r, 'recall_at_10')} |",
         f"| search inside a shard, p50 / p99 ms | {r['shard_search_p50_ms']:.2f} / "
         f"{r['shard_search_p99_ms']:.2f} | p99 ≤ 10 | {_yes(r, 'shard_search_p99_ms')} |",
+        f"| … baseline: a CPU spin of the median search's length in the same processes, p99 ms "
+        f"| {r['shard_spin_p99_ms']:.2f} | | |",
         f"| search through the API, c = 1, p50 / p99 ms | {r['search_c1']['p50_ms']:.1f} / "
         f"{r['search_c1']['p99_ms']:.1f} | p99 ≤ 50 | {_yes(r, 'api_search_p99_ms_c1')} |",
         f"| search through the API, c = {CONCURRENCY}, p50 / p99 ms | {c8['p50_ms']:.1f} / "
         f"{c8['p99_ms']:.1f} | | |",
-        f"| resident bytes per vector in a shard replica (API replicas: none) | "
+        f"| resident bytes per vector in a shard replica, its own (API replicas: none) | "
         f"{r['bytes_per_vector']:.0f} | ≤ {r['targets']['bytes_per_vector'][0]:.0f} "
         f"| {_yes(r, 'bytes_per_vector')} |",
+        f"| … and the node's object store pages it maps, bytes per vector; all resident | "
+        f"{resident['object_store']:.0f}; {resident['all']:.0f} | | |",
+        f"| item ids and labels on a shard's local disk (SQLite), bytes per vector | "
+        f"{r['names_disk_bytes_per_vector']:.0f} | | |",
         f"| load and build, s | {r['build_s']:.0f} | | |",
         f"| apply rate, first {BASELINE_VECTORS:,}: {r['shards']} shards / one holder, items/s "
         f"| {rate['sharded']:,.0f} / {rate['one_holder']:,.0f} "
@@ -485,8 +539,8 @@ def _markdown(r: dict[str, Any]) -> str:
         f"vectors), s; lost / duplicated | {r['recovery_s']:.1f}; {r['lost']} / "
         f"{r['duplicated']} | ≤ 60; 0 / 0 | {_yes(r, 'recovery_s')} |",
         f"| the worker node killed while querying, with {loss['replicas_lost']} of "
-        f"{loss['replicas']} shard replicas: failed / answered queries (connections resent "
-        f"once: {loss['resent_after_a_dropped_connection']}); every replica back, s | "
+        f"{loss['replicas']} shard replicas: failed / answered queries (sent again "
+        f"as a balancer would: {loss['resent']}); every replica back, s | "
         f"{loss['failed']} / {loss['queries'] - loss['failed']}; {loss['replicas_back_s']:.1f} "
         f"| 0 failed | {_yes(r, 'node_loss_failed_queries')} |",
         *(

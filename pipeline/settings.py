@@ -165,8 +165,7 @@ class Settings(BaseSettings):
     index_ivf_threshold: int = Field(
         default=DEFAULT_IVF_THRESHOLD,
         description="Items at which an index switches from exact search to IVF with 8-bit "
-        "codes, its candidates re-ranked exactly from float16 copies (rebuilt at every 4× "
-        "growth); 0: stay exact.",
+        "codes (rebuilt at every 4× growth); 0: stay exact.",
     )
     payloads_dir: Path = Field(
         default_factory=lambda data: data["state_dir"] / "payloads",

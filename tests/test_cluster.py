@@ -7,7 +7,7 @@ different nodes. Afterwards every replica holds exactly the live ids, each once 
 newest bytes, and the deleted ids stay deleted. Queries go on throughout and none fails: a
 shard replica on the lost node is failed over to its other replica. A query whose connection
 went through an HTTP proxy on that node, or whose API replica was there (Serve answers it 500
-without a problem body), is sent again, once, as a load balancer in front of the proxies
+without a problem body), is sent again, as a load balancer in front of the proxies
 does.
 """
 
@@ -26,6 +26,7 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bench import balancer
 from bench.local_cluster import (
     RAY_ENV,
     SINGLE_NODE_FLAG,
@@ -36,7 +37,6 @@ from bench.local_cluster import (
 )
 from pipeline.data.orl import iter_orl
 from pipeline.settings import Settings
-from services.api.problems import PROBLEM_JSON
 from tests.fixtures_stream import Stream, converged_problems, produce_ops
 from tests.fixtures_up import UpProcess
 
@@ -107,16 +107,7 @@ class Queries(threading.Thread):
                 time.sleep(QUERY_PAUSE_S)
 
     def _post(self, api: httpx.Client) -> httpx.Response:
-        try:
-            response = api.post("/v1/search", json=self._query)
-        except httpx.TransportError:
-            # The HTTP proxy this connection went through was on the lost node.
-            return api.post("/v1/search", json=self._query)
-        if response.status_code == 500 and response.headers["content-type"] != PROBLEM_JSON:
-            # Serve's own answer for a request whose API replica was on the lost node (the
-            # service answers every error of its own as a problem): sent again once too.
-            return api.post("/v1/search", json=self._query)
-        return response
+        return balancer.post(api, "/v1/search", self._query)[0]
 
 
 def _replica_contents(ids: list[str]) -> list[tuple[int, set[str]]]:

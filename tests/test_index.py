@@ -3,8 +3,9 @@
 import numpy as np
 import pytest
 
+from pipeline.index.item_names import ItemNames, item_keys
 from pipeline.index.snapshot import Snapshot, read_latest_snapshot, write_snapshot
-from pipeline.index.vector_index import VectorIndex
+from pipeline.index.vector_index import StateFormatError, VectorIndex
 
 DIM = 8
 
@@ -85,14 +86,50 @@ def test_only_the_newest_snapshots_are_kept(tmp_path, rng):
     assert read_latest_snapshot(tmp_path).offsets == {0: 4}
 
 
-def test_items_of_one_label_share_its_string_also_after_a_snapshot(rng):
-    """A person's many items hold one label object, not a copy each (labels arrive as
-    separate strings from every batch)."""
+def test_labels_and_ids_come_back_from_a_state_and_an_older_state_is_refused(rng):
     index = VectorIndex(DIM)
-    for n in range(3):
-        index.upsert([f"i{n}"], unit(rng, 1), ["".join(["per", "son"])])
-    index.upsert(["other"], unit(rng, 1), [None])
-    for copy in (index, VectorIndex.from_state(index.to_state())):
-        first, *rest = (copy.label(f"i{n}") for n in range(3))
-        assert first == "person" and all(label is first for label in rest)
-        assert copy.label("other") is None
+    index.upsert(["i0", "i1", "other"], unit(rng, 3), ["person", "person", None])
+    state = index.to_state()
+    copy = VectorIndex.from_state(state)
+    assert sorted(copy.item_ids()) == ["i0", "i1", "other"]
+    assert [copy.label(i) for i in ("i0", "i1", "other")] == ["person", "person", None]
+    with pytest.raises(KeyError):
+        copy.label("never")
+    with pytest.raises(StateFormatError):
+        VectorIndex.from_state(state | {"format": 1})
+
+
+def test_two_ids_with_one_key_keep_the_first_and_refuse_the_second(caplog):
+    names = ItemNames()
+    key = np.array([12345], dtype=np.int64)
+
+    def put(item_id: str, label: str) -> tuple[list[bool], list[bool]]:
+        refused, replaced = names.put(key, [item_id], [label])
+        return refused.tolist(), replaced.tolist()
+
+    assert put("first", "a") == ([False], [False])
+    assert put("second", "b") == ([True], [False])
+    assert put("first", "c") == ([False], [True])
+    assert names.names(key) == {12345: ("first", "c")} and len(names) == 1
+    assert "'second' has the index key of 'first'" in caplog.text
+
+
+def test_item_keys_are_stable_non_negative_and_distinct():
+    keys = item_keys([f"face/{n}" for n in range(100_000)])
+    assert keys.dtype == np.int64 and (keys >= 0).all() and len(set(keys.tolist())) == 100_000
+    # BLAKE2b-64 of "a" is 40f89e395b66422f; its top 63 bits:
+    assert item_keys(["a"])[0] == 0x40F89E395B66422F >> 1
+
+
+def test_names_survive_a_dump_and_load_whatever_their_text():
+    ids = ["plain", "nul\x00inside", "ünïcødé/照片", ""]
+    labels = [None, "a\x00b", "", "人"]
+    names = ItemNames()
+    names.put(item_keys(ids), ids, labels)
+    loaded = ItemNames()
+    loaded.load(names.dump())
+    assert loaded.names(item_keys(ids)) == names.names(item_keys(ids))
+    assert [loaded.names(item_keys([i]))[item_keys([i])[0]] for i in ids] == list(
+        zip(ids, labels, strict=True)
+    )
+    assert len(loaded) == 4 and ItemNames().dump() == (0).to_bytes(8, "little")

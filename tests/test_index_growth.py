@@ -1,5 +1,5 @@
-"""Index growth on real FAISS: flat while small, compressed (IVF-SQ8 with exact re-ranking) past
-the threshold, built without pausing.
+"""Index growth on real FAISS: flat while small, compressed (IVF-SQ8) past the threshold, built
+without pausing.
 
 The vectors are clustered like real embeddings (identities as tight groups on
 the unit sphere): uniform random vectors are a worst case for IVF that no
@@ -21,7 +21,8 @@ BUILD_TIMEOUT_S = 120
 
 
 def clustered(rng: np.random.Generator, n: int, spread: float = 0.35) -> np.ndarray:
-    centres = rng.normal(size=(CLUSTERS, DIM)).astype(np.float32)
+    """Around the same identities whatever `rng`: later items are more of the same people."""
+    centres = np.random.default_rng(0).normal(size=(CLUSTERS, DIM)).astype(np.float32)
     centres /= np.linalg.norm(centres, axis=1, keepdims=True)
     x = centres[rng.integers(0, CLUSTERS, n)]
     x = x + rng.normal(scale=spread / np.sqrt(DIM), size=x.shape).astype(np.float32)
@@ -50,9 +51,8 @@ def test_small_indexes_stay_flat(rng):
     assert index.kind == "flat" and never.kind == "flat"
 
 
-def as_stored(vectors: np.ndarray) -> np.ndarray:
-    """What a compressed index gives back: the float16 copies it re-ranks with."""
-    return vectors.astype(np.float16).astype(np.float32)
+# A compressed index gives vectors back from 8-bit codes of their residuals.
+CODE_ERROR = 0.01
 
 
 def test_compressed_recall_is_close_to_exact_search(rng):
@@ -66,7 +66,7 @@ def test_compressed_recall_is_close_to_exact_search(rng):
     found = [{int(h.item_id[1:]) for h in row} for row in hits]
     recall = np.mean([len(f & set(t)) / 10 for f, t in zip(found, truth, strict=True)])
     assert recall >= 0.95, f"recall@10 {recall:.3f}"
-    # A label filter is exact whatever the index kind.
+    # A label filter searches every list.
     labelled = index.search(queries[:5], 3, label="c3")
     assert all(h.label == "c3" for row in labelled for h in row)
     assert all(len(row) == 3 for row in labelled)
@@ -99,10 +99,10 @@ def test_upserts_and_deletes_during_the_build_all_land(rng):
     for item_id in deleted:
         assert item_id not in index and index.vector(item_id) is None
     for item_id, vector in live.items():
-        np.testing.assert_array_equal(index.vector(item_id), as_stored(vector[None])[0])
+        np.testing.assert_allclose(index.vector(item_id), vector, atol=CODE_ERROR)
     for item_id in list(live)[-200:]:
         hit = index.search(live[item_id][None], 1)[0][0]
-        assert (hit.item_id, round(hit.squared_l2, 5)) == (item_id, 0)
+        assert hit.item_id == item_id and hit.squared_l2 < DIM * CODE_ERROR**2
     stored = growth.from_blob(index.to_state()["faiss"])
     assert stored.ntotal == len(index), "one FAISS entry per item, no leftovers"
 
@@ -115,7 +115,7 @@ def test_a_compressed_index_round_trips_through_a_snapshot(rng, tmp_path):
     assert restored.kind == "ivf-sq8" and len(restored) == len(index)
     queries = clustered(rng, 20)
     assert restored.search(queries, 5) == index.search(queries, 5)
-    np.testing.assert_array_equal(restored.vector("i9"), as_stored(vectors[9:10])[0])
+    np.testing.assert_allclose(restored.vector("i9"), vectors[9], atol=CODE_ERROR)
     assert restored.vector("i5") is None
     assert restored.delete(["i9"]) == 1 and restored.vector("i9") is None
     restored.upsert(["i9"], vectors[9][None], ["again"])

@@ -13,7 +13,7 @@ from collections.abc import Iterator
 import pytest
 from kafka import KafkaConsumer, TopicPartition
 
-from pipeline.ingest.stall import fetch_from, lagging
+from pipeline.ingest.stall import LagCheck, fetch_from
 from pipeline.kafka.clients import make_admin, make_consumer, make_producer
 from pipeline.settings import Settings
 
@@ -46,6 +46,24 @@ def consumer(kafka_settings: Settings) -> Iterator[KafkaConsumer]:
         consumer.close()
 
 
+def test_a_record_produced_after_the_last_check_is_not_starvation(
+    kafka_settings: Settings,
+    consumer: KafkaConsumer,
+    two_partitions: tuple[TopicPartition, TopicPartition],
+):
+    first, _ = two_partitions
+    check = LagCheck()
+    assert check.starved(consumer, {first: 5}) == []
+    producer = make_producer(kafka_settings)
+    try:
+        producer.send(first.topic, key=b"late", value=b"x", partition=first.partition)
+        producer.flush(30)
+    finally:
+        producer.close()
+    assert check.starved(consumer, {first: 5}) == []
+    assert check.starved(consumer, {first: 5}) == [first]
+
+
 def _poll_for(consumer: KafkaConsumer, seconds: float) -> list[tuple[int, int]]:
     """(partition, offset) of every record the consumer hands out within `seconds`."""
     seen: list[tuple[int, int]] = []
@@ -66,11 +84,17 @@ def test_a_starved_partition_is_noticed_and_fetched_again_from_the_index(
     consumer.pause(first, second)
     assert _poll_for(consumer, 2.0) == []
 
-    # The index has applied partition 0 to its end and partition 1 up to offset 2.
+    # The index has applied partition 0 to its end and partition 1 up to offset 2: lag seen
+    # at one check is starvation at the next, with nothing fetched between.
     applied = {first: 5, second: 2}
-    assert lagging(consumer, applied) == [second]
-    assert lagging(consumer, {first: 5, second: 5}) == []
-    assert lagging(consumer, {}) == []
+    check = LagCheck()
+    assert check.starved(consumer, applied) == []
+    assert check.starved(consumer, applied) == [second]
+    assert check.starved(consumer, {first: 5, second: 5}) == []
+    assert check.starved(consumer, {}) == []
+    check.starved(consumer, applied)
+    check.fetched()
+    assert check.starved(consumer, applied) == []
 
     fetch_from(consumer, applied)
 

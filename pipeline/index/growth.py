@@ -1,29 +1,25 @@
-"""Which kind of index an index should be at its size, and how the compressed kind is built.
+"""Which kind of FAISS index an index should be at its size, how the compressed kind is built,
+and what both kinds answer by key.
 
 Exact (flat) search is the right index while it is small: no training, perfect recall.
 Past a size threshold its cost grows linearly per query and it holds 4·d bytes a vector,
 so a compressed index is trained from the vectors already stored and swapped in: IVF with
-8-bit scalar-quantised residuals (d bytes a vector) proposes candidates, which are
-re-ranked with exact distances from float16 copies (pipeline/index/refined.py). It keeps
+8-bit scalar-quantised residuals, d bytes a vector, searched on its codes alone. It keeps
 what the service needs from the flat one: `add_with_ids` and `remove_ids` for upserts and
-tombstones, and `reconstruct` by id for queries that name an indexed item.
+tombstones, and a vector by key for queries that name an indexed item — found by scanning
+the lists' keys, since FAISS's own id → list map (a hash table) would cost more bytes a
+vector than the keys themselves.
 
 Scalar rather than product quantisation: SQ8's error is a fraction of each dimension's
 range whatever the data, while how well short PQ codes rank neighbours depends on how
 tight the clusters are, and PQ needs thousands of training points and per-list lookup
 tables (docs/benchmarks.md#index-scale has the comparison).
-
-An index serialises to one blob whatever its kind (`to_blob`, `from_blob`); IVF-Flat
-indexes of snapshots taken before the compressed kind existed still load and work, and are
-replaced by the compressed kind at their next build.
 """
 
 import math
 
 import faiss
 import numpy as np
-
-from pipeline.index.refined import RefinedIVF, RefineStore, as_uint8
 
 # k-means wants about this many training points per list (FAISS warns below 39).
 POINTS_PER_LIST = 39
@@ -36,8 +32,14 @@ REGROW_FACTOR = 4
 # Share of the lists a query visits: recall close to flat search on clustered
 # embeddings at a fraction of its distance computations.
 PROBE_SHARE = 8
-# Candidates per wanted neighbour that the codes propose for exact re-ranking.
-REFINE_FACTOR = 4
+# A compressed index's lists are refitted (`fit_lists`) with this share of spare capacity
+# each, and again once the index has grown by REFIT_GROWTH: FAISS grows a full list by
+# doubling it, which would leave most lists with spare capacity near their size.
+LIST_HEADROOM = 0.1
+REFIT_GROWTH = 0.05
+# Each dimension's code range is the trained residuals' range widened by this share on each
+# side: a later item outside it would be clipped, and items keep arriving after a build.
+CODE_RANGE_MARGIN = 0.1
 
 
 def ivf_lists(n: int) -> int:
@@ -45,37 +47,108 @@ def ivf_lists(n: int) -> int:
     return max(1, min(int(4 * math.sqrt(n)), n // POINTS_PER_LIST))
 
 
-def build_compressed(vectors: np.ndarray, ids: np.ndarray) -> RefinedIVF:
-    """An IVF-SQ8 index with exact re-ranking holding `vectors` under `ids`, trained on them."""
-    order = np.argsort(ids, kind="stable")
-    vectors, ids = np.ascontiguousarray(vectors[order], dtype=np.float32), ids[order]
+def flat(dim: int) -> faiss.Index:
+    return faiss.IndexIDMap2(faiss.IndexFlatL2(dim))
+
+
+def build_compressed(vectors: np.ndarray, keys: np.ndarray) -> faiss.IndexIVFScalarQuantizer:
+    """An IVF-SQ8 index holding `vectors` under `keys`, trained on them."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     n, dim = vectors.shape
     lists = ivf_lists(n)
     # The factory makes the index own its quantizer, as a deserialized one does.
     ivf = faiss.index_factory(dim, f"IVF{lists},SQ8", faiss.METRIC_L2)
     ivf.cp.max_points_per_centroid = TRAIN_POINTS_PER_LIST
+    ivf.sq.rangestat = faiss.ScalarQuantizer.RS_minmax
+    ivf.sq.rangestat_arg = CODE_RANGE_MARGIN
     ivf.train(vectors)
-    ivf.add_with_ids(vectors, ids)
+    ivf.add_with_ids(vectors, keys)
     ivf.nprobe = max(1, lists // PROBE_SHARE)
-    store = RefineStore(dim, n)
-    store.add(ids, vectors)
-    return RefinedIVF(ivf, store, REFINE_FACTOR)
+    return ivf
 
 
-def kind(index: faiss.Index | RefinedIVF) -> str:
-    if isinstance(index, RefinedIVF):
-        return "ivf-sq8"
-    return "ivf" if isinstance(index, faiss.IndexIVF) else "flat"
+def fit_lists(ivf: faiss.IndexIVF) -> None:
+    """Replace the index's lists by copies with LIST_HEADROOM spare capacity each."""
+    lists = ivf.invlists
+    fitted = faiss.ArrayInvertedLists(ivf.nlist, lists.code_size)
+    for lst, size in _lists(ivf):
+        # From empty a list's storage is allocated at exactly the size asked for, and a
+        # shrink keeps it: this leaves `size` entries with the headroom spare.
+        fitted.resize(lst, size + math.ceil(size * LIST_HEADROOM))
+        fitted.update_entries(lst, 0, size, lists.get_ids(lst), lists.get_codes(lst))
+        fitted.resize(lst, size)
+    ivf.replace_invlists(fitted, True)
+    # The index owns the lists now; Python must not free them too.
+    fitted.this.disown()
 
 
-def to_blob(index: faiss.Index | RefinedIVF) -> np.ndarray:
+def kind(index: faiss.Index) -> str:
+    return "ivf-sq8" if isinstance(index, faiss.IndexIVF) else "flat"
+
+
+def contents(index: faiss.Index) -> tuple[np.ndarray, np.ndarray]:
+    """(keys, float32 vectors) of everything in the index; decoded from the codes of a
+    compressed one."""
+    if not isinstance(index, faiss.IndexIVF):
+        keys = faiss.vector_to_array(index.id_map)
+        return keys, index.reconstruct_batch(keys)
+    keys, vectors = [], []
+    for lst, size in _lists(index):
+        keys.append(_list_keys(index, lst, size))
+        codes = faiss.rev_swig_ptr(index.invlists.get_codes(lst), size * index.code_size)
+        decoded = index.sq.decode(codes.reshape(size, index.code_size))
+        vectors.append(decoded + index.quantizer.reconstruct(lst) if index.by_residual else decoded)
+    if not keys:
+        return np.empty(0, dtype=np.int64), np.empty((0, index.d), dtype=np.float32)
+    return np.concatenate(keys), np.concatenate(vectors)
+
+
+def vector(index: faiss.Index, key: int) -> np.ndarray:
+    """The vector stored under `key` (KeyError if none)."""
+    if not isinstance(index, faiss.IndexIVF):
+        try:
+            return index.reconstruct(key)
+        except RuntimeError as missing:
+            raise KeyError(key) from missing
+    for lst, size in _lists(index):
+        at = np.flatnonzero(_list_keys(index, lst, size) == key)
+        if len(at):
+            out = np.empty(index.d, dtype=np.float32)
+            index.reconstruct_from_offset(lst, int(at[0]), faiss.swig_ptr(out))
+            return out
+    raise KeyError(key)
+
+
+def among(index: faiss.Index, keys: np.ndarray) -> faiss.SearchParameters:
+    """Search parameters that restrict a search to `keys`, in every list of an IVF index:
+    a filtered search must not miss a candidate for the lists it did not probe."""
+    selector = faiss.IDSelectorBatch(keys)
+    if isinstance(index, faiss.IndexIVF):
+        params = faiss.SearchParametersIVF(sel=selector, nprobe=index.nlist)
+    else:
+        params = faiss.SearchParameters(sel=selector)
+    # The parameters hold the selector by pointer: keep it alive as long as they are.
+    params.referenced_selector = selector
+    return params
+
+
+def to_blob(index: faiss.Index) -> np.ndarray:
     """The index as uint8s, whatever its kind."""
-    if isinstance(index, RefinedIVF):
-        return np.frombuffer(index.to_bytes(), dtype=np.uint8)
     return faiss.serialize_index(index)
 
 
-def from_blob(blob: bytes | np.ndarray) -> faiss.Index | RefinedIVF:
-    if RefinedIVF.is_blob(blob):
-        return RefinedIVF.from_bytes(blob)
-    return faiss.deserialize_index(as_uint8(blob))
+def from_blob(blob: bytes | np.ndarray) -> faiss.Index:
+    data = blob if isinstance(blob, np.ndarray) else np.frombuffer(blob, dtype=np.uint8)
+    index = faiss.deserialize_index(data)
+    if not isinstance(index, faiss.IndexIVFScalarQuantizer | faiss.IndexIDMap2):
+        raise ValueError(f"an index of kind {type(index).__name__} is not one this service makes")
+    return index
+
+
+def _lists(index: faiss.IndexIVF) -> list[tuple[int, int]]:
+    sizes = [(lst, index.invlists.list_size(lst)) for lst in range(index.nlist)]
+    return [(lst, size) for lst, size in sizes if size]
+
+
+def _list_keys(index: faiss.IndexIVF, lst: int, size: int) -> np.ndarray:
+    return faiss.rev_swig_ptr(index.invlists.get_ids(lst), size)

@@ -20,8 +20,10 @@ from dataclasses import dataclass, field
 from enum import Enum
 from pathlib import Path
 
+import faiss
 import numpy as np
 
+from pipeline.index import heap
 from pipeline.index.checkpoint import Checkpoint, DurableOffsets
 from pipeline.index.feed import ChangeFeed, Deleted, FeedPosition, FeedReply, Upserted
 from pipeline.index.shard_map import ShardMap
@@ -95,6 +97,10 @@ class IndexHolder:
     def __init__(
         self, settings: Settings, modality: Modality, shard: int = 0, replica: int = 0
     ) -> None:
+        heap.keep_large_buffers_out_of_the_heap()
+        # One FAISS thread: a node runs several shards and API replicas, and an OpenMP team per
+        # batch-1 search only waits on cores the others hold.
+        faiss.omp_set_num_threads(1)
         store = MetadataStore.from_settings(settings)
         model = store.active_model(modality)
         if model is None:

@@ -9,14 +9,17 @@ snapshot is used instead.
 
 import hashlib
 import json
+import logging
 import struct
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from pipeline.index.vector_index import VectorIndex
+from pipeline.index.vector_index import StateFormatError, VectorIndex
 from pipeline.store.atomic import write_atomically
+
+log = logging.getLogger(__name__)
 
 MAGIC = b"TWSNAP1\n"
 KEEP = 2
@@ -32,11 +35,13 @@ class Snapshot:
 
 def _encode(snapshot: Snapshot) -> bytes:
     state = snapshot.index.to_state()
-    body = np.asarray(state.pop("faiss")).tobytes()
+    faiss_bytes = np.asarray(state.pop("faiss")).tobytes()
+    body = faiss_bytes + state.pop("names")
     meta = {
         "model_version": snapshot.model_version,
         "offsets": {str(p): o for p, o in snapshot.offsets.items()},
         "index": state,
+        "faiss_bytes": len(faiss_bytes),
         "body_sha256": hashlib.sha256(body).hexdigest(),
     }
     header = json.dumps(meta).encode()
@@ -57,7 +62,11 @@ def _decode(blob: bytes) -> Snapshot:
     body = blob[pos + 40 + header_len :]
     if hashlib.sha256(body).hexdigest() != meta["body_sha256"]:
         raise ValueError("snapshot body checksum mismatch")
-    state = meta["index"] | {"faiss": np.frombuffer(body, dtype=np.uint8)}
+    split = meta["faiss_bytes"]
+    state = meta["index"] | {
+        "faiss": np.frombuffer(body, dtype=np.uint8, count=split),
+        "names": body[split:],
+    }
     return Snapshot(
         model_version=meta["model_version"],
         offsets={int(p): o for p, o in meta["offsets"].items()},
@@ -86,6 +95,8 @@ def read_latest_snapshot(directory: Path) -> Snapshot | None:
     for path in _snapshot_files(directory) if directory.exists() else []:
         try:
             return _decode(path.read_bytes())
+        except StateFormatError:
+            log.warning("%s holds an index of an older format: not loaded", path.name)
         except (ValueError, KeyError, struct.error, json.JSONDecodeError):
             continue
     return None

@@ -1,17 +1,16 @@
 """A FAISS index addressed by string item ids, with labels for filtered search.
 
-FAISS only knows int64 ids, so the mapping lives beside it. While small the
-index is an `IndexIDMap2(IndexFlatL2)`, which supports both `remove_ids`
-(upserts and tombstones) and `reconstruct` (queries that name an indexed item
-instead of sending bytes). Past `ivf_threshold` items a compressed index with
-the same abilities (pipeline/index/growth.py decides its kind and builds it) is
-trained in a background thread from the stored vectors; upserts and deletes go
-on against the current index meanwhile and are recorded, replayed onto the new
-index, and the two are swapped under a lock held only for the last few changes.
+FAISS only knows int64 ids: each item's is a hash of its id (pipeline/index/item_names.py),
+and ids and labels live beside the index in `ItemNames`, on disk. While small the index is
+an `IndexIDMap2(IndexFlatL2)`, which supports `remove_ids` (upserts and tombstones) and
+`reconstruct` (queries that name an indexed item instead of sending bytes). Past
+`ivf_threshold` items a compressed index with the same abilities (pipeline/index/growth.py
+decides its kind and builds it) is trained in a background thread from the stored vectors;
+upserts and deletes go on against the current index meanwhile and are recorded, replayed
+onto the new index, and the two are swapped under a lock held only for the last few changes.
 """
 
 import logging
-import sys
 import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -19,8 +18,8 @@ from dataclasses import dataclass
 import faiss
 import numpy as np
 
-from pipeline.index import growth
-from pipeline.index.refined import RefinedIVF
+from pipeline.index import growth, heap
+from pipeline.index.item_names import ItemNames, item_keys
 from pipeline.settings import DEFAULT_IVF_THRESHOLD
 
 log = logging.getLogger(__name__)
@@ -28,9 +27,15 @@ log = logging.getLogger(__name__)
 # Changes recorded during a build that are replayed while holding the lock; larger
 # backlogs are replayed outside it first, so writers never wait long.
 SWAP_BACKLOG = 256
+# What `to_state` writes; a state of another format is refused (its holder replays the topic).
+STATE_FORMAT = 2
 
-# Recorded change: (numeric ids, their vectors) adds them, (numeric ids, None) removes them.
+# Recorded change: (keys, their vectors) adds them, (keys, None) removes them.
 Change = tuple[np.ndarray, np.ndarray | None]
+
+
+class StateFormatError(ValueError):
+    """A state written by a version of the index that keyed items differently."""
 
 
 @dataclass(frozen=True)
@@ -40,12 +45,12 @@ class Hit:
     squared_l2: float
 
 
-def _replay(index: faiss.Index | RefinedIVF, changes: Sequence[Change]) -> None:
-    for numeric, vectors in changes:
+def _replay(index: faiss.Index, changes: Sequence[Change]) -> None:
+    for keys, vectors in changes:
         if vectors is None:
-            index.remove_ids(numeric)
+            index.remove_ids(keys)
         else:
-            index.add_with_ids(vectors, numeric)
+            index.add_with_ids(vectors, keys)
 
 
 class VectorIndex:
@@ -53,13 +58,12 @@ class VectorIndex:
         """`ivf_threshold` 0 keeps the index flat for good."""
         self.dim = dim
         self.ivf_threshold = ivf_threshold
-        self._index: faiss.Index | RefinedIVF = faiss.IndexIDMap2(faiss.IndexFlatL2(dim))
-        self._next_id = 0
-        self._ids: dict[str, int] = {}
-        self._names: dict[int, str] = {}
-        self._labels: dict[str, str | None] = {}
+        self._index: faiss.Index = growth.flat(dim)
+        self._names = ItemNames()
         # Size at which the next compressed build starts; it grows after every build.
         self._build_at = ivf_threshold
+        # Size of a compressed index when its lists were last refitted.
+        self._fitted_at = 0
         # Changes made while a build runs (None: no build running). The builder
         # thread and the swap touch `_index` and this list only under the lock.
         self._changes: list[Change] | None = None
@@ -67,20 +71,25 @@ class VectorIndex:
         self._lock = threading.Lock()
 
     def __len__(self) -> int:
-        return len(self._ids)
+        """Entries in the FAISS index: an item applied twice would count twice."""
+        return self._index.ntotal
 
     def __contains__(self, item_id: str) -> bool:
-        return item_id in self._ids
+        return self._entry(item_id) is not None
 
     def item_ids(self) -> list[str]:
-        return list(self._ids)
+        return [item_id for item_id, _ in self._names.items()]
 
     def label(self, item_id: str) -> str | None:
-        return self._labels[item_id]
+        """KeyError if the item is not indexed."""
+        entry = self._entry(item_id)
+        if entry is None:
+            raise KeyError(item_id)
+        return entry[1]
 
     @property
     def kind(self) -> str:
-        """ "flat", "ivf-sq8" (compressed, exact re-ranking) or "ivf" (from older snapshots)."""
+        """ "flat" or "ivf-sq8" (compressed)."""
         return growth.kind(self._index)
 
     def wait_for_growth(self, timeout_s: float | None = None) -> None:
@@ -95,54 +104,75 @@ class VectorIndex:
         """Replace any earlier vector of the same id, so a key never has two entries."""
         if len(set(item_ids)) != len(item_ids):
             raise ValueError("duplicate ids in one upsert; keep only the newest per id")
-        self.delete(item_ids)
-        numeric = np.arange(self._next_id, self._next_id + len(item_ids), dtype=np.int64)
-        self._next_id += len(item_ids)
-        self._change(numeric, np.ascontiguousarray(vectors, dtype=np.float32))
-        for item_id, num, label in zip(item_ids, numeric.tolist(), labels, strict=True):
-            self._ids[item_id] = num
-            self._names[num] = item_id
-            self._labels[item_id] = _shared(label)
+        keys = item_keys(item_ids)
+        stored = self._names.put(keys, item_ids, labels)
+        if stored.replaced.any():
+            self._change(keys[stored.replaced], None)
+        fresh = ~stored.refused
+        self._change(keys[fresh], np.ascontiguousarray(vectors, dtype=np.float32)[fresh])
         self._grow_if_due()
+        self._fit_if_due()
 
     def delete(self, item_ids: Sequence[str]) -> int:
-        numeric = [self._ids.pop(item_id) for item_id in item_ids if item_id in self._ids]
-        for num in numeric:
-            self._labels.pop(self._names.pop(num))
-        if numeric:
-            self._change(np.asarray(numeric, dtype=np.int64), None)
-        return len(numeric)
+        keys = item_keys(item_ids)
+        held = self._names.held_by(keys)
+        gone = np.unique(keys[[was == i for was, i in zip(held, item_ids, strict=True)]])
+        if len(gone):
+            self._names.remove(gone)
+            self._change(gone, None)
+        return len(gone)
 
-    def _change(self, numeric: np.ndarray, vectors: np.ndarray | None) -> None:
+    def _entry(self, item_id: str) -> tuple[int, str | None] | None:
+        """(key, label) of an indexed item, None if it is not indexed."""
+        key = int(item_keys([item_id])[0])
+        found = self._names.names(np.asarray([key])).get(key)
+        return None if found is None or found[0] != item_id else (key, found[1])
+
+    def _change(self, keys: np.ndarray, vectors: np.ndarray | None) -> None:
         with self._lock:
-            _replay(self._index, [(numeric, vectors)])
+            _replay(self._index, [(keys, vectors)])
             if self._changes is not None:
-                self._changes.append((numeric, vectors))
+                self._changes.append((keys, vectors))
 
     def _grow_if_due(self) -> None:
         if not self.ivf_threshold or len(self) < self._build_at or self._changes is not None:
             return
-        numeric = np.fromiter(self._ids.values(), dtype=np.int64, count=len(self._ids))
+        # Unlocked: this thread is the index's only writer, and searches only read it.
+        keys, vectors = growth.contents(self._index)
         with self._lock:
-            vectors = self._index.reconstruct_batch(numeric)
             self._changes = []
         self._builder = threading.Thread(
-            target=self._build, args=(numeric, vectors), name="index-build", daemon=True
+            target=self._build, args=(keys, vectors), name="index-build", daemon=True
         )
         self._builder.start()
 
-    def _build(self, numeric: np.ndarray, vectors: np.ndarray) -> None:
+    def _fit_if_due(self) -> None:
+        """Refit a compressed index's lists once it has grown by REFIT_GROWTH (not while a
+        build runs: the built index replaces it)."""
+        index = self._index
+        if not isinstance(index, faiss.IndexIVF) or self._changes is not None:
+            return
+        if index.ntotal < self._fitted_at * (1 + growth.REFIT_GROWTH):
+            return
+        with self._lock:
+            growth.fit_lists(index)
+        self._fitted_at = index.ntotal
+        heap.give_back()
+
+    def _build(self, keys: np.ndarray, vectors: np.ndarray) -> None:
         """Train and fill the new index, catch it up with the recorded changes, swap."""
-        next_build_at = max(self._build_at, len(numeric)) * growth.REGROW_FACTOR
+        next_build_at = max(self._build_at, len(keys)) * growth.REGROW_FACTOR
         try:
-            built = growth.build_compressed(vectors, numeric)
+            built = growth.build_compressed(vectors, keys)
+            del vectors
+            growth.fit_lists(built)
             while True:
                 with self._lock:
                     backlog, self._changes = self._changes or [], []
                     if len(backlog) <= SWAP_BACKLOG:
                         _replay(built, backlog)
                         self._index, self._changes = built, None
-                        self._build_at = next_build_at
+                        self._build_at, self._fitted_at = next_build_at, built.ntotal
                         break
                 _replay(built, backlog)
             log.info("index grew into %s: %d items, %d lists", self.kind, built.ntotal, built.nlist)
@@ -152,45 +182,37 @@ class VectorIndex:
                 self._changes, self._build_at = None, next_build_at
 
     def vector(self, item_id: str) -> np.ndarray | None:
-        num = self._ids.get(item_id)
-        if num is None:
+        entry = self._entry(item_id)
+        if entry is None:
             return None
         with self._lock:
-            return self._index.reconstruct(num)
+            return growth.vector(self._index, entry[0])
 
     def search(self, queries: np.ndarray, k: int, label: str | None = None) -> list[list[Hit]]:
-        """Nearest first; with `label`, only items of that label are candidates.
-
-        A label filter searches its items exactly, whatever the index kind: an
-        IVF search restricted to a few ids would visit only some of their lists.
-        (A compressed index reconstructs them from its float16 copies.)
-        """
+        """Nearest first; with `label`, only items of that label are candidates, searched in
+        every list of a compressed index. Distances are exact while the index is flat and
+        from the 8-bit codes once it is compressed."""
         queries = np.ascontiguousarray(queries, dtype=np.float32)
+        params = None
         if label is None:
-            candidates = None
             k = min(k, len(self))
         else:
-            candidates = np.asarray(
-                [self._ids[i] for i, lab in self._labels.items() if lab == label], dtype=np.int64
-            )
+            candidates = self._names.keys_with_label(label)
             k = min(k, len(candidates))
         if k == 0:
             return [[] for _ in range(len(queries))]
         with self._lock:
-            if candidates is None:
-                distances, numeric = self._index.search(queries, k)
-            else:
-                distances, positions = faiss.knn(
-                    queries, self._index.reconstruct_batch(candidates), k
-                )
-                numeric = candidates[positions]
+            if label is not None:
+                params = growth.among(self._index, candidates)
+            distances, keys = self._index.search(queries, k, params=params)
+        names = self._names.names(keys[keys >= 0])
         return [
             [
-                Hit(self._names[num], self._labels[self._names[num]], float(d2))
-                for d2, num in zip(row_d, row_n, strict=True)
-                if num >= 0
+                Hit(*names[key], float(d2))
+                for d2, key in zip(row_d.tolist(), row_k.tolist(), strict=True)
+                if key in names
             ]
-            for row_d, row_n in zip(distances, numeric, strict=True)
+            for row_d, row_k in zip(distances, keys, strict=True)
         ]
 
     def to_state(self) -> dict:
@@ -198,29 +220,24 @@ class VectorIndex:
         with self._lock:
             blob = growth.to_blob(self._index)
         return {
+            "format": STATE_FORMAT,
             "dim": self.dim,
             "ivf_threshold": self.ivf_threshold,
             "build_at": self._build_at,
-            "next_id": self._next_id,
-            "ids": self._ids,
-            "labels": self._labels,
+            "names": self._names.dump(),
             "faiss": blob,
         }
 
     @classmethod
     def from_state(cls, state: dict) -> "VectorIndex":
         """A build that was running when the state was taken starts again on the next upsert."""
-        index = cls(state["dim"], state.get("ivf_threshold", DEFAULT_IVF_THRESHOLD))
-        index._build_at = state.get("build_at", index.ivf_threshold)
+        if state.get("format") != STATE_FORMAT:
+            raise StateFormatError("an index state of an older format")
+        index = cls(state["dim"], state["ivf_threshold"])
+        index._build_at = state["build_at"]
         index._index = growth.from_blob(state["faiss"])
-        index._next_id = state["next_id"]
-        index._ids = dict(state["ids"])
-        index._names = {num: item_id for item_id, num in index._ids.items()}
-        index._labels = {item_id: _shared(label) for item_id, label in state["labels"].items()}
+        if isinstance(index._index, faiss.IndexIVF):
+            growth.fit_lists(index._index)
+            index._fitted_at = index._index.ntotal
+        index._names.load(state["names"])
         return index
-
-
-def _shared(label: str | None) -> str | None:
-    """One string object per distinct label: a person's many items repeat it, and a million
-    separate copies cost tens of megabytes."""
-    return None if label is None else sys.intern(label)

@@ -13,12 +13,26 @@ from collections.abc import Mapping
 from kafka import KafkaConsumer, TopicPartition
 
 
-def lagging(consumer: KafkaConsumer, applied: Mapping[TopicPartition, int]) -> list[TopicPartition]:
-    """The partitions whose log ends past the offset their index has applied up to."""
-    if not applied:
-        return []
-    ends = consumer.end_offsets(list(applied))
-    return [tp for tp, offset in applied.items() if ends[tp] > offset]
+class LagCheck:
+    """Which held partitions are starved: their log already ended past what their index has
+    applied at the previous check, and polls have been empty since. Lag seen once is not
+    enough — a record produced just after the last empty poll is lag that the next poll
+    fetches."""
+
+    def __init__(self) -> None:
+        self._ends: dict[TopicPartition, int] = {}
+
+    def starved(
+        self, consumer: KafkaConsumer, applied: Mapping[TopicPartition, int]
+    ) -> list[TopicPartition]:
+        """Call after polls have been empty for a while; the log's ends are kept for the next
+        call."""
+        before, self._ends = self._ends, consumer.end_offsets(list(applied)) if applied else {}
+        return [tp for tp, offset in applied.items() if before.get(tp, offset) > offset]
+
+    def fetched(self) -> None:
+        """Records came: what the ends said before is no longer lag left unfetched."""
+        self._ends = {}
 
 
 def fetch_from(consumer: KafkaConsumer, offsets: Mapping[TopicPartition, int]) -> None:

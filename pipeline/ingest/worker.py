@@ -53,7 +53,7 @@ from pipeline.index.shards import (
 from pipeline.ingest.batch import ModalityBatch, ParsedPoll, parse_poll
 from pipeline.ingest.dead_letter import dead_letter
 from pipeline.ingest.membership import LOST_AFTER_S, AssignmentNotes, MembershipWatch
-from pipeline.ingest.stall import fetch_from, lagging
+from pipeline.ingest.stall import LagCheck, fetch_from
 from pipeline.ingest.stats import IngestStats
 from pipeline.ingest.unreadable import StoppedPartition, stop_unreadable
 from pipeline.kafka.clients import make_consumer, make_producer
@@ -118,6 +118,7 @@ class IngestWorker:
         self._replay = threading.Event()
         self._group_commit = GroupCommit()
         self._membership = MembershipWatch(members, settings.topic_partitions)
+        self._lag = LagCheck()
         self._consumer, self._assignments = self._join()
         self._producer = make_producer(settings)
         self._stop = threading.Event()
@@ -188,6 +189,7 @@ class IngestWorker:
                     self._rejoin()
                 elif records:
                     quiet_since = time.monotonic()
+                    self._lag.fetched()
                     self._hand_over(self._prepare(records))
                 elif time.monotonic() - quiet_since > STALL_CHECK_S:
                     quiet_since = time.monotonic()
@@ -306,12 +308,15 @@ class IngestWorker:
                 self._group_commit.commit(self._consumer)
 
     def _stalled(self) -> bool:
-        """Polls came back empty although a held partition's log goes past what its index
-        has applied (see `pipeline.ingest.stall`): true to fetch from the holders again."""
+        """Polls came back empty since the last check although a held partition's log went
+        past what its index has applied by then (see `pipeline.ingest.stall`): true to fetch
+        from the holders again."""
         held = [tp for tp in self._consumer.assignment() if tp not in self._stopped]
-        behind = lagging(self._consumer, self._holders_applied(held)) if held else []
+        behind = self._lag.starved(self._consumer, self._holders_applied(held) if held else {})
         if behind:
-            log.warning("no records for %.0f s while %s lag; seeking again", STALL_CHECK_S, behind)
+            log.warning(
+                "no records for %.0f s while %s lag; seeking again", 2 * STALL_CHECK_S, behind
+            )
             self._stats.stalls += 1
         return bool(behind)
 
