@@ -3,10 +3,14 @@ replayed operations it applies, and how it switches model versions."""
 
 import time
 
+import faiss
 import numpy as np
 import pytest
+import ray
 
+from pipeline.index import growth
 from pipeline.index.holder import ApplyOutcome, IndexHolder, IndexUpdate, StaleVersionError
+from pipeline.index.training import train_in_a_task
 from pipeline.settings import Settings
 from pipeline.store.metadata import MetadataStore
 from pipeline.store.records import ModelRecord
@@ -166,3 +170,31 @@ def test_a_quiet_stream_is_checkpointed_within_the_interval(tmp_path, store, rng
     restarted = IndexHolder(settings, Modality.FACE)
     assert restarted.offsets() == {0: 2}
     assert restarted.contains(["a", "b"]) == [True, True]
+
+
+def _built_by(holder: IndexHolder) -> tuple[object, int]:
+    """Run in the holder's actor: who trains its index, once the build is in, and FAISS's
+    BLAS switch-over batch size in that process."""
+    index = holder._indexes[holder.active_version()]
+    index.wait_for_growth(120)
+    return index.trainer, faiss.cvar.distance_compute_blas_threshold
+
+
+@pytest.mark.usefixtures("stack")
+def test_a_holder_actor_grows_its_index_with_training_in_a_task_and_never_runs_blas(
+    settings, store, rng
+):
+    items = 2_000
+    grows = settings.model_copy(update={"index_ivf_threshold": items})
+    holder = ray.remote(IndexHolder).options(num_cpus=0).remote(grows, Modality.FACE)
+    try:
+        ids = [f"f{j}" for j in range(items)]
+        vectors = unit(rng, items)
+        ray.get(holder.apply.remote(upserts(ids, {"face-v1": vectors}, 0)))
+        trainer, blas_from = ray.get(holder.__ray_call__.remote(_built_by))
+        assert trainer is train_in_a_task and blas_from == growth.NEVER
+        assert ray.get(holder.stats.remote())["index_kind"] == "ivf-sq8"
+        [hits] = ray.get(holder.search.remote("face-v1", vectors[7:8], 1))
+        assert [h.item_id for h in hits] == ["f7"]
+    finally:
+        ray.kill(holder)

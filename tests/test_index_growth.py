@@ -120,3 +120,31 @@ def test_a_compressed_index_round_trips_through_a_snapshot(rng, tmp_path):
     assert restored.delete(["i9"]) == 1 and restored.vector("i9") is None
     restored.upsert(["i9"], vectors[9][None], ["again"])
     assert restored.search(vectors[9][None], 1)[0][0].item_id == "i9"
+
+
+def test_the_build_is_trained_by_the_index_trainer_on_a_sample_of_what_it_holds(rng):
+    asked: list[tuple[np.ndarray, int]] = []
+
+    def trainer(sample: np.ndarray, lists: int) -> faiss.IndexIVFScalarQuantizer:
+        asked.append((sample, lists))
+        return growth.train(sample, lists)
+
+    index = VectorIndex(DIM, ivf_threshold=THRESHOLD)
+    index.trainer = trainer
+    vectors = clustered(rng, THRESHOLD)
+    index.upsert([f"i{j}" for j in range(THRESHOLD)], vectors, [None] * THRESHOLD)
+    index.wait_for_growth(BUILD_TIMEOUT_S)
+    [(sample, lists)] = asked
+    assert lists == growth.ivf_lists(THRESHOLD) == 512
+    # Fewer than k-means would sample: all of them.
+    np.testing.assert_array_equal(sample, vectors)
+    assert index.kind == "ivf-sq8" and len(index) == THRESHOLD
+
+
+def test_a_training_sample_is_as_many_distinct_rows_as_k_means_would_use(rng):
+    vectors = clustered(rng, 10_000)
+    sample = growth.training_sample(vectors, 100)
+    assert sample.shape == (100 * growth.TRAIN_POINTS_PER_LIST, DIM) == (6_400, DIM)
+    rows = np.flatnonzero(np.isin(vectors[:, 0], sample[:, 0]))
+    assert len(rows) == 6_400
+    np.testing.assert_array_equal(vectors[rows], sample)

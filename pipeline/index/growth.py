@@ -17,6 +17,7 @@ tables (docs/benchmarks.md#index-scale has the comparison).
 """
 
 import math
+from collections.abc import Callable
 
 import faiss
 import numpy as np
@@ -35,11 +36,17 @@ PROBE_SHARE = 8
 # A compressed index's lists are refitted (`fit_lists`) with this share of spare capacity
 # each, and again once the index has grown by REFIT_GROWTH: FAISS grows a full list by
 # doubling it, which would leave most lists with spare capacity near their size.
-LIST_HEADROOM = 0.1
-REFIT_GROWTH = 0.05
+LIST_HEADROOM = 0.05
+REFIT_GROWTH = 0.025
 # Each dimension's code range is the trained residuals' range widened by this share on each
 # side: a later item outside it would be clipped, and items keep arriving after a build.
 CODE_RANGE_MARGIN = 0.1
+SAMPLE_SEED = 24
+# A batch size no search or add reaches: FAISS's switch to BLAS never happens.
+NEVER = 2**31 - 1
+
+# (training sample, lists) -> an empty trained index.
+Trainer = Callable[[np.ndarray, int], faiss.IndexIVFScalarQuantizer]
 
 
 def ivf_lists(n: int) -> int:
@@ -51,20 +58,46 @@ def flat(dim: int) -> faiss.Index:
     return faiss.IndexIDMap2(faiss.IndexFlatL2(dim))
 
 
-def build_compressed(vectors: np.ndarray, keys: np.ndarray) -> faiss.IndexIVFScalarQuantizer:
-    """An IVF-SQ8 index holding `vectors` under `keys`, trained on them."""
-    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
-    n, dim = vectors.shape
-    lists = ivf_lists(n)
+def train(sample: np.ndarray, lists: int) -> faiss.IndexIVFScalarQuantizer:
+    """An empty IVF-SQ8 index of `lists` lists, its coarse centroids and code ranges trained
+    on `sample`."""
     # The factory makes the index own its quantizer, as a deserialized one does.
-    ivf = faiss.index_factory(dim, f"IVF{lists},SQ8", faiss.METRIC_L2)
+    ivf = faiss.index_factory(sample.shape[1], f"IVF{lists},SQ8", faiss.METRIC_L2)
     ivf.cp.max_points_per_centroid = TRAIN_POINTS_PER_LIST
     ivf.sq.rangestat = faiss.ScalarQuantizer.RS_minmax
     ivf.sq.rangestat_arg = CODE_RANGE_MARGIN
-    ivf.train(vectors)
+    ivf.train(sample)
+    return ivf
+
+
+def build_compressed(
+    vectors: np.ndarray, keys: np.ndarray, trainer: Trainer = train
+) -> faiss.IndexIVFScalarQuantizer:
+    """An IVF-SQ8 index holding `vectors` under `keys`, trained by `trainer` on a sample of
+    them."""
+    vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+    lists = ivf_lists(len(vectors))
+    ivf = trainer(training_sample(vectors, lists), lists)
     ivf.add_with_ids(vectors, keys)
     ivf.nprobe = max(1, lists // PROBE_SHARE)
     return ivf
+
+
+def training_sample(vectors: np.ndarray, lists: int) -> np.ndarray:
+    """The rows k-means would sample itself, taken here so that only they travel to a trainer
+    elsewhere."""
+    wanted = lists * TRAIN_POINTS_PER_LIST
+    if len(vectors) <= wanted:
+        return vectors
+    rows = np.random.default_rng(SAMPLE_SEED).choice(len(vectors), wanted, replace=False)
+    return vectors[np.sort(rows)]
+
+
+def without_blas() -> None:
+    """Process-wide: FAISS computes distances without BLAS. A thread that once ran BLAS keeps
+    megabytes of its scratch buffer resident for good, a fixed cost in every shard; searches
+    and adds then run slower per batch, and training belongs elsewhere."""
+    faiss.cvar.distance_compute_blas_threshold = NEVER
 
 
 def fit_lists(ivf: faiss.IndexIVF) -> None:

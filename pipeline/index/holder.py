@@ -23,11 +23,12 @@ from pathlib import Path
 import faiss
 import numpy as np
 
-from pipeline.index import heap
+from pipeline.index import growth, heap
 from pipeline.index.checkpoint import Checkpoint, DurableOffsets
 from pipeline.index.feed import ChangeFeed, Deleted, FeedPosition, FeedReply, Upserted
 from pipeline.index.shard_map import ShardMap
 from pipeline.index.snapshot import read_latest_snapshot
+from pipeline.index.training import train_in_a_task
 from pipeline.index.vector_index import Hit, VectorIndex
 from pipeline.settings import Settings
 from pipeline.store.metadata import MetadataStore
@@ -101,6 +102,7 @@ class IndexHolder:
         # One FAISS thread: a node runs several shards and API replicas, and an OpenMP team per
         # batch-1 search only waits on cores the others hold.
         faiss.omp_set_num_threads(1)
+        growth.without_blas()
         store = MetadataStore.from_settings(settings)
         model = store.active_model(modality)
         if model is None:
@@ -118,6 +120,7 @@ class IndexHolder:
             # the consumers replay the (compacted) topic from the beginning.
             dim = model.config["encoder"]["embedding_dim"]
             index, offsets = VectorIndex(dim, self._ivf_threshold), {}
+        index.trainer = train_in_a_task
         self._active = model.version
         self._indexes: dict[str, VectorIndex] = {model.version: index}
         self._feed = ChangeFeed(model.version)
@@ -146,6 +149,7 @@ class IndexHolder:
     def begin_build(self, version: str, dim: int) -> None:
         if version not in self._indexes:
             self._indexes[version] = VectorIndex(dim, self._ivf_threshold)
+            self._indexes[version].trainer = train_in_a_task
             self._touched[version] = set()
 
     def backfill(

@@ -59,6 +59,8 @@ class VectorIndex:
         self.dim = dim
         self.ivf_threshold = ivf_threshold
         self._index: faiss.Index = growth.flat(dim)
+        # Who trains a compressed build: in this process unless its owner says otherwise.
+        self.trainer: growth.Trainer = growth.train
         self._names = ItemNames()
         # Size at which the next compressed build starts; it grows after every build.
         self._build_at = ivf_threshold
@@ -163,7 +165,7 @@ class VectorIndex:
         """Train and fill the new index, catch it up with the recorded changes, swap."""
         next_build_at = max(self._build_at, len(keys)) * growth.REGROW_FACTOR
         try:
-            built = growth.build_compressed(vectors, keys)
+            built = growth.build_compressed(vectors, keys, self.trainer)
             del vectors
             growth.fit_lists(built)
             while True:
