@@ -124,7 +124,9 @@ def test_a_stale_replay_never_reverts_newer_state(settings, store, rng):
     holder.apply(deletes(["gone"], 2))
     late = holder.apply(upserts(["a", "gone"], {"face-v1": unit(rng, 2)}, 0))
     assert late.outcome is APPLIED and holder.size() == 1 and holder.offsets() == {0: 3}
-    np.testing.assert_allclose(holder.vector("face-v1", "a")[0], new)
+    vector, label = holder.vector("face-v1", "a")
+    np.testing.assert_allclose(vector, new)
+    assert label == "label-a" and holder.vector("face-v1", "gone") is None
 
 
 def test_a_build_asks_for_every_version_and_switches_at_once(settings, store, rng):

@@ -304,9 +304,7 @@ class IndexHolder:
         return self._index(version).search(queries, k, label)
 
     def vector(self, version: str, item_id: str) -> tuple[np.ndarray, str | None] | None:
-        index = self._index(version)
-        vector = index.vector(item_id)
-        return None if vector is None else (vector, index.label(item_id))
+        return self._index(version).labelled_vector(item_id)
 
     # --- checkpoints ----------------------------------------------------------------------
 

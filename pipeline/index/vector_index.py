@@ -184,11 +184,16 @@ class VectorIndex:
                 self._changes, self._build_at = None, next_build_at
 
     def vector(self, item_id: str) -> np.ndarray | None:
+        found = self.labelled_vector(item_id)
+        return None if found is None else found[0]
+
+    def labelled_vector(self, item_id: str) -> tuple[np.ndarray, str | None] | None:
+        """(vector, label) from one lookup of the item's name, None if it is not indexed."""
         entry = self._entry(item_id)
         if entry is None:
             return None
         with self._lock:
-            return growth.vector(self._index, entry[0])
+            return growth.vector(self._index, entry[0]), entry[1]
 
     def search(self, queries: np.ndarray, k: int, label: str | None = None) -> list[list[Hit]]:
         """Nearest first; with `label`, only items of that label are candidates, searched in
