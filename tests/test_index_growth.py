@@ -148,3 +148,16 @@ def test_a_training_sample_is_as_many_distinct_rows_as_k_means_would_use(rng):
     rows = np.flatnonzero(np.isin(vectors[:, 0], sample[:, 0]))
     assert len(rows) == 6_400
     np.testing.assert_array_equal(vectors[rows], sample)
+
+
+def test_a_vector_by_key_is_the_decoded_entry_of_its_list_and_a_missing_key_raises(rng):
+    vectors = clustered(rng, 5_000)
+    keys = rng.choice(2**62, len(vectors), replace=False).astype(np.int64)
+    ivf = growth.build_compressed(vectors, keys)
+    ivf.remove_ids(keys[:10])
+    stored_keys, decoded = growth.contents(ivf)
+    for key, row in list(zip(stored_keys.tolist(), decoded, strict=True))[::97]:
+        np.testing.assert_array_equal(growth.vector(ivf, key), row)
+    for key in [int(keys[3]), int(keys.max()) + 1]:
+        with pytest.raises(KeyError):
+            growth.vector(ivf, key)

@@ -6,9 +6,9 @@ Past a size threshold its cost grows linearly per query and it holds 4·d bytes 
 so a compressed index is trained from the vectors already stored and swapped in: IVF with
 8-bit scalar-quantised residuals, d bytes a vector, searched on its codes alone. It keeps
 what the service needs from the flat one: `add_with_ids` and `remove_ids` for upserts and
-tombstones, and a vector by key for queries that name an indexed item — found by scanning
-the lists' keys, since FAISS's own id → list map (a hash table) would cost more bytes a
-vector than the keys themselves.
+tombstones, and a vector by key for queries that name an indexed item — found by a scan of
+the lists' keys in FAISS, since FAISS's own id → list map (a hash table) would cost more bytes
+a vector than the keys themselves.
 
 Scalar rather than product quantisation: SQ8's error is a fraction of each dimension's
 range whatever the data, while how well short PQ codes rank neighbours depends on how
@@ -143,13 +143,41 @@ def vector(index: faiss.Index, key: int) -> np.ndarray:
             return index.reconstruct(key)
         except RuntimeError as missing:
             raise KeyError(key) from missing
-    for lst, size in _lists(index):
-        at = np.flatnonzero(_list_keys(index, lst, size) == key)
-        if len(at):
-            out = np.empty(index.d, dtype=np.float32)
-            index.reconstruct_from_offset(lst, int(at[0]), faiss.swig_ptr(out))
-            return out
-    raise KeyError(key)
+    lst = _list_holding(index, key)
+    at = np.flatnonzero(_list_keys(index, lst, index.invlists.list_size(lst)) == key)
+    out = np.empty(index.d, dtype=np.float32)
+    index.reconstruct_from_offset(lst, int(at[0]), faiss.swig_ptr(out))
+    return out
+
+
+def _list_holding(index: faiss.IndexIVF, key: int) -> int:
+    """The list that holds `key` (KeyError if none), found in one FAISS scan: one query per
+    list, each probing only its own list and seeing only `key`. (FAISS refuses a filtered
+    search that reports list positions, and a Python loop over the lists is several times
+    slower.)"""
+    lists = index.nlist
+    params = among(index, np.asarray([key], dtype=np.int64))
+    params.nprobe = 1
+    queries = np.zeros((lists, index.d), dtype=np.float32)
+    probes = np.arange(lists, dtype=np.int64)
+    probe_distances = np.zeros(lists, dtype=np.float32)
+    distances = np.empty(lists, dtype=np.float32)
+    found = np.empty(lists, dtype=np.int64)
+    index.search_preassigned_c(
+        lists,
+        faiss.swig_ptr(queries),
+        1,
+        faiss.swig_ptr(probes),
+        faiss.swig_ptr(probe_distances),
+        faiss.swig_ptr(distances),
+        faiss.swig_ptr(found),
+        False,
+        params,
+    )
+    holding = np.flatnonzero(found == key)
+    if not len(holding):
+        raise KeyError(key)
+    return int(holding[0])
 
 
 def among(index: faiss.Index, keys: np.ndarray) -> faiss.SearchParameters:
