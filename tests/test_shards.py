@@ -17,6 +17,7 @@ from pipeline.index.holder import (
 )
 from pipeline.index.shard_map import ShardMap
 from pipeline.index.shards import (
+    applied_anywhere,
     applied_everywhere,
     merge_hits,
     merge_replicas,
@@ -96,6 +97,8 @@ def test_a_shards_replicas_replies_make_one_durable_only_where_all_of_them_are()
     # Where ingest resumes: the least advanced replica, from 0 where one has nothing yet.
     assert applied_everywhere([{0: 9, 2: 4}, {0: 5}]) == {0: 5, 2: 0}
     assert applied_everywhere([{0: 9, 2: 4}, {0: 5}], missing=None) == {0: 5}
+    # Where reads judge a replica behind from: the most advanced replica.
+    assert applied_anywhere([{0: 9, 2: 4}, {0: 5}]) == {0: 9, 2: 4}
 
 
 def test_replica_0_keeps_the_shards_name_and_the_others_are_numbered():

@@ -17,13 +17,14 @@ import asyncio
 import itertools
 import logging
 import time
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from ray.actor import ActorHandle
 from ray.exceptions import RayActorError
 
 from pipeline.index.handles import Shards
+from pipeline.index.shards import applied_anywhere
 from schemas.items import Modality
 
 log = logging.getLogger(__name__)
@@ -67,17 +68,9 @@ class _Freshness:
                     sorted(behind) or "none",
                 )
             self.behind = behind
-            self._leading = _most_advanced(offsets.values())
+            self._leading = applied_anywhere(offsets.values())
         finally:
             self._checking = None
-
-
-def _most_advanced(replicas: Iterable[Offsets]) -> Offsets:
-    leading: Offsets = {}
-    for offsets in replicas:
-        for partition, at in offsets.items():
-            leading[partition] = max(at, leading.get(partition, 0))
-    return leading
 
 
 class ReplicaReads:

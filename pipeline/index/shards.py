@@ -84,6 +84,16 @@ def applied_everywhere(
     return merged
 
 
+def applied_anywhere(replicas: Iterable[Mapping[int, int]]) -> dict[int, int]:
+    """Per partition, the greatest offset among the replicas: where the most advanced one has
+    got to."""
+    merged: dict[int, int] = {}
+    for offsets in replicas:
+        for p, at in offsets.items():
+            merged[p] = max(at, merged.get(p, at))
+    return merged
+
+
 def merge_hits(answers: Iterable[Sequence[Hit]], k: int) -> list[Hit]:
     """The `k` nearest of every shard's own nearest: each id lives in one shard, so the merged
     list holds no id twice, and it is exact whenever each shard's list is."""
