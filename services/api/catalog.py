@@ -77,13 +77,14 @@ class Catalog:
         settings: Settings,
         store: MetadataStore,
         holders: dict[Modality, Shards],
+        reads: ReplicaReads,
     ) -> None:
         self._settings = settings
         self._store = store
         self._payloads = PayloadStore(settings.payloads_dir)
         self._retained = RetainedItems(store, self._payloads)
         self._holders = holders
-        self._reads = ReplicaReads(holders)
+        self._reads = reads
         self._producer: KafkaProducer | None = None
 
     async def item(self, modality: Modality, item_id: str) -> ItemMetadata:

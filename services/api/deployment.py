@@ -35,7 +35,7 @@ class QueryService:
                 settings=settings,
                 engine=engine,
                 readiness=ReadinessCheck(settings, holders, engine.router),
-                catalog=Catalog(settings, store, holders),
+                catalog=Catalog(settings, store, holders, engine.router.reads),
                 probe=PipelineProbe(settings, holders),
                 training=Training(store, ray.get_actor(COORDINATOR_NAME, namespace=NAMESPACE)),
             )

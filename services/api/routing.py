@@ -46,9 +46,10 @@ class VersionRouter:
     def __init__(
         self, settings: Settings, holders: dict[Modality, Shards], models: ModelCache
     ) -> None:
-        self._reads = ReplicaReads(holders)
+        # Public: the catalog reads through it too, so one check says which replicas are behind.
+        self.reads = ReplicaReads(holders)
         self._models = models
-        self._searches = SearchBatches(settings, self._reads)
+        self._searches = SearchBatches(settings, self.reads)
         # modality -> the version its shards searched when this replica last heard.
         self._versions: dict[Modality, str] = {}
         self._copies = (
@@ -61,7 +62,7 @@ class VersionRouter:
         """What every modality's first shard searches now, asked rather than remembered (all
         shards flip together)."""
         versions = await asyncio.gather(
-            *(self._reads.ask(m, 0, lambda h: h.active_version.remote()) for m in Modality)
+            *(self.reads.ask(m, 0, lambda h: h.active_version.remote()) for m in Modality)
         )
         return dict(zip(Modality, versions, strict=True))
 
@@ -82,7 +83,7 @@ class VersionRouter:
         current = {copy.version for copy in copies}
         if not copies or None in current:
             current = set(
-                await self._reads.ask_every_shard(modality, lambda h: h.active_version.remote())
+                await self.reads.ask_every_shard(modality, lambda h: h.active_version.remote())
             )
         if current != {version}:
             raise StaleVersionError(f"the {modality.value} index switched away from {version}")
@@ -110,12 +111,12 @@ class VersionRouter:
             index = self._copy(modality, shard, version)
             if index is not None:
                 return index.vector(item_id)
-            found = await self._reads.ask(
+            found = await self.reads.ask(
                 modality, shard, lambda h: h.vector.remote(version, item_id)
             )
             return None if found is None else found[0]
 
-        found = await asyncio.gather(*(lookup(s) for s in range(self._reads.shards(modality))))
+        found = await asyncio.gather(*(lookup(s) for s in range(self.reads.shards(modality))))
         return next((vector for vector in found if vector is not None), None)
 
     async def search(
@@ -130,12 +131,12 @@ class VersionRouter:
             return await self._searches.search(modality, shard, version, vector, k, label)
 
         answers = await asyncio.gather(
-            *(search_shard(s) for s in range(self._reads.shards(modality)))
+            *(search_shard(s) for s in range(self.reads.shards(modality)))
         )
         return merge_hits(answers, k)
 
     async def _learn_version(self, modality: Modality) -> str:
-        version = await self._reads.ask(modality, 0, lambda h: h.active_version.remote())
+        version = await self.reads.ask(modality, 0, lambda h: h.active_version.remote())
         self._versions[modality] = version
         return version
 
