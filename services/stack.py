@@ -169,7 +169,7 @@ class Stack:
         self.workers = [
             ray.remote(IngestWorker)
             .options(name=ingest_name(i), num_cpus=1, num_gpus=gpus, max_restarts=-1)
-            .remote(self.settings, placement.ingest_actors)
+            .remote(self.settings, placement.ingest_actors, i)
             for i in range(placement.ingest_actors)
         ]
         ray.get([w.counts.remote() for w in self.workers])

@@ -1,20 +1,40 @@
 """How the ingest consumer learns its partitions and notices it has none: the listener notes
 assignments for the consuming thread (on the real broker), a consumer holding nothing for too
-long is declared lost only when it should hold some, and readiness names a partition nobody
-has held for longer than a rebalance takes."""
+long is declared lost only when it should hold some, a restarted member takes its old place
+under its instance id and a stopping one leaves, and readiness names a partition nobody has held
+for longer than a rebalance takes."""
 
+import logging
 import time
 import uuid
 
+import pytest
 from kafka import TopicPartition
 
-from pipeline.ingest.membership import AssignmentNotes, MembershipWatch
+from pipeline.ingest.membership import AssignmentNotes, MembershipWatch, leave_group
 from pipeline.kafka.clients import make_admin, make_consumer
 from pipeline.settings import Settings
 from schemas.items import ITEM_TOPICS, Modality
 from services.api.readiness import Unheld
 
 SHORT_S = 0.2
+# Well under the session timeout (45 s) a rebalance would wait out a dead dynamic member for.
+JOIN_TIMEOUT_S = 30
+
+
+def _members(settings: Settings, group: str) -> list[tuple[str | None, list[int]]]:
+    """Each member's instance id and partitions, as the broker describes the group."""
+    with make_admin(settings) as admin:
+        described = admin.describe_groups([group])[group]
+    return [
+        (
+            m["group_instance_id"],
+            sorted(
+                p for a in m["member_assignment"]["assigned_partitions"] for p in a["partitions"]
+            ),
+        )
+        for m in described["members"]
+    ]
 
 
 def test_the_listener_notes_what_the_group_assigned_for_the_consuming_thread(
@@ -36,6 +56,43 @@ def test_the_listener_notes_what_the_group_assigned_for_the_consuming_thread(
         assert notes.take() == (set(), set())
     finally:
         consumer.close()
+
+
+def test_a_member_restarted_under_its_instance_id_takes_its_place_and_leaves_when_told(
+    kafka_settings: Settings,
+):
+    topic = f"test.membership.{uuid.uuid4().hex[:8]}"
+    group = f"test-{uuid.uuid4().hex[:8]}"
+    with make_admin(kafka_settings) as admin:
+        admin.create_topics({topic: {"num_partitions": 2}}, wait_for_metadata=True)
+    expected = {TopicPartition(topic, 0), TopicPartition(topic, 1)}
+    for life in range(2):
+        # Closing a static member sends no LeaveGroup: to the broker it is as if it died.
+        consumer = make_consumer(kafka_settings, group_id=group, group_instance_id="ingest-0")
+        consumer.subscribe([topic])
+        try:
+            deadline = time.monotonic() + JOIN_TIMEOUT_S
+            while not consumer.assignment() and time.monotonic() < deadline:
+                consumer.poll(timeout_ms=200)
+            assert consumer.assignment() == expected, f"life {life}"
+        finally:
+            consumer.close()
+        assert _members(kafka_settings, group) == [("ingest-0", [0, 1])], f"life {life}"
+    leave_group(kafka_settings, group, "ingest-0")
+    assert _members(kafka_settings, group) == []
+    leave_group(kafka_settings, group, "ingest-0")  # already gone: nothing to do, no error
+
+
+def test_a_member_that_cannot_reach_the_broker_says_so_and_its_stop_goes_on(
+    caplog: pytest.LogCaptureFixture,
+):
+    nowhere = Settings(kafka_bootstrap="127.0.0.1:1")  # a port nothing listens on
+    with caplog.at_level(logging.WARNING, logger="pipeline.ingest.membership"):
+        leave_group(nowhere, "twinstream-ingest", "ingest-0")
+    said = [r for r in caplog.records if r.name == "pipeline.ingest.membership"]
+    assert [r.getMessage().split(":")[0] for r in said] == [
+        "ingest-0 could not leave consumer group twinstream-ingest"
+    ]
 
 
 def test_a_partition_revoked_and_assigned_again_is_resumed():

@@ -4,7 +4,8 @@ Either an ingest actor or an index shard is killed (as by kill -9) at a random
 point of the stream, several times: after a random share of the items is
 indexed, so sometimes mid-batch, sometimes between batches. Some items are
 updated (same key, other bytes) after their first version, and must end up with
-the vector of their newest bytes.
+the vector of their newest bytes. A restarted ingest actor takes its old place in the
+consumer group under its instance id: the group never counts a dead member.
 """
 
 import random
@@ -20,9 +21,10 @@ from ray.actor import ActorHandle
 
 from pipeline.data.items import DataItem
 from pipeline.embed.model import EmbeddingModel
-from pipeline.index.handles import every_replica
+from pipeline.index.handles import every_replica, ingest_name
+from pipeline.ingest.worker import CONSUMER_GROUP
 from pipeline.inputs import decode
-from pipeline.kafka.clients import headers, make_producer
+from pipeline.kafka.clients import headers, make_admin, make_producer
 from pipeline.settings import Settings
 from pipeline.store.artifacts import ModelArtifacts
 from pipeline.store.metadata import MetadataStore
@@ -70,6 +72,13 @@ def _wait_until_back(actors: list[ActorHandle]) -> None:
                 time.sleep(0.5)
 
 
+def _group_members(settings: Settings) -> list[str]:
+    """The instance ids of the ingest group's members, as the broker describes the group."""
+    with make_admin(settings) as admin:
+        group = admin.describe_groups([CONSUMER_GROUP])[CONSUMER_GROUP]
+    return sorted(str(m["group_instance_id"]) for m in group["members"])
+
+
 def _vectors(stack: Stack, version: str, ids: list[str]) -> list:
     """Each id's (vector, label) from whichever face shard holds it."""
     shards = [
@@ -107,6 +116,7 @@ def test_killed_actor_recovers_every_item_exactly_once(stack, stack_settings, de
         _wait_until_back(victims)
 
         stack.wait_indexed({Modality.FACE: ids}, RECOVERY_TIMEOUT_S)
+        assert _group_members(stack_settings) == [ingest_name(i) for i in range(len(stack.workers))]
         assert stack.index_size(Modality.FACE) == size_before + ITEMS  # each exactly once
         expected = model.embed(
             np.stack([decode(model.config.input, newest[i].read_bytes()) for i in ids])

@@ -9,12 +9,25 @@ here only notes what changed and the consuming thread acts on it after the poll.
 A consumer that is one of no more members than there are partitions always gets some. One that
 holds none for `LOST_AFTER_S` has dropped out of its group without an error (seen once under
 load: empty polls, nothing assigned, nothing logged), so the worker leaves and joins again.
+
+Each actor is a static member of the group (KIP-345), its instance id its actor name: Ray
+restarts a killed actor under the same name, and the broker hands the new consumer the old
+one's partitions at once, instead of a rebalance that waits out the dead member's session
+(45 s). A static member never leaves on close, so a stopping actor removes itself.
 """
 
+import logging
 import threading
 import time
 
 from kafka import ConsumerRebalanceListener, TopicPartition
+from kafka.admin import MemberToRemove
+from kafka.errors import NoError, UnknownMemberIdError
+
+from pipeline.kafka.clients import make_admin
+from pipeline.settings import Settings
+
+log = logging.getLogger(__name__)
 
 # Longer than a rebalance waits for a dead member (kafka-python's session timeout, 45 s).
 LOST_AFTER_S = 60.0
@@ -65,3 +78,19 @@ class MembershipWatch:
 
     def rejoined(self) -> None:
         self._empty_since = None
+
+
+def leave_group(settings: Settings, group: str, instance: str) -> None:
+    """Remove the static member `instance` from `group`, so its partitions go to the others now
+    rather than when its session expires; a member already gone is fine. A broker out of reach
+    is said and left to expire the member: a stop goes on."""
+    try:
+        with make_admin(settings) as admin:
+            member = MemberToRemove(group_instance_id=instance)
+            outcome = admin.remove_group_members(group, [member])
+    except Exception as error:
+        log.warning("%s could not leave consumer group %s: %s", instance, group, error)
+        return
+    for error in outcome.values():
+        if error not in (NoError, UnknownMemberIdError):
+            log.warning("%s could not leave consumer group %s: %s", instance, group, error.__name__)

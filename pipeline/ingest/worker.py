@@ -40,7 +40,7 @@ from kafka.consumer.fetcher import ConsumerRecord
 
 from pipeline.decode.errors import DecodeError
 from pipeline.index.checkpoint import DurableOffsets, GroupCommit
-from pipeline.index.handles import ModelCache, every_replica, holder_handles
+from pipeline.index.handles import ModelCache, every_replica, holder_handles, ingest_name
 from pipeline.index.holder import ApplyOutcome, ApplyResult
 from pipeline.index.shard_map import ShardMap
 from pipeline.index.shards import (
@@ -52,7 +52,12 @@ from pipeline.index.shards import (
 )
 from pipeline.ingest.batch import ModalityBatch, ParsedPoll, parse_poll
 from pipeline.ingest.dead_letter import dead_letter
-from pipeline.ingest.membership import LOST_AFTER_S, AssignmentNotes, MembershipWatch
+from pipeline.ingest.membership import (
+    LOST_AFTER_S,
+    AssignmentNotes,
+    MembershipWatch,
+    leave_group,
+)
 from pipeline.ingest.stall import LagCheck, fetch_from
 from pipeline.ingest.stats import IngestStats
 from pipeline.ingest.unreadable import StoppedPartition, stop_unreadable
@@ -90,10 +95,12 @@ class _Handover:
 
 
 class IngestWorker:
-    def __init__(self, settings: Settings, members: int = 1) -> None:
-        """`members`: how many ingest actors share the consumer group."""
+    def __init__(self, settings: Settings, members: int = 1, number: int = 0) -> None:
+        """`members`: how many ingest actors share the consumer group; `number`: this one's,
+        from 0, which names its static membership of the group."""
         torch.set_num_threads(settings.embed_threads)
         self._settings = settings
+        self._instance = ingest_name(number)
         self._holders = holder_handles(settings)
         self._shards = ShardMap(settings.index_shards)
         self._store = MetadataStore.from_settings(settings)
@@ -131,7 +138,7 @@ class IngestWorker:
             thread.start()
 
     def _join(self) -> tuple[KafkaConsumer, AssignmentNotes]:
-        consumer = make_consumer(self._settings, CONSUMER_GROUP)
+        consumer = make_consumer(self._settings, CONSUMER_GROUP, group_instance_id=self._instance)
         notes = AssignmentNotes()
         consumer.subscribe([ITEM_TOPICS[m] for m in self._holders], listener=notes)
         return consumer, notes
@@ -223,11 +230,11 @@ class IngestWorker:
         return [r for r in records if TopicPartition(r.topic, r.partition) not in assigned]
 
     def _rejoin(self) -> None:
-        """Leave the group and join it again with a new consumer; every partition it is given
-        resumes from its shard's offsets."""
+        """Join the group again with a new consumer, which takes the old one's place under the
+        same instance id; every partition it is given resumes from its shard's offsets."""
         log.warning(
             "ingest consumer held no partition for %.0f s although the group has no more members "
-            "than partitions; leaving and joining the group again",
+            "than partitions; joining the group again",
             LOST_AFTER_S,
         )
         self._stats.rejoins += 1
@@ -435,3 +442,4 @@ class IngestWorker:
             return
         self._consumer.close()
         self._producer.close()
+        leave_group(self._settings, CONSUMER_GROUP, self._instance)
