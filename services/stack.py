@@ -95,12 +95,13 @@ class Stack:
 
     def start_services(self) -> None:
         """Index shards, the retraining coordinator, ingest actors and the API; needs an active
-        model per modality."""
+        model per modality. The ingest actors start while Serve does, and are waited for last."""
         placement = plan_placement(ray.cluster_resources(), self.settings)
         self.start_index()
         self.start_retrainer(placement)
         self.start_ingest(placement)
         self.start_api(placement)
+        ray.get([w.counts.remote() for w in self.workers])
 
     def start_index(self) -> None:
         """Every modality's index shards, after making the models loadable from any node."""
@@ -172,7 +173,6 @@ class Stack:
             .remote(self.settings, placement.ingest_actors, i)
             for i in range(placement.ingest_actors)
         ]
-        ray.get([w.counts.remote() for w in self.workers])
 
     def start_api(self, placement: Placement) -> None:
         """Needs the index shards and the retraining coordinator running."""
