@@ -1,6 +1,11 @@
 """The compressed index kind on real FAISS: IVF-SQ8 searched on its codes, still addressed,
 deleted and reconstructed by id, and carried through states."""
 
+import ctypes
+import ctypes.util
+import math
+import threading
+
 import faiss
 import numpy as np
 import pytest
@@ -18,6 +23,8 @@ MIN_RECALL_AT_1 = 0.97
 BUILD_TIMEOUT_S = 60
 # Vectors come back from 8-bit codes of their residuals.
 CODE_ERROR = 0.01
+# What glibc's malloc_usable_size may add to a list's storage: alignment and a chunk header.
+CHUNK_SLACK_BYTES = 64
 
 
 def people(seed: int, n: int, centres: int = PEOPLE) -> tuple[np.ndarray, np.ndarray]:
@@ -129,3 +136,41 @@ def test_a_compressed_index_refits_its_lists_once_it_has_grown_by_the_refit_shar
     grown.upsert(["last"], more[-1:], [None])
     assert _lists_address(grown) != fitted
     assert grown.search(more[-1:], 1)[0][0].item_id == "last" and "m0" in grown
+
+
+def _storage_bytes(pointer: int) -> int:
+    libc = ctypes.CDLL(ctypes.util.find_library("c"))
+    libc.malloc_usable_size.restype = ctypes.c_size_t
+    libc.malloc_usable_size.argtypes = [ctypes.c_void_p]
+    return libc.malloc_usable_size(pointer)
+
+
+def test_a_build_caught_up_with_a_backlog_leaves_each_list_within_its_headroom():
+    total = ITEMS + ITEMS // 2
+    vectors, _ = people(3, total)
+    ids = [f"i{j}" for j in range(total)]
+    index = VectorIndex(DIM, ivf_threshold=ITEMS)
+    backlog_in = threading.Event()
+
+    def trainer(sample: np.ndarray, lists: int) -> faiss.IndexIVFScalarQuantizer:
+        backlog_in.wait(BUILD_TIMEOUT_S)
+        return growth.train(sample, lists)
+
+    index.trainer = trainer
+    index.upsert(ids[:ITEMS], vectors[:ITEMS], [None] * ITEMS)
+    # Written while the build trains, in ingest-sized batches: half as much again.
+    for start in range(ITEMS, total, 500):
+        index.upsert(ids[start : start + 500], vectors[start : start + 500], [None] * 500)
+    backlog_in.set()
+    index.wait_for_growth(BUILD_TIMEOUT_S)
+    ivf = index._index
+    assert index.kind == "ivf-sq8" and ivf.ntotal == total
+    lists = ivf.invlists
+    sizes = [(n, lists.list_size(n)) for n in range(ivf.nlist) if lists.list_size(n)]
+    over = [
+        (n, size, _storage_bytes(int(lists.get_codes(n))))
+        for n, size in sizes
+        if _storage_bytes(int(lists.get_codes(n)))
+        > math.ceil(size * (1 + growth.LIST_HEADROOM)) * lists.code_size + CHUNK_SLACK_BYTES
+    ]
+    assert over == [], f"{len(over)} of {len(sizes)} lists hold more than their headroom"

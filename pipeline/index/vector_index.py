@@ -24,8 +24,8 @@ from pipeline.settings import DEFAULT_IVF_THRESHOLD
 
 log = logging.getLogger(__name__)
 
-# Changes recorded during a build that are replayed while holding the lock; larger
-# backlogs are replayed outside it first, so writers never wait long.
+# Items changed during a build that are replayed while holding the lock; larger backlogs are
+# replayed outside it first, so writers never wait long, and fall within the lists' headroom.
 SWAP_BACKLOG = 256
 # What `to_state` writes; a state of another format is refused (its holder replays the topic).
 STATE_FORMAT = 2
@@ -167,14 +167,17 @@ class VectorIndex:
         try:
             built = growth.build_compressed(vectors, keys, self.trainer)
             del vectors
-            growth.fit_lists(built)
             while True:
+                # Refitted after each catch-up too: a backlog grows lists past their headroom,
+                # and FAISS doubles a full list.
+                growth.fit_lists(built)
+                fitted_at = built.ntotal
                 with self._lock:
                     backlog, self._changes = self._changes or [], []
-                    if len(backlog) <= SWAP_BACKLOG:
+                    if sum(len(changed) for changed, _ in backlog) <= SWAP_BACKLOG:
                         _replay(built, backlog)
                         self._index, self._changes = built, None
-                        self._build_at, self._fitted_at = next_build_at, built.ntotal
+                        self._build_at, self._fitted_at = next_build_at, fitted_at
                         break
                 _replay(built, backlog)
             log.info("index grew into %s: %d items, %d lists", self.kind, built.ntotal, built.nlist)
