@@ -10,6 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from pipeline.kafka.clients import make_admin
 from pipeline.kafka.launcher import EmbeddedKafka
 from pipeline.kafka.topics import ensure_topics
 from pipeline.settings import Settings
@@ -32,3 +33,18 @@ def kafka_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setting
         yield settings
     finally:
         broker.stop()
+
+
+def group_members(settings: Settings, group: str) -> list[tuple[str | None, list[int]]]:
+    """Each member's instance id and partitions, as the broker describes the consumer group."""
+    with make_admin(settings) as admin:
+        described = admin.describe_groups([group])[group]
+    return [
+        (
+            m["group_instance_id"],
+            sorted(
+                p for a in m["member_assignment"]["assigned_partitions"] for p in a["partitions"]
+            ),
+        )
+        for m in described["members"]
+    ]

@@ -139,6 +139,7 @@ def test_a_compressed_index_refits_its_lists_once_it_has_grown_by_the_refit_shar
 
 
 def _storage_bytes(pointer: int) -> int:
+    """The bytes glibc allocated for the block at `pointer`."""
     libc = ctypes.CDLL(ctypes.util.find_library("c"))
     libc.malloc_usable_size.restype = ctypes.c_size_t
     libc.malloc_usable_size.argtypes = [ctypes.c_void_p]
@@ -166,11 +167,15 @@ def test_a_build_caught_up_with_a_backlog_leaves_each_list_within_its_headroom()
     ivf = index._index
     assert index.kind == "ivf-sq8" and ivf.ntotal == total
     lists = ivf.invlists
-    sizes = [(n, lists.list_size(n)) for n in range(ivf.nlist) if lists.list_size(n)]
+    held = [
+        (lists.list_size(n), _storage_bytes(int(lists.get_codes(n))))
+        for n in range(ivf.nlist)
+        if lists.list_size(n)
+    ]
     over = [
-        (n, size, _storage_bytes(int(lists.get_codes(n))))
-        for n, size in sizes
-        if _storage_bytes(int(lists.get_codes(n)))
+        (size, stored)
+        for size, stored in held
+        if stored
         > math.ceil(size * (1 + growth.LIST_HEADROOM)) * lists.code_size + CHUNK_SLACK_BYTES
     ]
-    assert over == [], f"{len(over)} of {len(sizes)} lists hold more than their headroom"
+    assert over == [], f"{len(over)} of {len(held)} lists hold more than their headroom"

@@ -16,25 +16,11 @@ from pipeline.kafka.clients import make_admin, make_consumer
 from pipeline.settings import Settings
 from schemas.items import ITEM_TOPICS, Modality
 from services.api.readiness import Unheld
+from tests.fixtures_kafka import group_members
 
 SHORT_S = 0.2
 # Well under the session timeout (45 s) a rebalance would wait out a dead dynamic member for.
 JOIN_TIMEOUT_S = 30
-
-
-def _members(settings: Settings, group: str) -> list[tuple[str | None, list[int]]]:
-    """Each member's instance id and partitions, as the broker describes the group."""
-    with make_admin(settings) as admin:
-        described = admin.describe_groups([group])[group]
-    return [
-        (
-            m["group_instance_id"],
-            sorted(
-                p for a in m["member_assignment"]["assigned_partitions"] for p in a["partitions"]
-            ),
-        )
-        for m in described["members"]
-    ]
 
 
 def test_the_listener_notes_what_the_group_assigned_for_the_consuming_thread(
@@ -77,9 +63,9 @@ def test_a_member_restarted_under_its_instance_id_takes_its_place_and_leaves_whe
             assert consumer.assignment() == expected, f"life {life}"
         finally:
             consumer.close()
-        assert _members(kafka_settings, group) == [("ingest-0", [0, 1])], f"life {life}"
+        assert group_members(kafka_settings, group) == [("ingest-0", [0, 1])], f"life {life}"
     leave_group(kafka_settings, group, "ingest-0")
-    assert _members(kafka_settings, group) == []
+    assert group_members(kafka_settings, group) == []
     leave_group(kafka_settings, group, "ingest-0")  # already gone: nothing to do, no error
 
 

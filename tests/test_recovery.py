@@ -24,12 +24,13 @@ from pipeline.embed.model import EmbeddingModel
 from pipeline.index.handles import every_replica, ingest_name
 from pipeline.ingest.worker import CONSUMER_GROUP
 from pipeline.inputs import decode
-from pipeline.kafka.clients import headers, make_admin, make_producer
+from pipeline.kafka.clients import headers, make_producer
 from pipeline.settings import Settings
 from pipeline.store.artifacts import ModelArtifacts
 from pipeline.store.metadata import MetadataStore
 from schemas.items import ITEM_TOPICS, Modality
 from services.stack import Stack
+from tests.fixtures_kafka import group_members
 from tests.fixtures_stack import delete_and_wait
 
 ROUNDS = 3
@@ -72,13 +73,6 @@ def _wait_until_back(actors: list[ActorHandle]) -> None:
                 time.sleep(0.5)
 
 
-def _group_members(settings: Settings) -> list[str]:
-    """The instance ids of the ingest group's members, as the broker describes the group."""
-    with make_admin(settings) as admin:
-        group = admin.describe_groups([CONSUMER_GROUP])[CONSUMER_GROUP]
-    return sorted(str(m["group_instance_id"]) for m in group["members"])
-
-
 def _vectors(stack: Stack, version: str, ids: list[str]) -> list:
     """Each id's (vector, label) from whichever face shard holds it."""
     shards = [
@@ -116,7 +110,10 @@ def test_killed_actor_recovers_every_item_exactly_once(stack, stack_settings, de
         _wait_until_back(victims)
 
         stack.wait_indexed({Modality.FACE: ids}, RECOVERY_TIMEOUT_S)
-        assert _group_members(stack_settings) == [ingest_name(i) for i in range(len(stack.workers))]
+        members = sorted(
+            str(instance) for instance, _ in group_members(stack_settings, CONSUMER_GROUP)
+        )
+        assert members == [ingest_name(i) for i in range(len(stack.workers))]
         assert stack.index_size(Modality.FACE) == size_before + ITEMS  # each exactly once
         expected = model.embed(
             np.stack([decode(model.config.input, newest[i].read_bytes()) for i in ids])
