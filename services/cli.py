@@ -8,7 +8,7 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -19,8 +19,6 @@ from pipeline.data.demo import demo_items
 from pipeline.data.items import DataItem
 from pipeline.data.tree import MEDIA_SUFFIXES, tree_items
 from pipeline.decode.errors import DecodeError
-from pipeline.embed.model import EmbeddingModel
-from pipeline.evaluation.report import markdown_table
 from pipeline.inputs import decode_detailed
 from pipeline.kafka.launcher import EmbeddedKafka
 from pipeline.kafka.topics import ensure_topics
@@ -28,11 +26,14 @@ from pipeline.produce import Compression, produce_items
 from pipeline.settings import Settings
 from pipeline.store.artifacts import ArtifactUnavailableError, ModelArtifacts
 from pipeline.store.metadata import MetadataStore
-from pipeline.train.job import demo_samples, stored_samples, train_and_register
 from schemas.api import DEFAULT_K, MAX_K
 from schemas.items import Modality
 from services.client import NoServiceError, RefusedError, ServiceClient, item_ref
-from services.stack import Stack
+
+# torch, Ray and Serve are imported by the commands that use them, so that one that only talks
+# to the broker, the store or the running service starts at once.
+if TYPE_CHECKING:
+    from pipeline.embed.model import EmbeddingModel
 
 # Markdown: docstrings wrap as paragraphs in --help instead of keeping their line breaks.
 app = typer.Typer(
@@ -76,6 +77,8 @@ def _progress() -> Progress:
 def _train(
     settings: Settings, store: MetadataStore, modality: Modality, samples: list, activate: bool
 ) -> str:
+    from pipeline.train.job import train_and_register
+
     with _progress() as bar:
         task = bar.add_task(f"train {modality.value}", total=1.0)
         record = train_and_register(
@@ -124,9 +127,11 @@ def _activate(settings: Settings, store: MetadataStore, version: str, offline: b
     console.print(f"{version} is active: the running service switched to it")
 
 
-def _stored_model(settings: Settings, modality: Modality, version: str | None) -> EmbeddingModel:
+def _stored_model(settings: Settings, modality: Modality, version: str | None) -> "EmbeddingModel":
     """The named (or the active) version of `modality`; exits with the reason when there is
     none or no copy of its artifact is reachable."""
+    from pipeline.embed.model import EmbeddingModel
+
     store = MetadataStore.from_settings(settings)
     record = store.get_model(version) if version else store.active_model(modality)
     if record is None or record.modality is not modality:
@@ -163,6 +168,9 @@ def up(
     machine's. The first start trains a model per modality on the demo data (minutes); later
     starts use the stored active ones.
     """
+    from pipeline.train.job import demo_samples
+    from services.stack import Stack
+
     settings = Settings()
     store = MetadataStore.from_settings(settings)
     stack = Stack(settings, log=console.print)
@@ -396,6 +404,8 @@ def train(
     offline: OfflineOption = False,
 ) -> None:
     """Train a model on the stored labelled items; prints the new version."""
+    from pipeline.train.job import stored_samples
+
     settings = Settings()
     store = MetadataStore.from_settings(settings)
     # Refused before the minutes of training, not after them.
@@ -490,6 +500,7 @@ def evaluate(
     ] = None,
 ) -> None:
     """Evaluate on unseen people (faces) or unseen words (speech): JSON, markdown, ROC/DET."""
+    from pipeline.evaluation.report import markdown_table
     from pipeline.evaluation.suite import model_candidate, production_candidate, run_eval
 
     settings = Settings()

@@ -59,6 +59,22 @@ def invoke(settings: Settings, monkeypatch: pytest.MonkeyPatch, *args: str) -> R
     return CliRunner().invoke(app, list(args))
 
 
+def test_commands_that_need_no_model_do_not_load_torch_or_ray():
+    """`kafka`, `search`, `produce` and `models` start without the seconds torch and Ray take
+    to import: only `up`, `train`, `embed`, `eval` and `bench` import them."""
+    loaded = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys, services.cli; print(sorted({'torch', 'ray'} & set(sys.modules)))",
+        ],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert loaded.stdout.strip() == "[]"
+
+
 def test_kafka_status_reports_the_running_broker(stack, stack_settings):
     result = twinstream(stack_settings, "kafka", "status")
     assert result.returncode == 0, result.stderr
