@@ -25,7 +25,8 @@ def cluster_env() -> dict[str, str]:
 
 
 class RayNode:
-    """One `ray start --block` in its own process group."""
+    """One `ray start --block` in its own process group, started without waiting for it
+    (`wait_started`), so that a caller can go on while a node joins."""
 
     def __init__(self, log: Path, *args: str) -> None:
         self.log = log
@@ -37,13 +38,16 @@ class RayNode:
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
-        deadline = time.monotonic() + NODE_START_TIMEOUT_S
-        while "Ray runtime started" not in log.read_text():
+        self._started_by = time.monotonic() + NODE_START_TIMEOUT_S
+
+    def wait_started(self) -> "RayNode":
+        while "Ray runtime started" not in self.log.read_text():
             if self.process.poll() is not None:
-                raise RuntimeError(f"ray start failed: {log.read_text()[-3000:]}")
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"ray start did not finish: {log}")
+                raise RuntimeError(f"ray start failed: {self.log.read_text()[-3000:]}")
+            if time.monotonic() > self._started_by:
+                raise TimeoutError(f"ray start did not finish: {self.log}")
             time.sleep(0.5)
+        return self
 
     def kill(self) -> None:
         os.killpg(self.process.pid, signal.SIGKILL)
@@ -54,8 +58,9 @@ class RayNode:
 def local_cluster(
     logs: Path, port: int, head_cpus: int, workers: Mapping[str, int]
 ) -> Iterator[dict[str, RayNode]]:
-    """A head (`head_cpus` CPUs for work) and a worker per name with its CPUs; every node is
-    killed on the way out, workers first (a head killed first leaves them retrying)."""
+    """A head (`head_cpus` CPUs for work) and a worker per name with its CPUs, one after
+    another (two joining at once time out on a small machine); every node is killed on the way
+    out, workers first (a head killed first leaves them retrying)."""
     nodes: dict[str, RayNode] = {}
     try:
         nodes["head"] = RayNode(
@@ -64,9 +69,9 @@ def local_cluster(
             f"--port={port}",
             f"--num-cpus={head_cpus}",
             "--include-dashboard=false",
-        )
+        ).wait_started()
         for name, cpus in workers.items():
-            nodes[name] = worker_node(logs, port, name, cpus)
+            nodes[name] = worker_node(logs, port, name, cpus).wait_started()
         yield nodes
     finally:
         for node in reversed(list(nodes.values())):
@@ -75,4 +80,5 @@ def local_cluster(
 
 
 def worker_node(logs: Path, port: int, name: str, cpus: int) -> RayNode:
+    """A worker joining the head at `port`, not yet waited for."""
     return RayNode(logs / f"{name}.log", f"--address=127.0.0.1:{port}", f"--num-cpus={cpus}")

@@ -47,6 +47,7 @@ QUERY_PAUSE_S = 0.2
 DROPPED = 0
 SHARDS = 4
 REPLICAS = 2
+HEALTH_CHECKS = {"RAY_health_check_period_ms": "1000", "RAY_health_check_failure_threshold": "3"}
 # Asks every face shard replica, from a driver of its own on the cluster, what it holds of
 # the ids given on stdin (JSON): [size, ids present] per replica.
 REPLICA_CONTENTS = """
@@ -67,9 +68,13 @@ print(json.dumps([[size, [i for i, f in zip(ids, held) if f]] for size, held in 
 
 
 @pytest.fixture
-def cluster(tmp_path: Path) -> Iterator[dict[str, RayNode]]:
+def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[dict[str, RayNode]]:
     """A head with no CPU for work (so every ingest actor runs on a worker) and two workers
-    with one CPU each (so the two ingest actors land one on each)."""
+    with one CPU each (so the two ingest actors land one on each). The head declares a node
+    dead after 3 missed health checks 1 s apart (Ray's default: 5, 3 s apart), so the test
+    waits less for the failover it is about."""
+    for name, value in HEALTH_CHECKS.items():
+        monkeypatch.setenv(name, value)
     with local_cluster(tmp_path, RAY_PORT, 0, {"a": 1, "b": 1}) as nodes:
         yield nodes
 
@@ -164,6 +169,7 @@ def test_a_lost_node_loses_and_duplicates_nothing_and_fails_no_query(
         cluster["c"] = worker_node(tmp_path, RAY_PORT, "c", 1)
         producer.join()
         produce_ops(settings, stream.round(2, rng))
+        cluster["c"].wait_started()
         with httpx.Client(base_url=f"http://127.0.0.1:{settings.http_port}", timeout=60) as api:
             deadline = time.monotonic() + CONVERGE_TIMEOUT_S
             while problems := converged_problems(api, stream):

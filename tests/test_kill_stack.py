@@ -18,7 +18,8 @@ import httpx
 from tests.fixtures_stream import Stream, converged_problems, produce_ops
 from tests.fixtures_up import UpProcess
 
-ROUNDS = 3
+# The second kill meets a stack that recovered from the first; a third repeated that case.
+ROUNDS = 2
 KILL_WINDOW_S = (0.5, 5.0)
 CONVERGE_TIMEOUT_S = 180
 
