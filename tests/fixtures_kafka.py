@@ -6,9 +6,11 @@ It runs on 19092/19093 rather than the default 9092/9093 so a developer's own
 """
 
 import os
+import time
 from collections.abc import Iterator
 
 import pytest
+from kafka import ConsumerRebalanceListener, KafkaConsumer
 
 from pipeline.kafka.clients import make_admin
 from pipeline.kafka.launcher import EmbeddedKafka
@@ -17,6 +19,7 @@ from pipeline.settings import Settings
 
 # Overridable so two suites (two checkouts) can run side by side on one machine.
 TEST_BOOTSTRAP = os.environ.get("TWINSTREAM_TEST_BOOTSTRAP", "127.0.0.1:19092")
+TOPIC_KNOWN_TIMEOUT_S = 30
 
 
 @pytest.fixture(scope="session")
@@ -33,6 +36,19 @@ def kafka_settings(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Setting
         yield settings
     finally:
         broker.stop()
+
+
+def subscribe_when_known(
+    consumer: KafkaConsumer, topic: str, listener: ConsumerRebalanceListener | None = None
+) -> None:
+    """Subscribe once the consumer's own metadata lists the topic's partitions: a group leader
+    that does not know a topic made just before assigns it to nobody, and kafka-python may not
+    ask again for minutes."""
+    deadline = time.monotonic() + TOPIC_KNOWN_TIMEOUT_S
+    while not consumer.partitions_for_topic(topic):
+        assert time.monotonic() < deadline, f"the consumer never learned of {topic}"
+        time.sleep(0.1)
+    consumer.subscribe([topic], listener=listener)
 
 
 def group_members(settings: Settings, group: str) -> list[tuple[str | None, list[int]]]:

@@ -24,6 +24,7 @@ from pipeline.kafka.launcher import EmbeddedKafka, KafkaLauncherError
 from pipeline.kafka.topics import ensure_topics
 from pipeline.settings import Settings
 from schemas.items import DLQ_TOPIC, ITEM_TOPICS, PAIRS_TOPIC, Header, Modality
+from tests.fixtures_kafka import subscribe_when_known
 
 
 @pytest.fixture(scope="module")
@@ -43,7 +44,7 @@ def scratch_topic(kafka_settings: Settings) -> str:
 def fresh_group(settings: Settings, topic: str) -> Iterator[KafkaConsumer]:
     """A consumer in a new group, which therefore reads the topic from the start."""
     consumer = make_consumer(settings, group_id=f"test-{uuid.uuid4().hex[:8]}")
-    consumer.subscribe([topic])
+    subscribe_when_known(consumer, topic)
     try:
         yield consumer
     finally:

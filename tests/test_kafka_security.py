@@ -40,6 +40,7 @@ from pipeline.settings import Settings
 from pipeline.store.metadata import MetadataStore
 from pipeline.train.job import item_samples, train_and_register
 from schemas.items import ITEM_TOPICS, Modality
+from tests.fixtures_kafka import subscribe_when_known
 from tests.fixtures_stack import INGEST_TIMEOUT_S, TEST_HTTP_PORT
 from tests.fixtures_up import UpProcess, pipeline_state
 
@@ -168,7 +169,7 @@ def test_admin_producer_and_consumer_work_over_sasl_ssl(secured: Settings, mecha
     producer.send(topic, key=b"k", value=mechanism.encode()).get(timeout=30)
     producer.close()
     consumer = make_consumer(settings, group_id=f"test-{uuid.uuid4().hex[:8]}")
-    consumer.subscribe([topic])
+    subscribe_when_known(consumer, topic)
     try:
         deadline = time.monotonic() + 30
         values: list[bytes] = []

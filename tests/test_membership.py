@@ -16,7 +16,7 @@ from pipeline.kafka.clients import make_admin, make_consumer
 from pipeline.settings import Settings
 from schemas.items import ITEM_TOPICS, Modality
 from services.api.readiness import Unheld
-from tests.fixtures_kafka import group_members
+from tests.fixtures_kafka import group_members, subscribe_when_known
 
 SHORT_S = 0.2
 # Well under the session timeout (45 s) a rebalance would wait out a dead dynamic member for.
@@ -31,7 +31,7 @@ def test_the_listener_notes_what_the_group_assigned_for_the_consuming_thread(
         admin.create_topics({topic: {"num_partitions": 2}}, wait_for_metadata=True)
     notes = AssignmentNotes()
     consumer = make_consumer(kafka_settings, group_id=f"test-{uuid.uuid4().hex[:8]}")
-    consumer.subscribe([topic], listener=notes)
+    subscribe_when_known(consumer, topic, notes)
     try:
         deadline = time.monotonic() + 30
         while not consumer.assignment() and time.monotonic() < deadline:
@@ -55,7 +55,7 @@ def test_a_member_restarted_under_its_instance_id_takes_its_place_and_leaves_whe
     for life in range(2):
         # Closing a static member sends no LeaveGroup: to the broker it is as if it died.
         consumer = make_consumer(kafka_settings, group_id=group, group_instance_id="ingest-0")
-        consumer.subscribe([topic])
+        subscribe_when_known(consumer, topic)
         try:
             deadline = time.monotonic() + JOIN_TIMEOUT_S
             while not consumer.assignment() and time.monotonic() < deadline:
