@@ -7,7 +7,6 @@ production face model's embeddings of the ORL faces (bench/embedding_mixture.py)
 in the same run; exact neighbours come from brute force over the same vectors.
 """
 
-import ctypes
 import gc
 import os
 import sys
@@ -21,7 +20,7 @@ import numpy as np
 
 from bench.embedding_mixture import Mixture, measure_shape, orl_face_embeddings
 from bench.report import BenchReport
-from pipeline.index import growth
+from pipeline.index import growth, heap
 from pipeline.index.item_names import item_keys
 from pipeline.index.vector_index import VectorIndex
 
@@ -54,7 +53,7 @@ def resident_bytes() -> int:
     """RSS after handing freed heap back to the system, so a build's transient buffers do
     not count as held."""
     gc.collect()
-    ctypes.CDLL("libc.so.6").malloc_trim(0)
+    heap.give_back()
     with open("/proc/self/statm") as statm:
         return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
 

@@ -138,12 +138,14 @@ def test_a_compressed_index_refits_its_lists_once_it_has_grown_by_the_refit_shar
     assert grown.search(more[-1:], 1)[0][0].item_id == "last" and "m0" in grown
 
 
+_LIBC = ctypes.CDLL(ctypes.util.find_library("c"))
+_LIBC.malloc_usable_size.restype = ctypes.c_size_t
+_LIBC.malloc_usable_size.argtypes = [ctypes.c_void_p]
+
+
 def _storage_bytes(pointer: int) -> int:
     """The bytes glibc allocated for the block at `pointer`."""
-    libc = ctypes.CDLL(ctypes.util.find_library("c"))
-    libc.malloc_usable_size.restype = ctypes.c_size_t
-    libc.malloc_usable_size.argtypes = [ctypes.c_void_p]
-    return libc.malloc_usable_size(pointer)
+    return _LIBC.malloc_usable_size(pointer)
 
 
 def test_a_build_caught_up_with_a_backlog_leaves_each_list_within_its_headroom():

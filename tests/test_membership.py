@@ -9,7 +9,7 @@ import time
 import uuid
 
 import pytest
-from kafka import TopicPartition
+from kafka import KafkaConsumer, TopicPartition
 
 from pipeline.ingest.membership import AssignmentNotes, MembershipWatch, leave_group
 from pipeline.kafka.clients import make_admin, make_consumer
@@ -23,6 +23,15 @@ SHORT_S = 0.2
 JOIN_TIMEOUT_S = 30
 
 
+def _assigned(consumer: KafkaConsumer) -> set[TopicPartition]:
+    """What the group gave the consumer once it has joined (polled until then, at most
+    JOIN_TIMEOUT_S)."""
+    deadline = time.monotonic() + JOIN_TIMEOUT_S
+    while not consumer.assignment() and time.monotonic() < deadline:
+        consumer.poll(timeout_ms=200)
+    return consumer.assignment()
+
+
 def test_the_listener_notes_what_the_group_assigned_for_the_consuming_thread(
     kafka_settings: Settings,
 ):
@@ -33,11 +42,8 @@ def test_the_listener_notes_what_the_group_assigned_for_the_consuming_thread(
     consumer = make_consumer(kafka_settings, group_id=f"test-{uuid.uuid4().hex[:8]}")
     subscribe_when_known(consumer, topic, notes)
     try:
-        deadline = time.monotonic() + 30
-        while not consumer.assignment() and time.monotonic() < deadline:
-            consumer.poll(timeout_ms=200)
         expected = {TopicPartition(topic, 0), TopicPartition(topic, 1)}
-        assert consumer.assignment() == expected
+        assert _assigned(consumer) == expected
         assert notes.take() == (expected, set())
         assert notes.take() == (set(), set())
     finally:
@@ -57,10 +63,7 @@ def test_a_member_restarted_under_its_instance_id_takes_its_place_and_leaves_whe
         consumer = make_consumer(kafka_settings, group_id=group, group_instance_id="ingest-0")
         subscribe_when_known(consumer, topic)
         try:
-            deadline = time.monotonic() + JOIN_TIMEOUT_S
-            while not consumer.assignment() and time.monotonic() < deadline:
-                consumer.poll(timeout_ms=200)
-            assert consumer.assignment() == expected, f"life {life}"
+            assert _assigned(consumer) == expected, f"life {life}"
         finally:
             consumer.close()
         assert group_members(kafka_settings, group) == [("ingest-0", [0, 1])], f"life {life}"
