@@ -44,6 +44,7 @@ from pipeline.embed.model import EmbeddingModel
 from pipeline.index.holder import IndexHolder, IndexUpdate
 from pipeline.index.shard_map import ShardMap
 from pipeline.index.shards import split_update
+from pipeline.kafka.partitioning import key_partition
 from pipeline.placement import plan_placement
 from pipeline.settings import Settings
 from pipeline.store.metadata import MetadataStore
@@ -80,14 +81,28 @@ def _item(j: int) -> str:
     return f"scale/{j:07d}"
 
 
-def _update(start: int, vectors: np.ndarray, labels: list[str], version: str) -> IndexUpdate:
-    """A batch as ingest makes one: item j in partition j % PARTITIONS, no log offsets."""
-    ids = range(start, start + len(vectors))
+def _positions(count: int) -> np.ndarray:
+    """Where a producer's default partitioner puts item j (its key's partition), and its offset
+    there: rows of (partition, offset)."""
+    partitions = np.fromiter(
+        (key_partition(_item(j), PARTITIONS) for j in range(count)), dtype=np.int64, count=count
+    )
+    offsets = np.zeros(count, dtype=np.int64)
+    for partition in range(PARTITIONS):
+        placed = partitions == partition
+        offsets[placed] = np.arange(np.count_nonzero(placed))
+    return np.stack([partitions, offsets], axis=1)
+
+
+def _update(
+    start: int, vectors: np.ndarray, labels: list[str], positions: np.ndarray, version: str
+) -> IndexUpdate:
+    """A batch as ingest makes one, items at their `positions`, no log offsets."""
     return IndexUpdate(
-        upsert_ids=[_item(j) for j in ids],
+        upsert_ids=[_item(j) for j in range(start, start + len(vectors))],
         vectors={version: vectors},
         labels=labels,
-        upsert_positions=[(j % PARTITIONS, j // PARTITIONS) for j in ids],
+        upsert_positions=[(int(p), int(o)) for p, o in positions],
         delete_ids=[],
         delete_positions=[],
     )
@@ -97,6 +112,7 @@ def _load(
     shards: list[list[ActorHandle]],
     vectors: np.ndarray,
     labels: list[str],
+    positions: np.ndarray,
     version: str,
     marks: tuple[int, ...] = (),
 ) -> dict[int, float]:
@@ -107,7 +123,9 @@ def _load(
     reached = {}
     for start in range(0, len(vectors), APPLY_BATCH):
         stop = min(start + APPLY_BATCH, len(vectors))
-        update = _update(start, vectors[start:stop], labels[start:stop], version)
+        update = _update(
+            start, vectors[start:stop], labels[start:stop], positions[start:stop], version
+        )
         parts = split_update(update, owners)
         ray.get([r.apply.remote(part) for s, part in parts.items() for r in shards[s]])
         reached |= {m: time.perf_counter() - started for m in marks if start < m <= stop}
@@ -313,7 +331,8 @@ def main(tmp: Path, out: Path, worker_node: int) -> None:
         placement = plan_placement(ray.cluster_resources(), settings)
         stack.start_retrainer(placement)
         stack.start_api(placement)
-        results = _measure(stack, settings, version, vectors, labels, query_rows, exact)
+        positions = _positions(VECTORS)
+        results = _measure(stack, settings, version, vectors, labels, positions, query_rows, exact)
         results["nodes"] = len(ray.nodes())
         results["node_loss"] = _node_loss(stack, worker_node, [_item(int(j)) for j in query_rows])
     finally:
@@ -333,6 +352,7 @@ def _measure(
     version: str,
     vectors: np.ndarray,
     labels: list[str],
+    positions: np.ndarray,
     query_rows: np.ndarray,
     exact: list[list[str]],
 ) -> dict[str, Any]:
@@ -345,9 +365,9 @@ def _measure(
         .remote(settings.model_copy(update={"index_shards": 1, "index_replicas": 1}), Modality.FACE)
     )
     empty = _summed(ray.get([s.__ray_call__.remote(_held_bytes) for s in shards]))
-    one = _load([[baseline]], vectors[:BASELINE_VECTORS], labels, version)
+    one = _load([[baseline]], vectors[:BASELINE_VECTORS], labels, positions, version)
     ray.kill(baseline, no_restart=True)
-    sharded = _load(replicated, vectors, labels, version, marks=(BASELINE_VECTORS,))
+    sharded = _load(replicated, vectors, labels, positions, version, marks=(BASELINE_VECTORS,))
     # Every replica's build done before memory is read and timings are taken: one still
     # training would hold the CPUs they share.
     kinds = _grown([r for replicas in replicated for r in replicas])
@@ -367,7 +387,7 @@ def _measure(
     median_ms = float(np.median([np.percentile(ms, 50) for ms in inside]))
     spun = [ray.get(s.__ray_call__.remote(_spin_ms, median_ms, len(inside[0]))) for s in shards]
     at_once = ray.get([s.__ray_call__.remote(_shard_search_ms, version, queries) for s in shards])
-    owned = [_item(j) for j in range(VECTORS) if ShardMap(SHARDS).owner(j % PARTITIONS) == 0]
+    owned = [_item(j) for j, (p, _) in enumerate(positions) if ShardMap(SHARDS).owner(p) == 0]
     recovery = _recovery(shards[0], owned)
     single_ms_after, _ = _api_searches(ids[:20], 1)
     return {

@@ -5,23 +5,26 @@ import hashlib
 import time
 
 from kafka import TopicPartition
-from kafka.partitioner.default import murmur2
 
 from pipeline.kafka.clients import make_consumer
-from pipeline.settings import Settings
+from pipeline.kafka.partitioning import key_partition
 from pipeline.store.payloads import PayloadStore
 from schemas.items import ITEM_TOPICS, Modality
 from tests.fixtures_stack import MAX_ITEM_BYTES, index_unique_face
-from tests.test_metrics import scrape
+from tests.test_metrics import scrape, value
 
 TOMBSTONE_WAIT_S = 60
 COPY_WAIT_S = 30
 
 
+def id_lookups(api, asked: str) -> float:
+    """Face queries by id whose vector was asked of `asked`: "key_shard" or "every_shard"."""
+    return value(scrape(api), "twinstream_id_lookups_total", modality="face", asked=asked)
+
+
 def copy_reads(api) -> float:
     """Face searches and lookups the replica answered from its own copy of the index."""
-    key = ("twinstream_index_reads_total", (("modality", "face"), ("served_by", "copy")))
-    return scrape(api).get(key, 0.0)
+    return value(scrape(api), "twinstream_index_reads_total", modality="face", served_by="copy")
 
 
 def search_by_copy(api, query: dict, shards: int) -> list[dict]:
@@ -53,11 +56,6 @@ def test_unknown_item_is_a_404_problem(api):
     response = api.get("/v1/items/face/orl/s99/1")
     assert response.status_code == 404
     assert response.headers["content-type"] == "application/problem+json"
-
-
-def _key_partition(key: str) -> int:
-    """Where kafka-python's default partitioner puts `key` on an item topic."""
-    return (murmur2(key.encode()) & 0x7FFFFFFF) % Settings().topic_partitions
 
 
 def _tombstone_position(settings, item_id: str) -> tuple[int, int] | None:
@@ -93,13 +91,18 @@ def test_delete_removes_the_item_at_once_and_writes_its_tombstone(
         stack_settings,
         face,
         "api-delete",
-        lambda key: (_key_partition(key) + 1) % partitions,
+        lambda key: (key_partition(key, partitions) + 1) % partitions,
     )
     shards = stack_settings.index_shards
     payloads = PayloadStore(stack_settings.payloads_dir)
     assert hashlib.sha256(image).hexdigest() in payloads
     query = {"modality": "face", "item": {"data": base64.b64encode(image).decode()}}
     assert search_by_copy(api, query | {"k": 1}, shards)[0]["id"] == item_id
+    # Not where its key's shard is: a search by its id finds it by asking every shard.
+    before = id_lookups(api, "every_shard")
+    by_id = api.post("/v1/search", json={"modality": "face", "item": {"id": item_id}, "k": 1})
+    assert by_id.json()["matches"][0]["id"] == item_id
+    assert id_lookups(api, "every_shard") == before + 1
 
     # Acknowledged only once the replica's copy has it too: the copy answers next.
     assert api.delete(f"/v1/items/face/{item_id}").status_code == 204
@@ -112,7 +115,17 @@ def test_delete_removes_the_item_at_once_and_writes_its_tombstone(
     assert hashlib.sha256(image).hexdigest() not in payloads, "its retained bytes go too"
     position = _tombstone_position(stack_settings, item_id)
     assert position is not None
-    assert position[0] == (_key_partition(item_id) + 1) % partitions
+    assert position[0] == (key_partition(item_id, partitions) + 1) % partitions
+
+
+def test_a_search_by_id_asks_only_the_shard_of_its_keys_partition(api, demo_data):
+    item = demo_data.indexed[Modality.FACE][7]
+    before = {asked: id_lookups(api, asked) for asked in ("key_shard", "every_shard")}
+    response = api.post("/v1/search", json={"modality": "face", "item": {"id": item.id}, "k": 1})
+    assert response.status_code == 200, response.text
+    assert response.json()["matches"][0]["id"] == item.id
+    assert id_lookups(api, "key_shard") == before["key_shard"] + 1
+    assert id_lookups(api, "every_shard") == before["every_shard"]
 
 
 def test_models_lists_one_active_version_per_modality(api):

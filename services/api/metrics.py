@@ -163,6 +163,14 @@ class ApiMetrics:
             ["modality", "served_by"],
             registry=self.registry,
         )
+        self.id_lookups = Counter(
+            "twinstream_id_lookups",
+            "queries naming an item by id, by the shards asked for its vector: only the one its "
+            "key's default partition maps to, or every shard when that one did not hold it (an "
+            "item its producer placed in another partition, or an unknown id)",
+            ["modality", "asked"],
+            registry=self.registry,
+        )
         self.holder_up = Gauge(
             "twinstream_index_holder_up",
             "1 while every index shard of the modality answers; 0 while one is down (Ray "

@@ -6,7 +6,10 @@ payloads (which touches no index) asks the shards while it embeds. A query that 
 refusal learns the new version and is answered again, wholly by it, so every answer is
 still made by one version and all replicas switch when the shards do.
 
-A search asks every shard for its k nearest and merges them; an id lookup asks every shard.
+A search asks every shard for its k nearest and merges them. An id lookup asks the shard that
+owns the partition the id's key goes to by default (pipeline/kafka/partitioning.py), and every
+other shard only when that one does not hold it: one call instead of one a shard for items
+produced as the contract asks.
 Each shard is answered from the replica's own copy of it when that copy holds the query's
 version and its lease runs (pipeline/index/replica_copy.py), which saves the round trip;
 otherwise by one of the shard's replicas, batched (services/api/batching.py), failing over to
@@ -28,8 +31,10 @@ from pipeline.index.handles import ModelCache, Shards
 from pipeline.index.holder import StaleVersionError
 from pipeline.index.replica_copy import IndexCopy, Poll
 from pipeline.index.replica_reads import ReplicaReads
+from pipeline.index.shard_map import ShardMap
 from pipeline.index.shards import merge_hits
 from pipeline.index.vector_index import Hit, VectorIndex
+from pipeline.kafka.partitioning import key_partition
 from pipeline.settings import Settings
 from schemas.items import Modality
 from services.api.batching import SearchBatches
@@ -49,6 +54,7 @@ class VersionRouter:
         # Public: the catalog reads through it too, so one check says which replicas are behind.
         self.reads = ReplicaReads(holders)
         self._models = models
+        self._partitions = settings.topic_partitions
         self._searches = SearchBatches(settings, self.reads)
         # modality -> the version its shards searched when this replica last heard.
         self._versions: dict[Modality, str] = {}
@@ -105,7 +111,7 @@ class VersionRouter:
                 pause = min(max(2 * pause, SWITCH_RETRY_S), 0.5)
 
     async def vector(self, modality: Modality, version: str, item_id: str) -> np.ndarray | None:
-        """The item's vector from whichever shard holds it."""
+        """The item's vector from whichever shard holds it: its key's shard first."""
 
         async def lookup(shard: int) -> np.ndarray | None:
             index = self._copy(modality, shard, version)
@@ -116,7 +122,14 @@ class VersionRouter:
             )
             return None if found is None else found[0]
 
-        found = await asyncio.gather(*(lookup(s) for s in range(self.reads.shards(modality))))
+        shards = self.reads.shards(modality)
+        first = ShardMap(shards).owner(key_partition(item_id, self._partitions))
+        vector = await lookup(first)
+        if vector is not None:
+            METRICS.id_lookups.labels(modality.value, "key_shard").inc()
+            return vector
+        METRICS.id_lookups.labels(modality.value, "every_shard").inc()
+        found = await asyncio.gather(*(lookup(s) for s in range(shards) if s != first))
         return next((vector for vector in found if vector is not None), None)
 
     async def search(
