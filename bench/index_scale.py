@@ -127,7 +127,7 @@ def _sweep(index: VectorIndex, queries: np.ndarray, truth: np.ndarray) -> list[d
     """Recall and batch-1 latency of a copy of the compressed index at other probe shares."""
     state = index.to_state()
     copy = growth.from_blob(state["faiss"])
-    if growth.kind(copy) != "ivf-sq8":
+    if growth.kind(copy) != "ivf-sq6":
         raise RuntimeError(f"the index did not grow into the compressed kind: {index.kind}")
     ids = index.item_ids()
     item_of = dict(zip(item_keys(ids).tolist(), ids, strict=True))

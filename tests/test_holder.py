@@ -195,7 +195,7 @@ def test_a_holder_actor_grows_its_index_with_training_in_a_task_and_never_runs_b
         ray.get(holder.apply.remote(upserts(ids, {"face-v1": vectors}, 0)))
         trainer, blas_from = ray.get(holder.__ray_call__.remote(_built_by))
         assert trainer is train_in_a_task and blas_from == growth.NEVER
-        assert ray.get(holder.stats.remote())["index_kind"] == "ivf-sq8"
+        assert ray.get(holder.stats.remote())["index_kind"] == "ivf-sq6"
         [hits] = ray.get(holder.search.remote("face-v1", vectors[7:8], 1))
         assert [h.item_id for h in hits] == ["f7"]
     finally:

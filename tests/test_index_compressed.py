@@ -1,4 +1,4 @@
-"""The compressed index kind on real FAISS: IVF-SQ8 searched on its codes, still addressed,
+"""The compressed index kind on real FAISS: IVF-SQ6 searched on its codes, still addressed,
 deleted and reconstructed by id, and carried through states."""
 
 import ctypes
@@ -17,11 +17,13 @@ DIM = 64
 ITEMS = 12_000
 PEOPLE = 1_200
 LABELS = 5
-# Against exact search on `people()`: measured 0.978 and 0.988 on the codes, less a margin.
-MIN_RECALL_AT_10 = 0.96
-MIN_RECALL_AT_1 = 0.97
+# Issue 24's target against exact search; `people()` measured 0.965 on 6-bit codes (0.978 on
+# 8-bit). Which of a person's shots is nearest moves more (recall@1 0.916), so a query is
+# judged by whose shot its top hit is: 1.000 on the codes, as on exact search.
+MIN_RECALL_AT_10 = 0.95
+MIN_PERSON_AT_1 = 0.99
 BUILD_TIMEOUT_S = 60
-# Vectors come back from 8-bit codes of their residuals.
+# Vectors come back from 6-bit codes of their residuals (largest error measured 0.0084).
 CODE_ERROR = 0.01
 # What glibc's malloc_usable_size may add to a list's storage: alignment and a chunk header.
 CHUNK_SLACK_BYTES = 64
@@ -45,7 +47,7 @@ def grown_state() -> dict:
     labels = [f"l{p % LABELS}" for p in who]
     index.upsert([f"i{j}" for j in range(ITEMS)], vectors, labels)
     index.wait_for_growth(BUILD_TIMEOUT_S)
-    assert index.kind == "ivf-sq8"
+    assert index.kind == "ivf-sq6"
     return index.to_state()
 
 
@@ -55,14 +57,14 @@ def grown(grown_state: dict) -> VectorIndex:
 
 
 def test_recall_at_10_against_exact_search_on_clustered_vectors(grown):
-    vectors, _ = people(1, ITEMS)
-    queries, _ = people(2, 500)
+    vectors, person = people(1, ITEMS)
+    queries, asked = people(2, 500)
     _, truth = faiss.knn(queries, vectors, 10)
     found = [[int(h.item_id[1:]) for h in row] for row in grown.search(queries, 10)]
     recall = np.mean([len(set(f) & set(t)) / 10 for f, t in zip(found, truth, strict=True)])
     assert recall >= MIN_RECALL_AT_10, f"recall@10 {recall:.3f}"
-    at_1 = np.mean([f[0] == t[0] for f, t in zip(found, truth, strict=True)])
-    assert at_1 >= MIN_RECALL_AT_1, f"recall@1 {at_1:.3f}, recall@10 {recall:.3f}"
+    at_1 = np.mean([person[f[0]] == p for f, p in zip(found, asked, strict=True)])
+    assert at_1 >= MIN_PERSON_AT_1, f"top hit of the query's person {at_1:.3f}"
 
 
 def test_deleted_ids_never_come_back_and_upserted_ids_appear_once(grown):
@@ -100,7 +102,7 @@ def test_state_round_trip_keeps_answers_and_accepts_changes(grown):
     assert isinstance(state["faiss"], np.ndarray) and state["format"] == STATE_FORMAT
     restored = VectorIndex.from_state(state)
     queries, _ = people(6, 50)
-    assert restored.kind == "ivf-sq8" and len(restored) == len(grown)
+    assert restored.kind == "ivf-sq6" and len(restored) == len(grown)
     assert restored.search(queries, 10) == grown.search(queries, 10)
     np.testing.assert_array_equal(restored.vector("i7"), grown.vector("i7"))
     assert restored.delete(["i7"]) == 1 and restored.vector("i7") is None
@@ -167,7 +169,7 @@ def test_a_build_caught_up_with_a_backlog_leaves_each_list_within_its_headroom()
     backlog_in.set()
     index.wait_for_growth(BUILD_TIMEOUT_S)
     ivf = index._index
-    assert index.kind == "ivf-sq8" and ivf.ntotal == total
+    assert index.kind == "ivf-sq6" and ivf.ntotal == total
     lists = ivf.invlists
     held = [
         (lists.list_size(n), _storage_bytes(int(lists.get_codes(n))))
@@ -181,3 +183,19 @@ def test_a_build_caught_up_with_a_backlog_leaves_each_list_within_its_headroom()
         > math.ceil(size * (1 + growth.LIST_HEADROOM)) * lists.code_size + CHUNK_SLACK_BYTES
     ]
     assert over == [], f"{len(over)} of {len(held)} lists hold more than their headroom"
+
+
+def test_an_index_built_with_8_bit_codes_loads_and_answers_as_before(monkeypatch):
+    """Snapshots written before the codes became 6-bit keep their codes when loaded."""
+    monkeypatch.setattr(growth, "CODE", "SQ8")
+    vectors, _ = people(7, ITEMS // 4, centres=PEOPLE // 4)
+    index = VectorIndex(DIM, ivf_threshold=len(vectors))
+    index.upsert([f"i{j}" for j in range(len(vectors))], vectors, ["l"] * len(vectors))
+    index.wait_for_growth(BUILD_TIMEOUT_S)
+    monkeypatch.undo()
+    restored = VectorIndex.from_state(index.to_state())
+    assert restored.kind == "ivf-sq8"
+    assert restored.search(vectors[:1], 1)[0][0].item_id == "i0"
+    np.testing.assert_allclose(restored.vector("i5"), vectors[5], atol=CODE_ERROR / 2)
+    restored.upsert(["new"], vectors[6:7] + 0.01, ["l"])
+    assert restored.kind == "ivf-sq8" and restored.vector("new") is not None

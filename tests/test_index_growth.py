@@ -1,4 +1,4 @@
-"""Index growth on real FAISS: flat while small, compressed (IVF-SQ8) past the threshold, built
+"""Index growth on real FAISS: flat while small, compressed (IVF-SQ6) past the threshold, built
 without pausing.
 
 The vectors are clustered like real embeddings (identities as tight groups on
@@ -51,13 +51,13 @@ def test_small_indexes_stay_flat(rng):
     assert index.kind == "flat" and never.kind == "flat"
 
 
-# A compressed index gives vectors back from 8-bit codes of their residuals.
+# A compressed index gives vectors back from 6-bit codes of their residuals.
 CODE_ERROR = 0.01
 
 
 def test_compressed_recall_is_close_to_exact_search(rng):
     index, vectors = grown(rng)
-    assert index.kind == "ivf-sq8"
+    assert index.kind == "ivf-sq6"
     exact = faiss.IndexFlatL2(DIM)
     exact.add(vectors)
     queries = clustered(rng, 500)
@@ -92,7 +92,7 @@ def test_upserts_and_deletes_during_the_build_all_land(rng):
         during_build += index.kind == "flat"
         step += 1
     index.wait_for_growth(BUILD_TIMEOUT_S)
-    assert index.kind == "ivf-sq8"
+    assert index.kind == "ivf-sq6"
     assert during_build > 0, "no change landed while the compressed index was being built"
 
     assert len(index) == len(live)
@@ -112,7 +112,7 @@ def test_a_compressed_index_round_trips_through_a_snapshot(rng, tmp_path):
     index.delete(["i5"])
     write_snapshot(tmp_path, Snapshot("face-v1", {0: 42}, index))
     restored = read_latest_snapshot(tmp_path).index
-    assert restored.kind == "ivf-sq8" and len(restored) == len(index)
+    assert restored.kind == "ivf-sq6" and len(restored) == len(index)
     queries = clustered(rng, 20)
     assert restored.search(queries, 5) == index.search(queries, 5)
     np.testing.assert_allclose(restored.vector("i9"), vectors[9], atol=CODE_ERROR)
@@ -138,7 +138,7 @@ def test_the_build_is_trained_by_the_index_trainer_on_a_sample_of_what_it_holds(
     assert lists == growth.ivf_lists(THRESHOLD) == 512
     # Fewer than k-means would sample: all of them.
     np.testing.assert_array_equal(sample, vectors)
-    assert index.kind == "ivf-sq8" and len(index) == THRESHOLD
+    assert index.kind == "ivf-sq6" and len(index) == THRESHOLD
 
 
 def test_a_training_sample_is_as_many_distinct_rows_as_k_means_would_use(rng):

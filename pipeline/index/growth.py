@@ -4,16 +4,17 @@ and what both kinds answer by key.
 Exact (flat) search is the right index while it is small: no training, perfect recall.
 Past a size threshold its cost grows linearly per query and it holds 4·d bytes a vector,
 so a compressed index is trained from the vectors already stored and swapped in: IVF with
-8-bit scalar-quantised residuals, d bytes a vector, searched on its codes alone. It keeps
+6-bit scalar-quantised residuals, 3·d/4 bytes a vector, searched on its codes alone. It keeps
 what the service needs from the flat one: `add_with_ids` and `remove_ids` for upserts and
 tombstones, and a vector by key for queries that name an indexed item — found by a scan of
 the lists' keys in FAISS, since FAISS's own id → list map (a hash table) would cost more bytes
 a vector than the keys themselves.
 
-Scalar rather than product quantisation: SQ8's error is a fraction of each dimension's
+Scalar rather than product quantisation: SQ's error is a fraction of each dimension's
 range whatever the data, while how well short PQ codes rank neighbours depends on how
 tight the clusters are, and PQ needs thousands of training points and per-list lookup
-tables (docs/benchmarks.md#index-scale has the comparison).
+tables. 6 bits rather than 8: a quarter fewer bytes for a distance error that moves
+`same` on a few pairs in 10,000 (docs/benchmarks.md#index-scale has both comparisons).
 """
 
 import math
@@ -45,6 +46,12 @@ SAMPLE_SEED = 24
 # A batch size no search or add reaches: FAISS's switch to BLAS never happens.
 NEVER = 2**31 - 1
 
+# Bits a dimension of a compressed index's codes.
+CODE = "SQ6"
+# What a compressed index is called by its codes (an index loaded from an older snapshot keeps
+# the codes it was built with).
+KINDS = {faiss.ScalarQuantizer.QT_6bit: "ivf-sq6", faiss.ScalarQuantizer.QT_8bit: "ivf-sq8"}
+
 # (training sample, lists) -> an empty trained index.
 Trainer = Callable[[np.ndarray, int], faiss.IndexIVFScalarQuantizer]
 
@@ -59,10 +66,10 @@ def flat(dim: int) -> faiss.Index:
 
 
 def train(sample: np.ndarray, lists: int) -> faiss.IndexIVFScalarQuantizer:
-    """An empty IVF-SQ8 index of `lists` lists, its coarse centroids and code ranges trained
+    """An empty compressed index of `lists` lists, its coarse centroids and code ranges trained
     on `sample`."""
     # The factory makes the index own its quantizer, as a deserialized one does.
-    ivf = faiss.index_factory(sample.shape[1], f"IVF{lists},SQ8", faiss.METRIC_L2)
+    ivf = faiss.index_factory(sample.shape[1], f"IVF{lists},{CODE}", faiss.METRIC_L2)
     ivf.cp.max_points_per_centroid = TRAIN_POINTS_PER_LIST
     ivf.sq.rangestat = faiss.ScalarQuantizer.RS_minmax
     ivf.sq.rangestat_arg = CODE_RANGE_MARGIN
@@ -73,7 +80,7 @@ def train(sample: np.ndarray, lists: int) -> faiss.IndexIVFScalarQuantizer:
 def build_compressed(
     vectors: np.ndarray, keys: np.ndarray, trainer: Trainer = train
 ) -> faiss.IndexIVFScalarQuantizer:
-    """An IVF-SQ8 index holding `vectors` under `keys`, trained by `trainer` on a sample of
+    """A compressed index holding `vectors` under `keys`, trained by `trainer` on a sample of
     them."""
     vectors = np.ascontiguousarray(vectors, dtype=np.float32)
     lists = ivf_lists(len(vectors))
@@ -116,7 +123,7 @@ def fit_lists(ivf: faiss.IndexIVF) -> None:
 
 
 def kind(index: faiss.Index) -> str:
-    return "ivf-sq8" if isinstance(index, faiss.IndexIVF) else "flat"
+    return KINDS[index.sq.qtype] if isinstance(index, faiss.IndexIVF) else "flat"
 
 
 def contents(index: faiss.Index) -> tuple[np.ndarray, np.ndarray]:

@@ -91,7 +91,8 @@ class VectorIndex:
 
     @property
     def kind(self) -> str:
-        """ "flat" or "ivf-sq8" (compressed)."""
+        """ "flat", or "ivf-sq6" (compressed; "ivf-sq8" when loaded from a snapshot of an index
+        built with 8-bit codes)."""
         return growth.kind(self._index)
 
     def wait_for_growth(self, timeout_s: float | None = None) -> None:
