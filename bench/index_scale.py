@@ -310,8 +310,8 @@ def _markdown(r: dict[str, Any]) -> str:
         f"| {c['build_wait_s']:.1f} | |",
         f"| one build from all {r['vectors']:,} vectors, s | | {c['build_all_s']:.1f} | |",
         "",
-        f"Default: 1/{r['probe_share']} of the lists probed, ranked by the 8-bit codes. The "
-        "same index at other shares:",
+        f"Default: 1/{r['probe_share']} of the lists probed, ranked by its codes "
+        f"({r['kind']}). The same index at other shares:",
         "",
         "| lists probed | nprobe | r@1 / r@10 | batch 1 p99 ms |",
         "|---|---|---|---|",

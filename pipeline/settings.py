@@ -164,7 +164,7 @@ class Settings(BaseSettings):
     )
     index_ivf_threshold: int = Field(
         default=DEFAULT_IVF_THRESHOLD,
-        description="Items at which an index switches from exact search to IVF with 8-bit "
+        description="Items at which an index switches from exact search to IVF with 6-bit "
         "codes (rebuilt at every 4× growth); 0: stay exact.",
     )
     payloads_dir: Path = Field(

@@ -202,7 +202,7 @@ class VectorIndex:
     def search(self, queries: np.ndarray, k: int, label: str | None = None) -> list[list[Hit]]:
         """Nearest first; with `label`, only items of that label are candidates, searched in
         every list of a compressed index. Distances are exact while the index is flat and
-        from the 8-bit codes once it is compressed."""
+        from its codes once it is compressed."""
         queries = np.ascontiguousarray(queries, dtype=np.float32)
         params = None
         if label is None:
