@@ -387,7 +387,8 @@ def _measure(
     median_ms = float(np.median([np.percentile(ms, 50) for ms in inside]))
     spun = [ray.get(s.__ray_call__.remote(_spin_ms, median_ms, len(inside[0]))) for s in shards]
     at_once = ray.get([s.__ray_call__.remote(_shard_search_ms, version, queries) for s in shards])
-    owned = [_item(j) for j, (p, _) in enumerate(positions) if ShardMap(SHARDS).owner(p) == 0]
+    owners = ShardMap(SHARDS)
+    owned = [_item(j) for j, (p, _) in enumerate(positions) if owners.owner(p) == 0]
     recovery = _recovery(shards[0], owned)
     single_ms_after, _ = _api_searches(ids[:20], 1)
     return {
