@@ -1,5 +1,8 @@
 """The FAISS index by item id and its snapshots, on real FAISS."""
 
+import _sqlite3
+import ctypes
+
 import numpy as np
 import pytest
 
@@ -133,3 +136,21 @@ def test_names_survive_a_dump_and_load_whatever_their_text():
         zip(ids, labels, strict=True)
     )
     assert len(loaded) == 4 and ItemNames().dump() == (0).to_bytes(8, "little")
+
+
+def test_names_looked_up_in_batches_of_every_size_keep_sqlites_memory_bounded(rng):
+    # A shard's batches vary in size; memory must not grow with how many sizes it has seen.
+    used = ctypes.CDLL(_sqlite3.__file__).sqlite3_memory_used
+    used.restype = ctypes.c_int64
+    names = ItemNames()
+    ids = [f"face/{n}" for n in range(60_000)]
+    keys = item_keys(ids)
+    before = used()
+    start = 0
+    for size in rng.permutation(np.arange(1, 341)).tolist():
+        names.put(keys[start : start + size], ids[start : start + size], ["a"] * size)
+        start += size
+    assert start == len(names) == 57_970
+    assert names.held_by(keys[:3]) == ids[:3]
+    # The page cache (256 KiB) and a few statements; each size its own statement held 4 MB.
+    assert used() - before < 1_000_000

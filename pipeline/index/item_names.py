@@ -14,6 +14,7 @@ in 3,000 among 10^8 ids) are caught here: the later one is refused with an error
 """
 
 import hashlib
+import json
 import logging
 import sqlite3
 import struct
@@ -28,8 +29,6 @@ log = logging.getLogger(__name__)
 
 # Pages SQLite keeps in the process (KiB, as its negative cache_size): the rest is read back.
 CACHE_KIB = 256
-# Bound parameters per statement (SQLite's default limit is 32,766).
-CHUNK = 30_000
 # `dump`'s length of a missing label.
 NO_LABEL = -1
 
@@ -106,17 +105,16 @@ class ItemNames:
 
     def names(self, keys: np.ndarray) -> dict[int, tuple[str, str | None]]:
         """key -> (item id, label) of each stored key among `keys`."""
-        found: dict[int, tuple[str, str | None]] = {}
-        unique = list(dict.fromkeys(keys.tolist()))
+        # One statement text for any number of keys: an `IN (?, ?, …)` of each length would
+        # be a statement of its own, and the connection caches each one, its bound values too.
+        wanted = json.dumps(list(dict.fromkeys(keys.tolist())))
         with self._lock:
-            for start in range(0, len(unique), CHUNK):
-                chunk = unique[start : start + CHUNK]
-                marks = ",".join("?" * len(chunk))
-                for key, item_id, label in self._db.execute(
-                    f"SELECT key, item_id, label FROM names WHERE key IN ({marks})", chunk
-                ):
-                    found[key] = (item_id, label)
-        return found
+            rows = self._db.execute(
+                "SELECT key, item_id, label FROM names"
+                " WHERE key IN (SELECT value FROM json_each(?))",
+                (wanted,),
+            ).fetchall()
+        return {key: (item_id, label) for key, item_id, label in rows}
 
     def keys_with_label(self, label: str) -> np.ndarray:
         with self._lock:
