@@ -36,8 +36,8 @@ LATENCY_BATCHES = 5
 UPSERT_BATCH = 1_000
 DELETES = 10_000
 UPSERTS = 1_000
-# Shares of the lists a query visits, swept around the default (growth.PROBE_SHARE).
-PROBE_SHARES = (32, 16, 8, 4)
+# Lists a query visits as multiples of √lists, swept around the default (growth.PROBE_FACTOR).
+PROBE_FACTORS = (1.5, 3.0, 6.0, 12.0)
 SEED = 24
 # Issue 24's targets (stated there per shard; here for one index of all the vectors).
 TARGET_RECALL_AT_10 = 0.95
@@ -124,7 +124,7 @@ def _numbers(index: VectorIndex, queries: np.ndarray) -> list[list[int]]:
 
 
 def _sweep(index: VectorIndex, queries: np.ndarray, truth: np.ndarray) -> list[dict[str, Any]]:
-    """Recall and batch-1 latency of a copy of the compressed index at other probe shares."""
+    """Recall and batch-1 latency of a copy of the compressed index at other probe counts."""
     state = index.to_state()
     copy = growth.from_blob(state["faiss"])
     if growth.kind(copy) != "ivf-sq6":
@@ -132,13 +132,13 @@ def _sweep(index: VectorIndex, queries: np.ndarray, truth: np.ndarray) -> list[d
     ids = index.item_ids()
     item_of = dict(zip(item_keys(ids).tolist(), ids, strict=True))
     rows = []
-    for share in PROBE_SHARES:
-        copy.nprobe = max(1, copy.nlist // share)
+    for factor in PROBE_FACTORS:
+        copy.nprobe = growth.probes(copy.nlist, factor)
         _, found = copy.search(queries, K)
         latency = _latency(lambda q: copy.search(q, K), queries)
         rows.append(
             {
-                "probe_share": share,
+                "probe_factor": factor,
                 "nprobe": copy.nprobe,
                 **_recalls([[int(item_of[n][5:]) for n in r if n >= 0] for r in found], truth),
                 "batch_1_p99_ms": latency["batch_1_p99_ms"],
@@ -209,7 +209,7 @@ def run(results_dir: Path) -> BenchReport:
         "shape": _shape_check(faces, people, mixture, rng),
         "threads": faiss.omp_get_max_threads(),
         "kind": indexes["compressed"].kind,
-        "probe_share": growth.PROBE_SHARE,
+        "probe_factor": growth.PROBE_FACTOR,
     }
     for name, index in indexes.items():
         results[name] = {
@@ -310,16 +310,16 @@ def _markdown(r: dict[str, Any]) -> str:
         f"| {c['build_wait_s']:.1f} | |",
         f"| one build from all {r['vectors']:,} vectors, s | | {c['build_all_s']:.1f} | |",
         "",
-        f"Default: 1/{r['probe_share']} of the lists probed, ranked by its codes "
-        f"({r['kind']}). The same index at other shares:",
+        f"Default: {r['probe_factor']:g}·√lists of the lists probed, ranked by its codes "
+        f"({r['kind']}). The same index probing other counts:",
         "",
         "| lists probed | nprobe | r@1 / r@10 | batch 1 p99 ms |",
         "|---|---|---|---|",
     ]
     for s in r["sweep"]:
-        default = " (default)" if s["probe_share"] == r["probe_share"] else ""
+        default = " (default)" if s["probe_factor"] == r["probe_factor"] else ""
         lines.append(
-            f"| 1/{s['probe_share']}{default} | {s['nprobe']} | {s['recall_at_1']:.3f} / "
+            f"| {s['probe_factor']:g}·√lists{default} | {s['nprobe']} | {s['recall_at_1']:.3f} / "
             f"{s['recall_at_10']:.3f} | {s['batch_1_p99_ms']:.2f} |"
         )
     lines += [

@@ -31,9 +31,9 @@ TRAIN_POINTS_PER_LIST = 64
 # Another build starts once the index has grown by this factor since the last one,
 # so the number of lists keeps up with the data.
 REGROW_FACTOR = 4
-# Share of the lists a query visits: recall close to flat search on clustered
-# embeddings at a fraction of its distance computations.
-PROBE_SHARE = 8
+# A query visits about this many times √lists of the lists: recall close to flat search on
+# clustered embeddings, and the share of the index one reads falls as the index grows.
+PROBE_FACTOR = 3.0
 # A compressed index's lists are refitted (`fit_lists`) with this share of spare capacity
 # each, and again once the index has grown by REFIT_GROWTH: FAISS grows a full list by
 # doubling it, which would leave most lists with spare capacity near their size.
@@ -86,8 +86,13 @@ def build_compressed(
     lists = ivf_lists(len(vectors))
     ivf = trainer(training_sample(vectors, lists), lists)
     ivf.add_with_ids(vectors, keys)
-    ivf.nprobe = max(1, lists // PROBE_SHARE)
+    ivf.nprobe = probes(lists)
     return ivf
+
+
+def probes(lists: int, factor: float = PROBE_FACTOR) -> int:
+    """How many of an index's `lists` a query visits."""
+    return min(lists, math.ceil(factor * math.sqrt(lists)))
 
 
 def training_sample(vectors: np.ndarray, lists: int) -> np.ndarray:
@@ -210,6 +215,9 @@ def from_blob(blob: bytes | np.ndarray) -> faiss.Index:
     index = faiss.deserialize_index(data)
     if not isinstance(index, faiss.IndexIVFScalarQuantizer | faiss.IndexIDMap2):
         raise ValueError(f"an index of kind {type(index).__name__} is not one this service makes")
+    if isinstance(index, faiss.IndexIVF):
+        # A snapshot keeps the probe count it was saved with; the current rule applies.
+        index.nprobe = probes(index.nlist)
     return index
 
 
