@@ -100,6 +100,18 @@ def test_a_holder_resumes_its_checkpoint_only_for_the_active_model(settings, sto
     assert other.offsets() == {} and other.size() == 0
 
 
+def test_a_search_by_id_is_answered_by_the_version_asked_for_or_refused(settings, store, rng):
+    holder = IndexHolder(settings, Modality.FACE)
+    vectors = unit(rng, 3)
+    assert holder.apply(upserts(["a", "b", "c"], {"face-v1": vectors}, 0)).outcome is APPLIED
+    vector, hits = holder.search_by_id("face-v1", "b", 2)
+    np.testing.assert_allclose(vector, vectors[1])
+    assert len(hits) == 2 and hits[0].item_id == "b"
+    assert holder.search_by_id("face-v1", "gone", 2) is None
+    with pytest.raises(StaleVersionError):
+        holder.search_by_id("face-v2", "b", 2)
+
+
 def test_commits_may_only_follow_a_durable_checkpoint(settings, store, rng):
     holder = IndexHolder(settings, Modality.FACE)
     result = holder.apply(upserts(["a"], {"face-v1": unit(rng, 1)}, 0))

@@ -50,6 +50,19 @@ def test_delete_removes_from_search_and_lookup(rng):
     assert found == {"a", "c"}
 
 
+def test_a_search_by_id_answers_its_vector_and_its_nearest_in_one_call(rng):
+    index = VectorIndex(DIM)
+    vectors = unit(rng, 20)
+    labels = ["x" if i % 2 else "y" for i in range(20)]
+    index.upsert([f"i{i}" for i in range(20)], vectors, labels)
+    vector, hits = index.search_by_id("i4", 3)
+    np.testing.assert_allclose(vector, vectors[4])
+    assert hits == index.search(vectors[4][None], 3)[0] and hits[0].item_id == "i4"
+    _, only_x = index.search_by_id("i4", 20, label="x")
+    assert len(only_x) == 10 and {h.label for h in only_x} == {"x"}
+    assert index.search_by_id("nobody", 3) is None
+
+
 def test_label_filter_and_nearest_first(rng):
     index = VectorIndex(DIM)
     vectors = unit(rng, 20)

@@ -17,9 +17,9 @@ DIM = 64
 ITEMS = 12_000
 PEOPLE = 1_200
 LABELS = 5
-# Issue 24's target against exact search; `people()` measured 0.970 on 6-bit codes probing
-# 3·√lists (0.965 probing an eighth of the lists, 0.978 on 8-bit codes). Which of a person's shots is nearest moves more (recall@1 0.916), so a query is
-# judged by whose shot its top hit is: 1.000 on the codes, as on exact search.
+# Issue 24's target against exact search (docs/benchmarks.md has what `people()` measures).
+# Which of a person's shots is nearest moves more on 6-bit codes, so a query is judged by
+# whose shot its top hit is, as on exact search.
 MIN_RECALL_AT_10 = 0.95
 MIN_PERSON_AT_1 = 0.99
 BUILD_TIMEOUT_S = 60

@@ -306,6 +306,11 @@ class IndexHolder:
     def vector(self, version: str, item_id: str) -> tuple[np.ndarray, str | None] | None:
         return self._index(version).labelled_vector(item_id)
 
+    def search_by_id(
+        self, version: str, item_id: str, k: int, label: str | None = None
+    ) -> tuple[np.ndarray, list[Hit]] | None:
+        return self._index(version).search_by_id(item_id, k, label)
+
     # --- checkpoints ----------------------------------------------------------------------
 
     def make_durable_if_due(self) -> DurableOffsets:

@@ -199,6 +199,16 @@ class VectorIndex:
         with self._lock:
             return growth.vector(self._index, entry[0]), entry[1]
 
+    def search_by_id(
+        self, item_id: str, k: int, label: str | None = None
+    ) -> tuple[np.ndarray, list[Hit]] | None:
+        """The item's vector and its k nearest here (the item among them), None if it is not
+        indexed: what a search by id asks of the shard its key goes to, in one call."""
+        vector = self.vector(item_id)
+        if vector is None:
+            return None
+        return vector, self.search(vector[np.newaxis], k, label)[0]
+
     def search(self, queries: np.ndarray, k: int, label: str | None = None) -> list[list[Hit]]:
         """Nearest first; with `label`, only items of that label are candidates, searched in
         every list of a compressed index. Distances are exact while the index is flat and

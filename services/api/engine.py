@@ -31,7 +31,7 @@ from schemas.api import (
 )
 from schemas.items import Modality
 from services.api.batching import EncoderBatches
-from services.api.problems import not_found, too_large, unprocessable
+from services.api.problems import ProblemError, not_found, too_large, unprocessable
 from services.api.routing import VersionRouter
 
 
@@ -76,6 +76,13 @@ class QueryEngine:
 
     async def _search(self, request: SearchRequest) -> SearchResponse:
         model = await self.router.active_model(request.modality)
+        if request.item.id is not None:
+            hits = await self.router.search_by_id(
+                request.modality, model.version, request.item.id, request.k, request.label
+            )
+            if hits is None:
+                raise _not_indexed(request.modality, request.item.id)
+            return search_response(model, hits)
         vector, face = await self._vector(model, request.modality, request.item)
         hits = await self.router.search(
             request.modality, model.version, vector, request.k, request.label
@@ -89,7 +96,7 @@ class QueryEngine:
         if ref.id is not None:
             vector = await self.router.vector(modality, model.version, ref.id)
             if vector is None:
-                raise not_found(f"no {modality.value} item with id {ref.id!r} is indexed")
+                raise _not_indexed(modality, ref.id)
             return vector, None
         try:
             payload = ref.payload()
@@ -108,6 +115,10 @@ class QueryEngine:
     async def _embed(self, model: EmbeddingModel, payload: bytes) -> tuple[np.ndarray, Decoded]:
         decoded = await asyncio.to_thread(decode_detailed, model.config.input, payload)
         return await self._batches.embed(model, decoded.x), decoded
+
+
+def _not_indexed(modality: Modality, item_id: str) -> ProblemError:
+    return not_found(f"no {modality.value} item with id {item_id!r} is indexed")
 
 
 def _query_face(decoded: Decoded) -> QueryFace | None:

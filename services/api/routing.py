@@ -9,7 +9,8 @@ still made by one version and all replicas switch when the shards do.
 A search asks every shard for its k nearest and merges them. An id lookup asks the shard that
 owns the partition the id's key goes to by default (pipeline/kafka/partitioning.py), and every
 other shard only when that one does not hold it: one call instead of one a shard for items
-produced as the contract asks.
+produced as the contract asks. A search by id asks that shard for the vector and its own
+nearest in the same call, so the other shards' searches are the only second round.
 Each shard is answered from the replica's own copy of it when that copy holds the query's
 version and its lease runs (pipeline/index/replica_copy.py), which saves the round trip;
 otherwise by one of the shard's replicas, batched (services/api/batching.py), failing over to
@@ -112,41 +113,95 @@ class VersionRouter:
 
     async def vector(self, modality: Modality, version: str, item_id: str) -> np.ndarray | None:
         """The item's vector from whichever shard holds it: its key's shard first."""
-
-        async def lookup(shard: int) -> np.ndarray | None:
-            index = self._copy(modality, shard, version)
-            if index is not None:
-                return index.vector(item_id)
-            found = await self.reads.ask(
-                modality, shard, lambda h: h.vector.remote(version, item_id)
-            )
-            return None if found is None else found[0]
-
-        shards = self.reads.shards(modality)
-        first = ShardMap(shards).owner(key_partition(item_id, self._partitions))
-        vector = await lookup(first)
+        first = self._key_shard(modality, item_id)
+        vector = await self._lookup(modality, first, version, item_id)
         if vector is not None:
             METRICS.id_lookups.labels(modality.value, "key_shard").inc()
             return vector
-        METRICS.id_lookups.labels(modality.value, "every_shard").inc()
-        found = await asyncio.gather(*(lookup(s) for s in range(shards) if s != first))
-        return next((vector for vector in found if vector is not None), None)
+        return await self._lookup_elsewhere(modality, first, version, item_id)
 
     async def search(
         self, modality: Modality, version: str, vector: np.ndarray, k: int, label: str | None
     ) -> list[Hit]:
         """Every shard's k nearest, merged (pipeline/index/shards.py)."""
-
-        async def search_shard(shard: int) -> list[Hit]:
-            index = self._copy(modality, shard, version)
-            if index is not None:
-                return index.search(vector[np.newaxis], k, label)[0]
-            return await self._searches.search(modality, shard, version, vector, k, label)
-
         answers = await asyncio.gather(
-            *(search_shard(s) for s in range(self.reads.shards(modality)))
+            *(
+                self._search_shard(modality, s, version, vector, k, label)
+                for s in range(self.reads.shards(modality))
+            )
         )
         return merge_hits(answers, k)
+
+    async def search_by_id(
+        self, modality: Modality, version: str, item_id: str, k: int, label: str | None
+    ) -> list[Hit] | None:
+        """An indexed item's k nearest, None if no shard holds it. Its key's shard finds the
+        vector and searches itself in one call; the other shards search it after."""
+        first = self._key_shard(modality, item_id)
+        index = self._copy(modality, first, version)
+        if index is not None:
+            found = index.search_by_id(item_id, k, label)
+        else:
+            found = await self.reads.ask(
+                modality, first, lambda h: h.search_by_id.remote(version, item_id, k, label)
+            )
+        if found is None:
+            vector = await self._lookup_elsewhere(modality, first, version, item_id)
+            if vector is None:
+                return None
+            return await self.search(modality, version, vector, k, label)
+        METRICS.id_lookups.labels(modality.value, "key_shard").inc()
+        vector, hits = found
+        others = await asyncio.gather(
+            *(
+                self._search_shard(modality, s, version, vector, k, label)
+                for s in range(self.reads.shards(modality))
+                if s != first
+            )
+        )
+        return merge_hits([hits, *others], k)
+
+    def _key_shard(self, modality: Modality, item_id: str) -> int:
+        shards = self.reads.shards(modality)
+        return ShardMap(shards).owner(key_partition(item_id, self._partitions))
+
+    async def _lookup(
+        self, modality: Modality, shard: int, version: str, item_id: str
+    ) -> np.ndarray | None:
+        index = self._copy(modality, shard, version)
+        if index is not None:
+            return index.vector(item_id)
+        found = await self.reads.ask(modality, shard, lambda h: h.vector.remote(version, item_id))
+        return None if found is None else found[0]
+
+    async def _lookup_elsewhere(
+        self, modality: Modality, first: int, version: str, item_id: str
+    ) -> np.ndarray | None:
+        """The item's vector from the shards other than its key's, which did not hold it (a
+        producer placed its key elsewhere)."""
+        METRICS.id_lookups.labels(modality.value, "every_shard").inc()
+        found = await asyncio.gather(
+            *(
+                self._lookup(modality, s, version, item_id)
+                for s in range(self.reads.shards(modality))
+                if s != first
+            )
+        )
+        return next((vector for vector in found if vector is not None), None)
+
+    async def _search_shard(
+        self,
+        modality: Modality,
+        shard: int,
+        version: str,
+        vector: np.ndarray,
+        k: int,
+        label: str | None,
+    ) -> list[Hit]:
+        index = self._copy(modality, shard, version)
+        if index is not None:
+            return index.search(vector[np.newaxis], k, label)[0]
+        return await self._searches.search(modality, shard, version, vector, k, label)
 
     async def _learn_version(self, modality: Modality) -> str:
         version = await self.reads.ask(modality, 0, lambda h: h.active_version.remote())
