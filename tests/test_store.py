@@ -1,5 +1,7 @@
 """The metadata store on SQLite and PostgreSQL (see tests/fixtures_db.py)."""
 
+import _sqlite3
+import ctypes
 import multiprocessing
 import pickle
 from concurrent.futures import ProcessPoolExecutor
@@ -105,6 +107,22 @@ def test_delete_many_ids_at_once(store):
 
     assert store.delete_items(FACE, [f"bulk/s1/{n}" for n in range(1100)]) == 1100
     assert store.count_items(FACE) == 100
+
+
+def test_lookups_of_every_count_of_ids_keep_sqlites_memory_bounded(tmp_path):
+    # Ingest asks for a batch's ids; memory must not grow with how many counts it has seen.
+    used = ctypes.CDLL(_sqlite3.__file__).sqlite3_memory_used
+    used.restype = ctypes.c_int64
+    store = MetadataStore(f"sqlite:///{tmp_path / 'meta.db'}")
+    store.upsert_items([item(f"bulk/s1/{n}") for n in range(400)])
+    ids = [f"bulk/s1/{n}" for n in range(400)]
+    assert store.payload_hashes(FACE, ids[:1]) == {"sha-bulk/s1/0-0"}
+    before = used()
+    for count in range(1, 401):
+        assert len(store.payload_hashes(FACE, ids[:count])) == count
+    # Each count its own statement held 6 MB.
+    assert used() - before < 1_000_000
+    store.close()
 
 
 def test_training_needs_a_label_and_a_payload_rebuilding_a_payload(store):

@@ -6,7 +6,7 @@ session or a lock between calls.
 """
 
 import hashlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import fields, replace
 from typing import Any, Self, TypeVar
 from uuid import uuid4
@@ -45,6 +45,16 @@ _ITEM_KEY = ("modality", "item_id")
 _ID_CHUNK = 500
 _RUN_IDENTITY_FIELDS = frozenset({"run_id", "modality", "trigger", "created_at"})
 _RUN_UPDATABLE_FIELDS = frozenset(f.name for f in fields(TrainingRunRecord)) - _RUN_IDENTITY_FIELDS
+
+
+def _id_chunks(values: Sequence[str]) -> Iterator[list[str]]:
+    """`values` in chunks for `IN (…)`, each padded with its last value to a power of two (or
+    _ID_CHUNK): about ten statement texts for any counts, where SQLite's driver would cache one
+    statement per count, each holding its compiled program and bound values."""
+    for start in range(0, len(values), _ID_CHUNK):
+        chunk = list(values[start : start + _ID_CHUNK])
+        size = min(_ID_CHUNK, 1 << (len(chunk) - 1).bit_length())
+        yield chunk + chunk[-1:] * (size - len(chunk))
 
 
 class RecordNotFoundError(KeyError):
@@ -123,8 +133,7 @@ class MetadataStore:
         unique_ids = sorted(set(ids))
         deleted = 0
         with self._writes.begin() as session:
-            for start in range(0, len(unique_ids), _ID_CHUNK):
-                chunk = unique_ids[start : start + _ID_CHUNK]
+            for chunk in _id_chunks(unique_ids):
                 statement = (
                     delete(Item)
                     .where(Item.modality == modality, Item.item_id.in_(chunk))
@@ -138,10 +147,10 @@ class MetadataStore:
         unique_ids = sorted(set(ids))
         hashes: set[str] = set()
         with self._reads.begin() as session:
-            for start in range(0, len(unique_ids), _ID_CHUNK):
+            for chunk in _id_chunks(unique_ids):
                 statement = select(Item.payload_sha256).where(
                     Item.modality == modality,
-                    Item.item_id.in_(unique_ids[start : start + _ID_CHUNK]),
+                    Item.item_id.in_(chunk),
                     Item.payload_sha256.is_not(None),
                 )
                 hashes.update(session.scalars(statement))
@@ -152,11 +161,9 @@ class MetadataStore:
         candidates = sorted(set(hashes))
         referenced: set[str] = set()
         with self._reads.begin() as session:
-            for start in range(0, len(candidates), _ID_CHUNK):
+            for chunk in _id_chunks(candidates):
                 statement = (
-                    select(Item.payload_sha256)
-                    .distinct()
-                    .where(Item.payload_sha256.in_(candidates[start : start + _ID_CHUNK]))
+                    select(Item.payload_sha256).distinct().where(Item.payload_sha256.in_(chunk))
                 )
                 referenced.update(session.scalars(statement))
         return set(candidates) - referenced
@@ -277,8 +284,7 @@ class MetadataStore:
         """Drop these versions' artifact bytes and the file paths they were registered with,
         in one transaction: they stay listed but nothing can load or publish them again."""
         with self._writes.begin() as session:
-            for start in range(0, len(versions), _ID_CHUNK):
-                chunk = versions[start : start + _ID_CHUNK]
+            for chunk in _id_chunks(versions):
                 hashes = select(ModelVersion.artifact_sha256).where(ModelVersion.version.in_(chunk))
                 session.execute(delete(ModelArtifact).where(ModelArtifact.sha256.in_(hashes)))
                 session.execute(
@@ -292,10 +298,8 @@ class MetadataStore:
         candidates = sorted(set(hashes))
         present: set[str] = set()
         with self._reads.begin() as session:
-            for start in range(0, len(candidates), _ID_CHUNK):
-                statement = select(ModelArtifact.sha256).where(
-                    ModelArtifact.sha256.in_(candidates[start : start + _ID_CHUNK])
-                )
+            for chunk in _id_chunks(candidates):
+                statement = select(ModelArtifact.sha256).where(ModelArtifact.sha256.in_(chunk))
                 present.update(session.scalars(statement))
         return set(candidates) - present
 
