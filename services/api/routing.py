@@ -20,7 +20,7 @@ replica per shard: a copy follows one holder.
 
 import asyncio
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import TypeVar
 
 import numpy as np
@@ -124,13 +124,8 @@ class VersionRouter:
         self, modality: Modality, version: str, vector: np.ndarray, k: int, label: str | None
     ) -> list[Hit]:
         """Every shard's k nearest, merged (pipeline/index/shards.py)."""
-        answers = await asyncio.gather(
-            *(
-                self._search_shard(modality, s, version, vector, k, label)
-                for s in range(self.reads.shards(modality))
-            )
-        )
-        return merge_hits(answers, k)
+        shards = range(self.reads.shards(modality))
+        return merge_hits(await self._search_shards(modality, version, vector, k, label, shards), k)
 
     async def search_by_id(
         self, modality: Modality, version: str, item_id: str, k: int, label: str | None
@@ -152,14 +147,9 @@ class VersionRouter:
             return await self.search(modality, version, vector, k, label)
         METRICS.id_lookups.labels(modality.value, "key_shard").inc()
         vector, hits = found
-        others = await asyncio.gather(
-            *(
-                self._search_shard(modality, s, version, vector, k, label)
-                for s in range(self.reads.shards(modality))
-                if s != first
-            )
-        )
-        return merge_hits([hits, *others], k)
+        others = [s for s in range(self.reads.shards(modality)) if s != first]
+        found_elsewhere = await self._search_shards(modality, version, vector, k, label, others)
+        return merge_hits([hits, *found_elsewhere], k)
 
     def _key_shard(self, modality: Modality, item_id: str) -> int:
         shards = self.reads.shards(modality)
@@ -189,19 +179,25 @@ class VersionRouter:
         )
         return next((vector for vector in found if vector is not None), None)
 
-    async def _search_shard(
+    async def _search_shards(
         self,
         modality: Modality,
-        shard: int,
         version: str,
         vector: np.ndarray,
         k: int,
         label: str | None,
-    ) -> list[Hit]:
-        index = self._copy(modality, shard, version)
-        if index is not None:
-            return index.search(vector[np.newaxis], k, label)[0]
-        return await self._searches.search(modality, shard, version, vector, k, label)
+        shards: Iterable[int],
+    ) -> list[list[Hit]]:
+        """The k nearest of each of `shards`, at once: from the replica's copy of a shard, or
+        asked of the shard."""
+
+        async def search_shard(shard: int) -> list[Hit]:
+            index = self._copy(modality, shard, version)
+            if index is not None:
+                return index.search(vector[np.newaxis], k, label)[0]
+            return await self._searches.search(modality, shard, version, vector, k, label)
+
+        return list(await asyncio.gather(*(search_shard(s) for s in shards)))
 
     async def _learn_version(self, modality: Modality) -> str:
         version = await self.reads.ask(modality, 0, lambda h: h.active_version.remote())
