@@ -31,6 +31,7 @@ import faiss
 import httpx
 import numpy as np
 import ray
+from ray import serve
 from ray.actor import ActorHandle
 
 from bench import balancer
@@ -38,6 +39,7 @@ from bench.embedding_mixture import Mixture, measure_shape, orl_face_embeddings
 from bench.index_scale import TARGET_BYTES_FACTOR, TARGET_RECALL_AT_10, resident_bytes
 from bench.local_cluster import cluster_env, local_cluster
 from bench.report import BenchReport
+from bench.serve_baselines import NoopService
 from pipeline.embed.config import ENCODERS
 from pipeline.embed.encoders import build_encoder
 from pipeline.embed.model import EmbeddingModel
@@ -148,13 +150,16 @@ def _percentiles(ms: list[float]) -> dict[str, float]:
     return {"p50_ms": float(np.percentile(ms, 50)), "p99_ms": float(np.percentile(ms, 99))}
 
 
-def _api_searches(ids: list[str], concurrency: int) -> tuple[list[float], list[list[str]]]:
-    """Each id's search through the HTTP API, `concurrency` at a time: latencies and hits."""
+def _api_searches(
+    ids: list[str], concurrency: int, prefix: str = ""
+) -> tuple[list[float], list[list[str]]]:
+    """Each id's search through the HTTP API (or the app at `prefix`), `concurrency` at a
+    time: latencies and hits."""
 
     def search(client: httpx.Client, item_id: str) -> tuple[float, list[str]]:
         body = {"modality": "face", "item": {"id": item_id}, "k": K}
         started = time.perf_counter()
-        response = client.post("/v1/search", json=body)
+        response = client.post(f"{prefix}/v1/search", json=body)
         elapsed = 1e3 * (time.perf_counter() - started)
         response.raise_for_status()
         return elapsed, [m["id"] for m in response.json()["matches"]]
@@ -166,6 +171,17 @@ def _api_searches(ids: list[str], concurrency: int) -> tuple[list[float], list[l
         search(client, ids[0])
         answers = list(pool.map(lambda i: search(client, i), ids))
     return [ms for ms, _ in answers], [hits for _, hits in answers]
+
+
+def _noop_serve_ms(ids: list[str], max_ongoing: int) -> list[float]:
+    """The same searches sent one at a time to a no-op Serve app on the same cluster: the
+    floor Ray Serve's own HTTP path sets here (the baseline of the API's c = 1 row)."""
+    noop = NoopService.options(max_ongoing_requests=max_ongoing)
+    serve.run(noop.bind(), name="noop", route_prefix="/noop")
+    try:
+        return _api_searches(ids, 1, "/noop")[0]
+    finally:
+        serve.delete("noop")
 
 
 def _shard_search_ms(holder: IndexHolder, version: str, queries: np.ndarray) -> list[float]:
@@ -377,6 +393,7 @@ def _measure(
     names_disk = sum(ray.get([s.__ray_call__.remote(_names_disk_bytes) for s in shards]))
 
     ids = [_item(int(j)) for j in query_rows]
+    noop_ms = _noop_serve_ms(ids, settings.api_max_ongoing_requests)
     single_ms, found = _api_searches(ids, 1)
     parallel_ms, _ = _api_searches(ids, CONCURRENCY)
     recall = float(np.mean([len(set(f) & set(t)) / K for f, t in zip(found, exact, strict=True)]))
@@ -395,6 +412,7 @@ def _measure(
         "index_type": sorted(set(kinds)),
         "recall_at_10": recall,
         "search_c1": _percentiles(single_ms),
+        "noop_serve_c1": _percentiles(noop_ms),
         f"search_c{CONCURRENCY}": _percentiles(parallel_ms),
         "search_c1_after_recovery": _percentiles(single_ms_after),
         "shard_search_p99_ms": max(float(np.percentile(ms, 99)) for ms in inside),
@@ -529,6 +547,7 @@ def _targets(results: dict[str, Any]) -> dict[str, Any]:
 def _markdown(r: dict[str, Any]) -> str:
     rate = r["ingest_items_per_s"]
     c8 = r[f"search_c{CONCURRENCY}"]
+    noop = r["noop_serve_c1"]
     loss = r["node_loss"]
     resident = r["resident_bytes_per_vector"]
     lines = [
@@ -549,6 +568,9 @@ def _markdown(r: dict[str, Any]) -> str:
         f"{os.cpu_count()} cores), p99 ms | {r['shard_search_at_once_p99_ms']:.2f} | | |",
         f"| search through the API, c = 1, p50 / p99 ms | {r['search_c1']['p50_ms']:.1f} / "
         f"{r['search_c1']['p99_ms']:.1f} | p99 ≤ 50 | {_yes(r, 'api_search_p99_ms_c1')} |",
+        f"| … baseline: the same requests to a no-op Serve app on the same cluster (Serve's "
+        f"own HTTP path), c = 1, p50 / p99 ms | {noop['p50_ms']:.1f} / {noop['p99_ms']:.1f} "
+        "| | |",
         f"| search through the API, c = {CONCURRENCY}, p50 / p99 ms | {c8['p50_ms']:.1f} / "
         f"{c8['p99_ms']:.1f} | | |",
         f"| resident bytes per vector in a shard replica, its own (API replicas: none) | "

@@ -50,6 +50,7 @@ from pipeline.train.trainer import AUGMENTATIONS, ERASE_FRACTION, train_model
 from schemas.items import Modality
 
 FACE_PEOPLE = 20
+WHITENED_PEOPLE = 8
 AUDIO_WORDS = 30
 
 
@@ -309,6 +310,9 @@ def test_the_inference_form_embeds_like_the_trained_module(face_run, faces):
 def test_whitening_is_fitted_on_the_training_groups_and_saved_with_the_weights(
     faces, face_config, tmp_path
 ):
+    # Eight people: the refit is the same map at any size, and training on all twenty took
+    # four times as long.
+    faces = [f for f in faces if int(f.label.removeprefix("s")) <= WHITENED_PEOPLE]
     config = dataclasses.replace(ENCODERS[Modality.FACE], whitening=0.1)
     run = train_model(faces, config, dataclasses.replace(face_config, epochs=2))
     weight = run.model.encoder.whitening_weight.cpu().numpy()
@@ -349,7 +353,8 @@ def test_whitening_views_stay_within_their_bound(face_config):
     config = dataclasses.replace(ENCODERS[Modality.FACE], whitening=0.1)
 
     def fitted_on(n: int, cfg: TrainConfig = face_config) -> int:
-        x = np.zeros((n, *_shape(Modality.FACE)), dtype=np.float32)
+        # Tiny images: the counts do not depend on their size, the augmentation's time does.
+        x = np.zeros((n, 1, 8, 8), dtype=np.float32)
         views = list(trainer.whitening_views(x, np.arange(n) % 10, cfg, config))
         for inputs, labels in views:
             assert len(labels) == len(inputs)
