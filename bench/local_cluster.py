@@ -2,6 +2,7 @@
 the cluster test and the scale benchmark. Each node is its own process group, so killing it
 takes the node away at once, as a lost machine does."""
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -17,6 +18,8 @@ RAY_ENV = {"RAY_AUTH_MODE": "token", "RAY_USAGE_STATS_ENABLED": "0", "OMP_WAIT_P
 # Set by `pipeline` to keep a local Ray on loopback; a Ray started with it refuses other nodes.
 SINGLE_NODE_FLAG = "RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"
 NODE_START_TIMEOUT_S = 60
+# Ray gives a new raylet 30 s to register; a GCS busy with a lost node can take longer.
+NODE_START_ATTEMPTS = 2
 
 
 def cluster_env() -> dict[str, str]:
@@ -30,9 +33,13 @@ class RayNode:
 
     def __init__(self, log: Path, *args: str) -> None:
         self.log = log
-        with open(log, "w") as out:
+        self._args = args
+        self._start("w")
+
+    def _start(self, mode: str) -> None:
+        with open(self.log, mode) as out:
             self.process = subprocess.Popen(
-                [RAY, "start", "--block", "--node-ip-address=127.0.0.1", *args],
+                [RAY, "start", "--block", "--node-ip-address=127.0.0.1", *self._args],
                 env=cluster_env(),
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -41,16 +48,25 @@ class RayNode:
         self._started_by = time.monotonic() + NODE_START_TIMEOUT_S
 
     def wait_started(self) -> "RayNode":
+        """Until the node runs; a `ray start` that failed is run again (its output appended),
+        NODE_START_ATTEMPTS times in all, as an orchestrator restarts a node that did not come
+        up."""
+        attempts = 1
         while "Ray runtime started" not in self.log.read_text():
             if self.process.poll() is not None:
-                raise RuntimeError(f"ray start failed: {self.log.read_text()[-3000:]}")
+                if attempts == NODE_START_ATTEMPTS:
+                    raise RuntimeError(f"ray start failed: {self.log.read_text()[-3000:]}")
+                self.kill()  # whatever that start left running in its group
+                attempts += 1
+                self._start("a")
             if time.monotonic() > self._started_by:
                 raise TimeoutError(f"ray start did not finish: {self.log}")
             time.sleep(0.5)
         return self
 
     def kill(self) -> None:
-        os.killpg(self.process.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # a group already empty
+            os.killpg(self.process.pid, signal.SIGKILL)
         self.process.wait()
 
 

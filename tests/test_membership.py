@@ -44,7 +44,11 @@ def test_the_listener_notes_what_the_group_assigned_for_the_consuming_thread(
     try:
         expected = {TopicPartition(topic, 0), TopicPartition(topic, 1)}
         assert _assigned(consumer) == expected
-        assert notes.take() == (expected, set())
+        assigned, revoked = notes.take()
+        assert assigned == expected
+        # A busy broker may rebalance a new group once more: what was revoked and assigned
+        # again is noted in both, for the consuming thread to resume.
+        assert revoked <= assigned
         assert notes.take() == (set(), set())
     finally:
         consumer.close()
