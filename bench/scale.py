@@ -31,7 +31,6 @@ import faiss
 import httpx
 import numpy as np
 import ray
-from ray import serve
 from ray.actor import ActorHandle
 
 from bench import balancer
@@ -39,7 +38,7 @@ from bench.embedding_mixture import Mixture, measure_shape, orl_face_embeddings
 from bench.index_scale import TARGET_BYTES_FACTOR, TARGET_RECALL_AT_10, resident_bytes
 from bench.local_cluster import cluster_env, local_cluster
 from bench.report import BenchReport
-from bench.serve_baselines import NoopService
+from bench.serve_baselines import noop_serve_app
 from pipeline.embed.config import ENCODERS
 from pipeline.embed.encoders import build_encoder
 from pipeline.embed.model import EmbeddingModel
@@ -176,12 +175,8 @@ def _api_searches(
 def _noop_serve_ms(ids: list[str], max_ongoing: int) -> list[float]:
     """The same searches sent one at a time to a no-op Serve app on the same cluster: the
     floor Ray Serve's own HTTP path sets here (the baseline of the API's c = 1 row)."""
-    noop = NoopService.options(max_ongoing_requests=max_ongoing)
-    serve.run(noop.bind(), name="noop", route_prefix="/noop")
-    try:
-        return _api_searches(ids, 1, "/noop")[0]
-    finally:
-        serve.delete("noop")
+    with noop_serve_app(max_ongoing) as prefix:
+        return _api_searches(ids, 1, prefix)[0]
 
 
 def _shard_search_ms(holder: IndexHolder, version: str, queries: np.ndarray) -> list[float]:

@@ -26,7 +26,7 @@ from ray import serve
 
 from bench.load import Body, LoadResult, measure
 from bench.report import BenchReport
-from bench.serve_baselines import NoopService
+from bench.serve_baselines import noop_serve_app
 from bench.stack import BENCH_HTTP_PORT, bench_stack
 from pipeline.data.asterisk import common_words, iter_asterisk
 from pipeline.data.items import DataItem
@@ -179,13 +179,9 @@ def _pass(
         with _plain_process(stack.settings) as plain_url:
             print(f"bench serve ({ingress}): (b) plain uvicorn + FastAPI")
             sweeps["(b) plain uvicorn"] = _sweep(plain_url, bodies)
-        # With the API's admission limit: Serve's default (5) would queue a c=32 load in
-        # the proxy and make the floor look lower than it is.
-        noop = NoopService.options(max_ongoing_requests=stack.settings.api_max_ongoing_requests)
-        serve.run(noop.bind(), name="noop", route_prefix="/noop")
-        print(f"bench serve ({ingress}): (a) no-op Serve app")
-        sweeps["(a) no-op Serve"] = _sweep(f"{stack.url}/noop", bodies)
-        serve.delete("noop")
+        with noop_serve_app(stack.settings.api_max_ongoing_requests) as prefix:
+            print(f"bench serve ({ingress}): (a) no-op Serve app")
+            sweeps["(a) no-op Serve"] = _sweep(f"{stack.url}{prefix}", bodies)
         for name, changes in CONFIGS.items():
             print(f"bench serve ({ingress}): API, {name}")
             variant = stack.settings.model_copy(update=changes)

@@ -10,6 +10,8 @@ It answers `data` refs only (the bench sends bytes) and is not a product path.
 
 import argparse
 import asyncio
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import numpy as np
@@ -60,6 +62,19 @@ async def noop_similarity(request: Request) -> dict[str, Any]:
 @serve.ingress(noop_app)
 class NoopService:
     """Nothing but Serve's own path: proxy, router, replica, FastAPI."""
+
+
+@contextmanager
+def noop_serve_app(max_ongoing_requests: int) -> Iterator[str]:
+    """The no-op app beside the running ones, at the route prefix yielded, until the block
+    ends. With the API's admission limit: Serve's default (5) would queue a c = 32 load in the
+    proxy and make the floor look lower than it is."""
+    noop = NoopService.options(max_ongoing_requests=max_ongoing_requests)
+    serve.run(noop.bind(), name="noop", route_prefix="/noop")
+    try:
+        yield "/noop"
+    finally:
+        serve.delete("noop")
 
 
 def plain_app(settings: Settings) -> FastAPI:

@@ -133,13 +133,13 @@ class VersionRouter:
         """An indexed item's k nearest, None if no shard holds it. Its key's shard finds the
         vector and searches itself in one call; the other shards search it after."""
         first = self._key_shard(modality, item_id)
-        index = self._copy(modality, first, version)
-        if index is not None:
-            found = index.search_by_id(item_id, k, label)
-        else:
-            found = await self.reads.ask(
-                modality, first, lambda h: h.search_by_id.remote(version, item_id, k, label)
-            )
+        found = await self._on_shard(
+            modality,
+            first,
+            version,
+            lambda index: index.search_by_id(item_id, k, label),
+            lambda h: h.search_by_id.remote(version, item_id, k, label),
+        )
         if found is None:
             vector = await self._lookup_elsewhere(modality, first, version, item_id)
             if vector is None:
@@ -158,11 +158,29 @@ class VersionRouter:
     async def _lookup(
         self, modality: Modality, shard: int, version: str, item_id: str
     ) -> np.ndarray | None:
+        found = await self._on_shard(
+            modality,
+            shard,
+            version,
+            lambda index: index.labelled_vector(item_id),
+            lambda h: h.vector.remote(version, item_id),
+        )
+        return None if found is None else found[0]
+
+    async def _on_shard(
+        self,
+        modality: Modality,
+        shard: int,
+        version: str,
+        local: Callable[[VectorIndex], T],
+        remote: Callable[[ActorHandle], Awaitable[T]],
+    ) -> T:
+        """`local` on the replica's copy of the shard when it has one for `version`, else
+        `remote` asked of the shard (the same answer, one round trip more)."""
         index = self._copy(modality, shard, version)
         if index is not None:
-            return index.vector(item_id)
-        found = await self.reads.ask(modality, shard, lambda h: h.vector.remote(version, item_id))
-        return None if found is None else found[0]
+            return local(index)
+        return await self.reads.ask(modality, shard, remote)
 
     async def _lookup_elsewhere(
         self, modality: Modality, first: int, version: str, item_id: str
